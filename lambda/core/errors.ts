@@ -1,0 +1,56 @@
+/**
+ * Typed errors that carry their meaning. One mapper per protocol (HTTP, MCP) turns them
+ * into responses; anything else is an internal error and is never echoed to the caller.
+ */
+import type { JobRecord } from './job.ts';
+
+export type ErrorCode =
+  | 'invalid_request'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'method_not_allowed'
+  | 'unauthorized'
+  | 'internal';
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidRequestError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('invalid_request', message, details);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('not_found', message, details);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('conflict', message, details);
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('payload_too_large', message, details);
+  }
+}
+
+/** A conditional state write lost: the job is not in the expected state. */
+export class StateConflictError extends ConflictError {
+  constructor(readonly current: JobRecord) {
+    super(`job ${current.job_id} is ${current.status}`, { job_id: current.job_id, status: current.status });
+  }
+}

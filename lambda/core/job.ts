@@ -1,0 +1,129 @@
+/**
+ * The job model and its state machine. Pure data and rules: no I/O here.
+ */
+
+export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
+
+export const STAGES = ['provisioning', 'starting_kernel', 'executing', 'saving'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const ERROR_TYPES = [
+  'cell_error',
+  'timeout',
+  'kernel_died',
+  'infrastructure',
+  'invalid_notebook',
+] as const;
+export type JobErrorType = (typeof ERROR_TYPES)[number];
+
+/** Allowed transitions; every state write is conditional on the `from` state. */
+const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {
+  queued: ['running', 'cancelled', 'failed'],
+  running: ['completed', 'failed', 'cancelled'],
+  completed: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+export function canTransition(from: JobStatus, to: JobStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The statuses a job may be in before moving to `to`. */
+export function sourcesOf(to: JobStatus): JobStatus[] {
+  return JOB_STATUSES.filter((from) => TRANSITIONS[from].includes(to));
+}
+
+export interface JobError {
+  type: JobErrorType;
+  message: string;
+  cell_index?: number | null;
+  ename?: string | null;
+  evalue?: string | null;
+  traceback?: string[];
+}
+
+export interface CurrentCell {
+  index: number;
+  source_preview: string;
+}
+
+export interface Progress {
+  cells_total: number;
+  cells_executed: number;
+  percent: number;
+  current_cell: CurrentCell | null;
+}
+
+export function emptyProgress(cellsTotal: number): Progress {
+  return { cells_total: cellsTotal, cells_executed: 0, percent: 0, current_cell: null };
+}
+
+export function percentOf(executed: number, total: number): number {
+  if (total <= 0) return 100;
+  return Math.round((executed / total) * 1000) / 10;
+}
+
+/** The stored job: everything the service, the runner and reconciliation need. */
+export interface JobRecord {
+  job_id: string;
+  tenant: string;
+  status: JobStatus;
+  stage: Stage | null;
+  notebook: { name: string; uri: string };
+  parameters: Record<string, unknown>;
+  kernel: string;
+  language: string;
+  progress: Progress;
+  created_at: string;
+  started_at: string | null;
+  updated_at: string;
+  ended_at: string | null;
+  timeout_seconds: number;
+  cell_timeout_seconds: number | null;
+  /** Set when the job starts running: started_at + timeout_seconds. */
+  deadline_at: string | null;
+  priority: number;
+  tags: Record<string, string>;
+  attempt: number;
+  cpu: number | null;
+  memory: number | null;
+  /** Where the executed notebook is (or will be) written; fixed at creation. */
+  output_uri: string;
+  error: JobError | null;
+  /** Launcher handle (local: "pid:<n>"; AWS: the task ARN). */
+  runner_ref: string | null;
+  idempotency_key: string | null;
+  /** Hash of the canonical create request, to tell a replay from a different body. */
+  request_hash: string | null;
+}
+
+/** Fields that change together with a state write. */
+export type JobChanges = Partial<
+  Pick<
+    JobRecord,
+    | 'status'
+    | 'stage'
+    | 'progress'
+    | 'started_at'
+    | 'ended_at'
+    | 'deadline_at'
+    | 'error'
+    | 'runner_ref'
+    | 'attempt'
+    | 'updated_at'
+  >
+>;
+
+export function durationSeconds(job: JobRecord, now: Date): number | null {
+  if (!job.started_at) return null;
+  const end = job.ended_at ? Date.parse(job.ended_at) : now.getTime();
+  return Math.round((end - Date.parse(job.started_at)) / 100) / 10;
+}

@@ -1,0 +1,114 @@
+/**
+ * Ports: the interfaces the core needs from the outside world. Adapters implement them
+ * (DynamoDB, files, child processes; later S3, ECS, CloudWatch) and are wired once per entry point.
+ */
+import type { JobChanges, JobRecord, JobStatus } from './job.ts';
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque continuation, or null on the last page. */
+  next_cursor: string | null;
+}
+
+export interface ListJobsQuery {
+  tenant: string;
+  status?: JobStatus;
+  tag?: { key: string; value: string };
+  limit: number;
+  cursor?: string;
+  /** Only jobs created strictly before this ISO time (used by cleanup). */
+  created_before?: string;
+}
+
+export interface IdempotencyClaim {
+  /** The job id recorded for this key (ours when we won the claim). */
+  job_id: string;
+  request_hash: string;
+  /** True when this call created the claim. */
+  created: boolean;
+}
+
+export interface JobStore {
+  /** Creates a queued job; fails with ConflictError if the id exists. */
+  create(job: JobRecord): Promise<void>;
+  get(jobId: string): Promise<JobRecord | null>;
+  /**
+   * Conditional write: applies `changes` only while the job's status is one of `from`.
+   * Returns the updated job, or throws StateConflictError carrying the current job
+   * (NotFoundError if it does not exist).
+   */
+  update(jobId: string, from: readonly JobStatus[], changes: JobChanges): Promise<JobRecord>;
+  delete(jobId: string): Promise<void>;
+  /** Newest first; cost follows the page (index query, never a scan). */
+  list(query: ListJobsQuery): Promise<Page<JobRecord>>;
+  /** Queued jobs across tenants, highest priority first, FIFO within a priority. */
+  listQueued(limit: number): Promise<JobRecord[]>;
+  /** All running jobs across tenants (reconciliation). */
+  listRunning(): Promise<JobRecord[]>;
+  /** Claims an idempotency key for a tenant (conditional put), or returns the existing claim. */
+  claimIdempotencyKey(tenant: string, key: string, jobId: string, requestHash: string): Promise<IdempotencyClaim>;
+  /** Replaces a claim whose job never got created (a crash between the two writes). */
+  replaceIdempotencyKey(tenant: string, key: string, staleJobId: string, jobId: string, requestHash: string): Promise<boolean>;
+  releaseIdempotencyKey(tenant: string, key: string): Promise<void>;
+  /** Concurrency slots: a set of holder job ids on one item. Acquire is idempotent per job. */
+  acquireSlot(jobId: string, limit: number): Promise<boolean>;
+  releaseSlot(jobId: string): Promise<void>;
+  slotHolders(): Promise<string[]>;
+}
+
+/** Where notebooks live: local files or S3. Keys are relative ("inputs/<job>/x.ipynb"). */
+export interface Artifacts {
+  /** The URI a key is stored at (file:///... or s3://...). */
+  uriFor(key: string): string;
+  put(key: string, body: Buffer | string): Promise<string>;
+  /** Reads a URI this deployment may read (its own artifacts, or an allowed submission location). */
+  read(uri: string): Promise<Buffer>;
+  exists(uri: string): Promise<boolean>;
+  /** Deletes every artifact of a job (inputs and outputs). */
+  deleteJob(jobId: string): Promise<void>;
+}
+
+export interface LaunchResult {
+  runner_ref: string;
+}
+
+export interface Launcher {
+  launch(job: JobRecord): Promise<LaunchResult>;
+  /** Stops a job's runner (graceful first); a no-op when it is already gone. */
+  stop(job: JobRecord): Promise<void>;
+  /** Whether the runner behind a ref is still alive; null when the launcher cannot tell. */
+  isAlive(runnerRef: string): Promise<boolean | null>;
+}
+
+export interface LogLine {
+  ts: string;
+  stream: 'stdout' | 'stderr' | 'output' | 'runner';
+  text: string;
+}
+
+export interface LogPage {
+  lines: LogLine[];
+  /** Resume here to get the lines after this page (never skips or repeats). */
+  next_cursor: string;
+  /** True when the page ended at the current end of the log. */
+  at_end: boolean;
+}
+
+export interface LogReadOptions {
+  cursor?: string;
+  limit: number;
+  tail?: number;
+}
+
+export interface LogReader {
+  read(jobId: string, options: LogReadOptions): Promise<LogPage>;
+  delete(jobId: string): Promise<void>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface IdGenerator {
+  jobId(): string;
+}
