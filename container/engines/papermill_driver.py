@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Runs one notebook through papermill's Python API and reports JSON-lines events (protocol:
+README.md here). Written against papermill 2.6.
+
+The notebook arrives with parameters already injected, so papermill gets none. Events come from
+papermill's own hooks: a registered engine (papermill's NBClientEngine) hands the client a proxy
+of the NotebookExecutionManager, whose cell_start/cell_complete calls become cell_start/cell_done,
+stdout_file/stderr_file carry the live streams, and autosave_cell (called after every kernel
+message) reports the other outputs as they arrive.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
+
+from nbclient_driver import (
+    EXIT_CODES,
+    INTERRUPT_GRACE_SECONDS,
+    SHUTDOWN_WAIT_SECONDS,
+    USAGE_ERROR,
+    Events,
+    describe_output,
+    finish,
+    job_error,
+    kernel_name_for,
+    parse_args,
+    read_notebook,
+    reap,
+    run_main,
+    runs,
+)
+
+try:
+    import papermill
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import ERROR_MARKER_TAG
+except ImportError as e:  # reported as a protocol failure in main(), not as a crash
+    PAPERMILL_MISSING: ImportError | None = e
+else:
+    PAPERMILL_MISSING = None
+
+ENGINE_NAME = 'notebook-jobs'
+
+
+class Cancelled(Exception):
+    """Raised from a papermill hook to stop before the next cell."""
+
+
+class ReportingManager:
+    """Stands in for papermill's NotebookExecutionManager: forwards everything, reports the hooks."""
+
+    def __init__(self, nb_man, driver: Driver):
+        self._nb_man, self._driver = nb_man, driver
+
+    def __getattr__(self, name):
+        return getattr(self._nb_man, name)
+
+    def cell_start(self, cell, cell_index=None, **kwargs):
+        if self._driver.cancelled:
+            raise Cancelled()
+        self._nb_man.cell_start(cell, cell_index, **kwargs)
+        self._driver.cell_start(cell, cell_index)
+
+    def cell_exception(self, cell, cell_index=None, **kwargs):
+        self._nb_man.cell_exception(cell, cell_index=cell_index, **kwargs)
+
+    def cell_complete(self, cell, cell_index=None, **kwargs):
+        self._nb_man.cell_complete(cell, cell_index=cell_index, **kwargs)
+        self._driver.cell_complete(cell, cell_index)
+
+    def autosave_cell(self, *args, **kwargs):
+        self._nb_man.autosave_cell(*args, **kwargs)
+        self._driver.report_rich_outputs()
+
+
+class StreamSink:
+    """A file for papermill's stdout_file/stderr_file: each write becomes an `output` event."""
+
+    def __init__(self, driver: Driver, name: str):
+        self._driver, self._name = driver, name
+
+    def write(self, text: str) -> int:
+        if self._driver.running is not None:
+            self._driver.events.emit('output', index=self._driver.running[0], stream=self._name, text=text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class Driver:
+    def __init__(self, args, nb, events: Events):
+        self.args, self.nb, self.events = args, nb, events
+        self.nb_man = None
+        self.km: AsyncKernelManager | None = None
+        self.proc: subprocess.Popen | None = None
+        self.running: tuple[int, float, object] | None = None  # (index, start, cell) in flight
+        self.reported: list = []  # non-stream outputs of the running cell already reported
+        self.last_started: int | None = None
+        self.cancelled = False
+        self.done = threading.Event()
+
+    def engine(self):
+        driver = self
+
+        class ReportingEngine(NBClientEngine):
+            """papermill's nbclient engine, with the execution manager's hooks reported."""
+
+            @classmethod
+            def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+                driver.nb_man = nb_man
+                return super().execute_managed_notebook(ReportingManager(nb_man, driver), kernel_name, **kwargs)
+
+        return ReportingEngine
+
+    def kernel_manager_class(self):
+        driver = self
+
+        class TrackedKernelManager(AsyncKernelManager):
+            """The kernel manager nbclient creates, made visible for its pid and for cancellation."""
+
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.shutdown_wait_time = SHUTDOWN_WAIT_SECONDS
+                driver.km = self
+
+        return TrackedKernelManager
+
+    # hooks
+    def kernel_started(self, **_):  # nbclient's on_notebook_start: the kernel is up
+        provisioner = self.km.provisioner if self.km is not None else None
+        self.proc = getattr(provisioner, 'process', None)
+        self.events.emit('kernel_started', pid=getattr(provisioner, 'pid', None))
+
+    def cell_start(self, cell, index):
+        if runs(cell):  # papermill calls this for every cell, markdown and blank ones too
+            self.running, self.reported, self.last_started = (index, time.monotonic(), cell), [], index
+            self.events.emit('cell_start', index=index)
+
+    def report_rich_outputs(self):
+        if self.running is None:
+            return
+        index, _, cell = self.running
+        for out in cell.get('outputs', []):
+            if out.get('output_type') == 'stream' or any(out is seen for seen in self.reported):
+                continue  # streams already went through the StreamSinks
+            self.reported.append(out)
+            described = describe_output(out)
+            if described:
+                self.events.emit('output', index=index, stream=described[0], text=described[1])
+
+    def cell_complete(self, cell, index):
+        if self.running is None or self.running[0] != index:
+            return
+        self.report_rich_outputs()
+        # papermill calls cell_complete from a finally: block, so also on timeout and kernel death;
+        # only a cell that got its execute reply (nbclient's record_timing) can have succeeded.
+        replied = 'shell.execute_reply' in cell.metadata.get('execution', {})
+        failed = any(out.get('output_type') == 'error' for out in cell.get('outputs', []))
+        self.cell_done('ok' if replied and not failed else 'error')
+
+    def cell_done(self, status: str) -> None:
+        if self.running is None:
+            return
+        index, start, _ = self.running
+        self.running = None
+        duration = round(time.monotonic() - start, 3)
+        self.events.emit('cell_done', index=index, status=status, duration_seconds=duration)
+
+    # cancellation
+    def on_signal(self, signum, frame) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        # papermill runs synchronously on this thread, so the stopping is done from another one.
+        threading.Thread(target=self.stop_kernel, daemon=True).start()
+
+    def stop_kernel(self) -> None:
+        """Interrupts the running cell; kills the kernel if papermill has not returned in time."""
+        km = self.km
+        if km is not None and km.has_kernel:
+            try:
+                asyncio.run(ensure_async(km.interrupt_kernel()))
+            except Exception as e:
+                print(f'interrupt failed: {e}', file=sys.stderr)
+        if not self.done.wait(INTERRUPT_GRACE_SECONDS):
+            # nbclient notices the dead kernel within a second and papermill unwinds.
+            reap(self.proc)
+
+    # execution
+    def execute(self) -> tuple[str, dict | None]:
+        timeout = self.args.cell_timeout
+        try:
+            papermill.execute_notebook(
+                self.args.input,
+                self.args.output,
+                engine_name=ENGINE_NAME,
+                kernel_name=kernel_name_for(self.args, self.nb),
+                cwd=self.args.cwd or os.path.dirname(os.path.abspath(self.args.input)),
+                progress_bar=False,
+                stdout_file=StreamSink(self, 'stdout'),
+                stderr_file=StreamSink(self, 'stderr'),
+                # papermill's execution_timeout becomes nbclient's Integer timeout trait
+                execution_timeout=math.ceil(timeout) if timeout else None,
+                # engine kwargs, which NBClientEngine passes to nbclient's NotebookClient
+                kernel_manager_class=self.kernel_manager_class(),
+                on_notebook_start=self.kernel_started,
+            )
+            return 'ok', None
+        except PapermillExecutionError as e:
+            return 'cell_error', job_error(
+                'cell_error', f'{e.ename}: {e.evalue}', e.cell_index, e.ename, e.evalue, e.traceback
+            )
+        except CellTimeoutError:  # papermill has already closed the cell (cell_complete)
+            index, limit = self.last_started, math.ceil(timeout)
+            return 'timeout', job_error('timeout', f'cell {index} ran longer than {limit} s', index)
+        except DeadKernelError:
+            index = self.last_started
+            return 'kernel_died', job_error('kernel_died', f'the kernel died while running cell {index}', index)
+        except Cancelled:
+            return 'cancelled', None
+        except Exception as e:
+            return 'failed', job_error('infrastructure', f'{type(e).__name__}: {e}')
+        finally:
+            self.done.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.on_signal)
+        papermill_engines.register(ENGINE_NAME, self.engine())
+        self.events.emit('started', cells_total=sum(1 for cell in self.nb.cells if runs(cell)))
+
+        status, error = self.execute()
+        if self.cancelled:  # any ending after SIGTERM/SIGINT is a cancellation
+            status, error = 'cancelled', None
+        self.cell_done('error')  # defensive: papermill's finally normally closed it
+        reap(self.proc)  # papermill shut the kernel down; make sure of it
+
+        nb = self.nb_man.nb if self.nb_man is not None else self.nb
+        # papermill inserts error-marker cells; drop them so indices match the events and the input.
+        nb.cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.metadata.get('tags', [])]
+        return finish(self.events, nb, self.args.output, status, error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, "Run a notebook with papermill's Python API, reporting engine protocol events.")
+    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')  # inherited by the kernel
+    try:
+        events = Events(args.events_fd)
+    except OSError as e:
+        print(f'cannot use --events-fd {args.events_fd}: {e}', file=sys.stderr)
+        return USAGE_ERROR
+    if PAPERMILL_MISSING is not None:
+        message = f'papermill cannot be imported: {PAPERMILL_MISSING}'
+        events.emit('finished', status='failed', error=job_error('infrastructure', message))
+        return EXIT_CODES['failed']
+    nb = read_notebook(args.input, events)
+    if nb is None:
+        return EXIT_CODES['failed']
+    return Driver(args, nb, events).run()
+
+
+if __name__ == '__main__':
+    run_main(main)
