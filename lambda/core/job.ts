@@ -127,3 +127,12 @@ export function durationSeconds(job: JobRecord, now: Date): number | null {
   const end = job.ended_at ? Date.parse(job.ended_at) : now.getTime();
   return Math.round((end - Date.parse(job.started_at)) / 100) / 10;
 }
+
+/** Artifact keys, fixed at creation so every component agrees where a job's notebooks live. */
+export function inputKey(jobId: string, name: string): string {
+  return `inputs/${jobId}/${name}`;
+}
+
+export function outputKey(jobId: string, name: string): string {
+  return `outputs/${jobId}/${name}`;
+}

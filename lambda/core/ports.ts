@@ -46,9 +46,20 @@ export interface JobStore {
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
   /** Claims an idempotency key for a tenant (conditional put), or returns the existing claim. */
-  claimIdempotencyKey(tenant: string, key: string, jobId: string, requestHash: string): Promise<IdempotencyClaim>;
+  claimIdempotencyKey(
+    tenant: string,
+    key: string,
+    jobId: string,
+    requestHash: string,
+  ): Promise<IdempotencyClaim>;
   /** Replaces a claim whose job never got created (a crash between the two writes). */
-  replaceIdempotencyKey(tenant: string, key: string, staleJobId: string, jobId: string, requestHash: string): Promise<boolean>;
+  replaceIdempotencyKey(
+    tenant: string,
+    key: string,
+    staleJobId: string,
+    jobId: string,
+    requestHash: string,
+  ): Promise<boolean>;
   releaseIdempotencyKey(tenant: string, key: string): Promise<void>;
   /** Concurrency slots: a set of holder job ids on one item. Acquire is idempotent per job. */
   acquireSlot(jobId: string, limit: number): Promise<boolean>;
@@ -111,4 +122,21 @@ export interface Clock {
 
 export interface IdGenerator {
   jobId(): string;
+}
+
+/** Where a runner writes log lines (local: a file per job; AWS: stdout -> CloudWatch). */
+export interface LogSink {
+  write(line: LogLine): void;
+  flush(): Promise<void>;
+}
+
+export interface KernelInfo {
+  name: string;
+  language: string;
+  display_name: string;
+}
+
+/** The kernels this deployment can run. */
+export interface KernelCatalog {
+  list(): Promise<KernelInfo[]>;
 }

@@ -1,0 +1,293 @@
+/**
+ * `npm run bench`: performance as ratios against a baseline run side by side (never as timed
+ * assertions in tests). Prints a table and writes JSON under bench/results/.
+ *
+ * (a) a trivial 3-cell notebook as a job (REST create + poll until ended) vs the same notebook run
+ *     directly by the engine driver, interleaved; medians and the ratio.
+ * (b) create and get latency p50/p99 through the JobService with 10^2 and 10^4 jobs stored, and a
+ *     raw store read for comparison.
+ * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
+ *
+ * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import dynalite from 'dynalite';
+import type { AddressInfo } from 'node:net';
+import { startLocalServer } from '../lambda/local/local-server.ts';
+import { JobService } from '../lambda/core/job-service.ts';
+import { CursorCodec } from '../lambda/core/cursor.ts';
+import { MonotonicJobIds } from '../lambda/core/ids.ts';
+import type { JobRecord } from '../lambda/core/job.ts';
+import type { Launcher } from '../lambda/core/ports.ts';
+import { createDocumentClient } from '../lambda/adapters/dynamodb/client.ts';
+import { createJobTable } from '../lambda/adapters/dynamodb/table.ts';
+import { DynamoDbJobStore } from '../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import { FileArtifacts } from '../lambda/adapters/file-artifacts.ts';
+import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-logs.ts';
+import { ENGINES_DIR } from '../container/runner/runner.ts';
+import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
+
+const run = promisify(execFile);
+const RUNS = Number(process.env.BENCH_RUNS ?? 10);
+const LARGE = Number(process.env.BENCH_LARGE ?? 100_000);
+
+const notebook = {
+  nbformat: 4,
+  nbformat_minor: 5,
+  metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
+  cells: ['x = 1', 'y = x + 1', 'print(y)'].map((source, i) => ({
+    cell_type: 'code',
+    id: `c${i}`,
+    metadata: {},
+    execution_count: null,
+    outputs: [],
+    source,
+  })),
+};
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+const median = (values: number[]) => quantile(values, 0.5);
+const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 0)} ms`;
+
+async function time<T>(fn: () => Promise<T>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+async function endToEnd(work: string) {
+  const python = await findPython({ configured: process.env.NOTEBOOK_JOBS_PYTHON });
+  const server = await startLocalServer({
+    port: 0,
+    dataDir: join(work, 'e2e'),
+    python: python.python,
+    log: () => undefined,
+  });
+  const input = join(work, 'direct.ipynb');
+  writeFileSync(input, JSON.stringify(notebook));
+  const job: number[] = [];
+  const direct: number[] = [];
+  const runJob = async () => {
+    const response = await fetch(`${server.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ notebook: { content: notebook } }),
+    });
+    const { job_id: id } = (await response.json()) as { job_id: string };
+    for (;;) {
+      const status = ((await (await fetch(`${server.url}/v1/jobs/${id}`)).json()) as { status: string })
+        .status;
+      if (status === 'completed') return;
+      if (status === 'failed' || status === 'cancelled') throw new Error(`bench job ${id} ${status}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const runDirect = () =>
+    run(
+      python.python,
+      [
+        join(ENGINES_DIR, `${python.engine}_driver.py`),
+        '--input',
+        input,
+        '--output',
+        join(work, 'direct-out.ipynb'),
+        '--events-fd',
+        '1',
+      ],
+      {
+        env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+      },
+    );
+  await runJob(); // warm-up: first kernel start, tsx cache
+  await runDirect();
+  for (let i = 0; i < RUNS; i++) {
+    job.push(await time(runJob));
+    direct.push(await time(runDirect));
+  }
+  await server.close({ killRunners: true });
+  return { job_ms: median(job), direct_ms: median(direct), ratio: median(job) / median(direct), runs: RUNS };
+}
+
+const idleLauncher: Launcher = {
+  launch: async (job: JobRecord) => ({ runner_ref: `bench:${job.job_id}` }),
+  stop: async () => undefined,
+  isAlive: async () => true,
+};
+
+async function withStore<T>(
+  fn: (store: DynamoDbJobStore, service: JobService, work: string) => Promise<T>,
+  work: string,
+): Promise<T> {
+  const db = dynalite({ createTableMs: 0 });
+  await new Promise<void>((r) => db.listen(0, '127.0.0.1', () => r()));
+  const client = createDocumentClient({ endpoint: `http://127.0.0.1:${(db.address() as AddressInfo).port}` });
+  await createJobTable(client, 'bench');
+  const store = new DynamoDbJobStore({ client, tableName: 'bench' });
+  const service = new JobService({
+    store,
+    artifacts: new FileArtifacts({ root: join(work, 'artifacts'), workspace: work }),
+    launcher: idleLauncher,
+    logs: new FileLogReader(join(work, 'logs')),
+    kernels: staticKernelCatalog([{ name: 'python3', language: 'python', display_name: 'Python 3' }]),
+    clock: { now: () => new Date() },
+    ids: new MonotonicJobIds(),
+    cursors: new CursorCodec('bench-secret-0123456789'),
+    config: { maxConcurrentJobs: 1_000_000 },
+  });
+  try {
+    return await fn(store, service, work);
+  } finally {
+    await new Promise<void>((r) => db.close(() => r()));
+  }
+}
+
+/** Fills the store with `count` completed jobs, 32 writes in flight. */
+async function seed(store: DynamoDbJobStore, template: JobRecord, count: number) {
+  const ids = new MonotonicJobIds();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < count) {
+        next++;
+        const id = ids.jobId();
+        await store.create({ ...template, job_id: id, status: 'completed', ended_at: template.created_at });
+      }
+    }),
+  );
+}
+
+async function latency(work: string, stored: number) {
+  return withStore(
+    async (store, service) => {
+      const first = await service.create('bench', { notebook: { content: notebook } });
+      const template = (await store.get(first.job_id)) as JobRecord;
+      await seed(store, template, stored);
+      const create: number[] = [];
+      const get: number[] = [];
+      const raw: number[] = [];
+      for (let i = 0; i < 200; i++)
+        create.push(await time(() => service.create('bench', { notebook: { content: notebook } })));
+      for (let i = 0; i < 300; i++) {
+        get.push(await time(() => service.get('bench', first.job_id)));
+        raw.push(await time(() => store.get(first.job_id)));
+      }
+      return {
+        stored,
+        create_p50_ms: median(create),
+        create_p99_ms: quantile(create, 0.99),
+        get_p50_ms: median(get),
+        get_p99_ms: quantile(get, 0.99),
+        raw_get_p50_ms: median(raw),
+        get_vs_raw: median(get) / median(raw),
+      };
+    },
+    join(work, `latency-${stored}`),
+  );
+}
+
+async function pageCost(work: string, records: number) {
+  return withStore(
+    async (store, service, dir) => {
+      const first = await service.create('bench', { notebook: { content: notebook } });
+      await seed(store, (await store.get(first.job_id)) as JobRecord, records);
+      const logs = join(dir, 'logs');
+      mkdirSync(logs, { recursive: true });
+      const sink = new FileLogSink(jobLogPath(logs, first.job_id));
+      for (let i = 0; i < records; i++)
+        sink.write({ ts: new Date().toISOString(), stream: 'stdout', text: `line ${i}` });
+      await sink.close();
+      const list: number[] = [];
+      const logPage: number[] = [];
+      const logTail: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        list.push(await time(() => service.list('bench', { limit: 20 })));
+        logPage.push(await time(() => service.logs('bench', first.job_id, { limit: 500 })));
+        logTail.push(await time(() => service.logs('bench', first.job_id, { limit: 500, tail: 500 })));
+      }
+      return { records, list_ms: median(list), log_page_ms: median(logPage), log_tail_ms: median(logTail) };
+    },
+    join(work, `pages-${records}`),
+  );
+}
+
+async function main() {
+  const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-bench-'));
+  try {
+    console.error('(a) end to end ...');
+    const a = await endToEnd(work);
+    console.error('(b) latency ...');
+    const b = [await latency(work, 100), await latency(work, 10_000)];
+    console.error('(c) page cost ...');
+    const c = [await pageCost(work, 1000), await pageCost(work, LARGE)];
+    const [small, large] = c as [Awaited<ReturnType<typeof pageCost>>, Awaited<ReturnType<typeof pageCost>>];
+
+    const rows = [
+      [
+        '(a) 3-cell job end to end (median)',
+        ms(a.job_ms),
+        `direct ${ms(a.direct_ms)}`,
+        `${a.ratio.toFixed(2)}x`,
+        '<= 1.25x',
+      ],
+      ...b.flatMap((r) => [
+        [
+          `(b) create, ${r.stored} stored`,
+          `p50 ${ms(r.create_p50_ms)}`,
+          `p99 ${ms(r.create_p99_ms)}`,
+          '',
+          'p99 < 50 ms',
+        ],
+        [
+          `(b) get, ${r.stored} stored`,
+          `p50 ${ms(r.get_p50_ms)}`,
+          `raw read ${ms(r.raw_get_p50_ms)}`,
+          `${r.get_vs_raw.toFixed(2)}x`,
+          '<= 2x',
+        ],
+      ]),
+      [
+        `(c) first list page, ${small.records} vs ${large.records}`,
+        ms(small.list_ms),
+        ms(large.list_ms),
+        `${(large.list_ms / small.list_ms).toFixed(2)}x`,
+        '<= 1.2x',
+      ],
+      [
+        `(c) log page, ${small.records} vs ${large.records} lines`,
+        ms(small.log_page_ms),
+        ms(large.log_page_ms),
+        `${(large.log_page_ms / small.log_page_ms).toFixed(2)}x`,
+        '<= 1.2x',
+      ],
+      [
+        `(c) log tail, ${small.records} vs ${large.records} lines`,
+        ms(small.log_tail_ms),
+        ms(large.log_tail_ms),
+        `${(large.log_tail_ms / small.log_tail_ms).toFixed(2)}x`,
+        '<= 1.2x',
+      ],
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
+
+    const out = join('bench', 'results');
+    mkdirSync(out, { recursive: true });
+    const file = join(out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(
+      file,
+      JSON.stringify({ node: process.version, end_to_end: a, latency: b, page_cost: c }, null, 2),
+    );
+    console.log(`\nwritten: ${file}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+void main();

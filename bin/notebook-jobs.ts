@@ -1,0 +1,458 @@
+/**
+ * The notebook-jobs CLI. `serve` runs the local service; every other command talks to a service's
+ * REST API (URL from --url or NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+const HELP = `notebook-jobs: run Jupyter notebooks as asynchronous jobs
+
+Usage: notebook-jobs <command> [options]
+
+Commands:
+  serve                         run the local service (REST API on 127.0.0.1)
+      --port N                  port (NOTEBOOK_JOBS_PORT, default 8080)
+      --host H                  interface (default 127.0.0.1)
+      --data DIR                data folder (NOTEBOOK_JOBS_DATA, default ./.notebook-jobs)
+      --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
+      --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
+      --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
+  run <notebook.ipynb>          submit a notebook as a job and print its id
+      -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
+      --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
+      --timeout SECONDS         whole-job timeout (default 3600)
+      --cell-timeout SECONDS    per-cell timeout
+      --priority N              higher starts first (default 0)
+      --tag KEY=VALUE           a tag (repeatable)
+      --idempotency-key KEY     replaying the same key returns the same job
+      --allow-unknown-parameters
+      --wait                    follow progress until the job ends, then print the result
+  status <job_id>               status and progress
+  logs <job_id>                 log lines  [--tail N] [--follow]
+  cancel <job_id>               cancel a queued or running job
+  list                          jobs, newest first  [--status S] [--tag K=V] [--limit N]
+  result <job_id>               result summary (cells, errors, named results)
+  output <job_id> -o FILE       download the executed notebook
+  inspect <notebook.ipynb>      kernel, parameters and cells of a notebook
+  delete <job_id>               delete an ended job
+  cleanup --older-than HOURS    delete ended jobs older than HOURS
+
+Global options:
+  --url URL                     service URL (NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080)
+  --json                        print raw JSON
+  -h, --help                    this help
+`;
+
+const OPTIONS = {
+  url: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  data: { type: 'string' },
+  workspace: { type: 'string' },
+  'max-concurrent': { type: 'string' },
+  python: { type: 'string' },
+  param: { type: 'string', short: 'p', multiple: true },
+  kernel: { type: 'string' },
+  timeout: { type: 'string' },
+  'cell-timeout': { type: 'string' },
+  priority: { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  'idempotency-key': { type: 'string' },
+  'allow-unknown-parameters': { type: 'boolean' },
+  wait: { type: 'boolean' },
+  tail: { type: 'string' },
+  follow: { type: 'boolean', short: 'f' },
+  status: { type: 'string' },
+  limit: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  'older-than': { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+type Values = ReturnType<typeof parse>['values'];
+
+class CliError extends Error {}
+
+function parse(argv: string[]) {
+  // `-p name value` takes two words; parseArgs takes one, so join them first.
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '-p' || arg === '--param') {
+      const name = argv[i + 1];
+      const value = argv[i + 2];
+      if (name === undefined || value === undefined)
+        throw new CliError(`${arg} takes a name and a value: ${arg} epochs 10`);
+      joined.push('--param', `${name}=${value}`);
+      i += 2;
+    } else joined.push(arg);
+  }
+  return parseArgs({ args: joined, options: OPTIONS, allowPositionals: true, strict: true });
+}
+
+interface Job {
+  job_id: string;
+  status: string;
+  stage: string | null;
+  progress: {
+    cells_total: number;
+    cells_executed: number;
+    percent: number;
+    current_cell: { index: number; source_preview: string } | null;
+  };
+  error: {
+    type: string;
+    message: string;
+    cell_index?: number | null;
+    ename?: string | null;
+    evalue?: string | null;
+  } | null;
+  output: { uri: string; available: boolean };
+  notebook: { name: string };
+  created_at: string;
+  duration_seconds: number | null;
+  queue_position: number | null;
+}
+
+class Api {
+  constructor(readonly base: string) {}
+
+  async call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
+    const response = await this.fetch(method, path, body, headers);
+    const text = await response.text();
+    const data = text
+      ? (JSON.parse(text) as T & { error?: { message: string } })
+      : ({} as T & { error?: { message: string } });
+    if (!response.ok) throw new CliError(`${response.status}: ${data.error?.message ?? text}`);
+    return data;
+  }
+
+  async fetch(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
+    try {
+      return await fetch(`${this.base}${path}`, {
+        method,
+        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new CliError(
+        `cannot reach ${this.base} (${(error as Error).cause ?? (error as Error).message}); start it with: notebook-jobs serve`,
+      );
+    }
+  }
+}
+
+function parseParam(raw: string): [string, unknown] {
+  const at = raw.indexOf('=');
+  const name = raw.slice(0, at);
+  const text = raw.slice(at + 1);
+  try {
+    return [name, JSON.parse(text)];
+  } catch {
+    return [name, text];
+  }
+}
+
+function intOption(values: Values, name: keyof Values): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw new CliError(`--${String(name)} must be a number, got "${String(raw)}"`);
+  return n;
+}
+
+function tagsOf(list: string[] | undefined): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const tag of list ?? []) {
+    const at = tag.indexOf('=');
+    if (at < 1) throw new CliError(`--tag takes KEY=VALUE, got "${tag}"`);
+    tags[tag.slice(0, at)] = tag.slice(at + 1);
+  }
+  return tags;
+}
+
+async function readNotebook(path: string | undefined): Promise<{ content: unknown; name: string }> {
+  if (!path) throw new CliError('name a notebook file, e.g. examples/parameterized.ipynb');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return { content: JSON.parse(text), name: basename(path) };
+  } catch {
+    throw new CliError(`${path} is not JSON: is it a .ipynb notebook?`);
+  }
+}
+
+function bar(percent: number, width = 24): string {
+  const filled = Math.round((Math.min(100, Math.max(0, percent)) / 100) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+function progressLine(job: Job): string {
+  const p = job.progress;
+  if (job.status === 'queued')
+    return `queued${job.queue_position ? ` (position ${job.queue_position})` : ''}`;
+  const stage = job.status === 'running' ? (job.stage ?? 'running') : job.status;
+  const cell =
+    job.status === 'running' && p.current_cell
+      ? `  cell ${p.current_cell.index}: ${p.current_cell.source_preview}`
+      : '';
+  return `${bar(p.percent)} ${p.cells_executed}/${p.cells_total} cells  ${stage}${cell}`;
+}
+
+function describe(job: Job): string {
+  const lines = [
+    `${job.job_id}  ${job.status}${job.stage ? ` (${job.stage})` : ''}  ${job.notebook.name}`,
+    progressLine(job),
+  ];
+  if (job.duration_seconds !== null) lines.push(`duration: ${job.duration_seconds} s`);
+  if (job.error) {
+    const where =
+      job.error.cell_index !== undefined && job.error.cell_index !== null
+        ? ` in cell ${job.error.cell_index}`
+        : '';
+    lines.push(`error (${job.error.type})${where}: ${job.error.message}`);
+  }
+  if (job.output.available) lines.push(`executed notebook: ${job.output.uri}`);
+  return lines.join('\n');
+}
+
+interface ResultView {
+  status: string;
+  summary: {
+    totals: Record<string, number>;
+    named_results: Record<string, unknown>;
+    cells: Array<{ index: number; status: string; duration_seconds: number | null; output_text: string }>;
+  } | null;
+}
+
+function describeResult(result: ResultView): string {
+  if (!result.summary) return `${result.status}: no executed notebook yet`;
+  const { totals, named_results: named, cells } = result.summary;
+  const lines = [
+    `cells: ${Object.entries(totals)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  ];
+  for (const cell of cells) {
+    const time = cell.duration_seconds === null ? '' : ` ${cell.duration_seconds.toFixed(2)}s`;
+    const text = cell.output_text.trim().split('\n').slice(-3).join(' | ');
+    lines.push(`  [${cell.index}] ${cell.status}${time}${text ? `  ${text.slice(0, 100)}` : ''}`);
+  }
+  if (Object.keys(named).length) lines.push(`named results: ${JSON.stringify(named)}`);
+  return lines.join('\n');
+}
+
+async function follow(api: Api, jobId: string, json: boolean): Promise<Job> {
+  const tty = process.stderr.isTTY;
+  let last = '';
+  for (;;) {
+    const job = await api.call<Job>('GET', `/v1/jobs/${jobId}`);
+    const line = progressLine(job);
+    if (!json && line !== last) {
+      process.stderr.write(
+        tty ? `\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 100) - 1)}` : `${line}\n`,
+      );
+      last = line;
+    }
+    if (['completed', 'failed', 'cancelled'].includes(job.status)) {
+      if (!json && tty) process.stderr.write('\n');
+      return job;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv);
+  const [command, arg] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(HELP);
+    return command || values.help ? 0 : 2;
+  }
+  const api = new Api(
+    (values.url ?? process.env.NOTEBOOK_JOBS_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, ''),
+  );
+  const print = (data: unknown, human: string) =>
+    console.log(values.json ? JSON.stringify(data, null, 2) : human);
+  const needId = () => {
+    if (!arg) throw new CliError(`${command} needs a job id (see: notebook-jobs list)`);
+    return encodeURIComponent(arg);
+  };
+
+  switch (command) {
+    case 'serve': {
+      const { serve } = await import('./serve.ts');
+      await serve({
+        port: intOption(values, 'port'),
+        host: values.host,
+        data: values.data,
+        workspace: values.workspace,
+        maxConcurrent: intOption(values, 'max-concurrent'),
+        python: values.python,
+      });
+      return new Promise<number>(() => undefined); // runs until a signal ends the process
+    }
+    case 'run': {
+      const notebook = await readNotebook(arg);
+      const body = {
+        notebook,
+        parameters: Object.fromEntries((values.param ?? []).map(parseParam)),
+        kernel: values.kernel,
+        timeout_seconds: intOption(values, 'timeout'),
+        cell_timeout_seconds: intOption(values, 'cell-timeout'),
+        priority: intOption(values, 'priority'),
+        tags: tagsOf(values.tag),
+        allow_unknown_parameters: values['allow-unknown-parameters'],
+      };
+      const headers: Record<string, string> = values['idempotency-key']
+        ? { 'idempotency-key': values['idempotency-key'] }
+        : {};
+      const job = await api.call<Job>('POST', '/v1/jobs', body, headers);
+      if (!values.wait) {
+        print(job, `${job.job_id}  ${job.status}\nfollow it with: notebook-jobs status ${job.job_id}`);
+        return 0;
+      }
+      if (!values.json) console.error(`submitted ${job.job_id}`);
+      const ended = await follow(api, job.job_id, values.json ?? false);
+      const result = await api.call<ResultView>('GET', `/v1/jobs/${job.job_id}/result`);
+      print({ job: ended, result }, `${describe(ended)}\n${describeResult(result)}`);
+      return ended.status === 'completed' ? 0 : 1;
+    }
+    case 'status': {
+      const job = await api.call<Job>('GET', `/v1/jobs/${needId()}`);
+      print(job, describe(job));
+      return 0;
+    }
+    case 'logs': {
+      const id = needId();
+      const tail = intOption(values, 'tail');
+      let query = tail ? `tail=${tail}` : 'limit=1000';
+      for (;;) {
+        const page = await api.call<{
+          lines: Array<{ ts: string; stream: string; text: string }>;
+          next_cursor: string;
+          at_end: boolean;
+        }>('GET', `/v1/jobs/${id}/logs?${query}`);
+        for (const line of page.lines)
+          console.log(
+            values.json ? JSON.stringify(line) : `${line.ts} ${line.stream.padEnd(6)} ${line.text}`,
+          );
+        query = `limit=1000&cursor=${encodeURIComponent(page.next_cursor)}`;
+        if (!page.at_end) continue;
+        if (!values.follow) return 0;
+        const job = await api.call<Job>('GET', `/v1/jobs/${id}`);
+        if (['completed', 'failed', 'cancelled'].includes(job.status)) {
+          const rest = await api.call<{ lines: Array<{ ts: string; stream: string; text: string }> }>(
+            'GET',
+            `/v1/jobs/${id}/logs?${query}`,
+          );
+          for (const line of rest.lines)
+            console.log(
+              values.json ? JSON.stringify(line) : `${line.ts} ${line.stream.padEnd(6)} ${line.text}`,
+            );
+          return 0;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    case 'cancel': {
+      const job = await api.call<Job>('POST', `/v1/jobs/${needId()}/cancel`);
+      print(job, `${job.job_id}  ${job.status}`);
+      return 0;
+    }
+    case 'list': {
+      const params = new URLSearchParams();
+      if (values.status) params.set('status', values.status);
+      if (values.tag?.[0]) params.set('tag', values.tag[0]);
+      if (values.limit) params.set('limit', values.limit);
+      const page = await api.call<{ jobs: Job[]; next_cursor: string | null }>('GET', `/v1/jobs?${params}`);
+      const rows = page.jobs.map(
+        (j) => `${j.job_id}  ${j.status.padEnd(9)}  ${j.created_at}  ${j.notebook.name}`,
+      );
+      print(page, rows.join('\n') || 'no jobs');
+      return 0;
+    }
+    case 'result': {
+      const result = await api.call<ResultView>('GET', `/v1/jobs/${needId()}/result`);
+      print(result, describeResult(result));
+      return 0;
+    }
+    case 'output': {
+      if (!values.output) throw new CliError('output needs -o FILE');
+      const response = await api.fetch('GET', `/v1/jobs/${needId()}/output`);
+      if (!response.ok) {
+        const data = (await response.json()) as { error?: { message: string } };
+        throw new CliError(`${response.status}: ${data.error?.message ?? response.statusText}`);
+      }
+      await writeFile(values.output, Buffer.from(await response.arrayBuffer()));
+      console.log(`wrote ${resolve(values.output)}`);
+      return 0;
+    }
+    case 'inspect': {
+      const notebook = await readNotebook(arg);
+      const info = await api.call<{
+        kernel: string;
+        language: string;
+        parameters: Array<{ name: string; inferred_type: string | null; default: string; help: string }>;
+        cells: Record<string, number>;
+      }>('POST', '/v1/notebooks/inspect', { notebook });
+      const params = info.parameters.map(
+        (p) => `  ${p.name}: ${p.inferred_type ?? '?'} = ${p.default}${p.help ? `  # ${p.help}` : ''}`,
+      );
+      print(
+        info,
+        [
+          `kernel: ${info.kernel} (${info.language})`,
+          `cells: ${JSON.stringify(info.cells)}`,
+          'parameters:',
+          ...(params.length ? params : ['  (none)']),
+        ].join('\n'),
+      );
+      return 0;
+    }
+    case 'delete': {
+      const data = await api.call<unknown>('DELETE', `/v1/jobs/${needId()}`);
+      print(data, `deleted ${arg}`);
+      return 0;
+    }
+    case 'cleanup': {
+      const hours = intOption(values, 'older-than');
+      if (hours === undefined) throw new CliError('cleanup needs --older-than HOURS');
+      const data = await api.call<{ deleted: string[]; count: number }>('POST', '/v1/jobs/cleanup', {
+        older_than_hours: hours,
+      });
+      print(data, `deleted ${data.count} job(s)${data.count ? `: ${data.deleted.join(', ')}` : ''}`);
+      return 0;
+    }
+    default:
+      throw new CliError(`unknown command "${command}"; see notebook-jobs --help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof CliError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`notebook-jobs: ${(error as Error).message}`);
+      process.exit(2);
+    }
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,428 @@
+/**
+ * The runner: runs one job. Loads it, fetches and parameterizes the notebook, drives an engine,
+ * reports stage and per-cell progress (throttled), streams output to the log, saves the executed
+ * notebook on every ending, and writes the final state conditionally. The same code runs as a local
+ * child process and as the container entrypoint on ECS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StateConflictError } from '../../lambda/core/errors.ts';
+import {
+  outputKey,
+  percentOf,
+  type JobError,
+  type JobRecord,
+  type JobStatus,
+  type Progress,
+  type Stage,
+} from '../../lambda/core/job.ts';
+import type { Artifacts, JobStore, LogLine, LogSink } from '../../lambda/core/ports.ts';
+import {
+  cellSource,
+  executableCodeCells,
+  parseNotebookText,
+  sourcePreview,
+} from '../../lambda/notebook/notebook.ts';
+import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
+import { errorMessage } from '../../lambda/core/job-service.ts';
+import type { EngineName } from './python.ts';
+
+const ENGINE_FILES: Record<EngineName, string> = {
+  nbclient: 'nbclient_driver.py',
+  papermill: 'papermill_driver.py',
+};
+
+export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
+
+export type StopReason = 'cancel' | 'timeout' | 'orphaned';
+
+export interface RunnerDeps {
+  store: JobStore;
+  artifacts: Artifacts;
+  logs: LogSink;
+  python: string;
+  engine: EngineName;
+  /** A scratch folder for this job's notebooks. */
+  workDir: string;
+  /** Where the engine drivers are (default: container/engines beside this file). */
+  enginesDir?: string;
+  /** Minimum time between progress writes (stage changes are written at once). */
+  progressIntervalMs?: number;
+  /** How long the engine gets to save after SIGTERM before it is killed. */
+  stopGraceMs?: number;
+}
+
+interface EngineEvent {
+  event: 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
+  index?: number;
+  pid?: number | null;
+  stream?: 'stdout' | 'stderr' | 'output';
+  text?: string;
+  status?: string;
+  duration_seconds?: number;
+  error?: JobError | null;
+}
+
+export interface RunOutcome {
+  status: JobStatus | 'skipped';
+  error: JobError | null;
+}
+
+/** Lets the entry point ask a running job to stop (SIGTERM from cancel, parent gone). */
+export class RunnerControl {
+  private handler: ((reason: StopReason) => void) | null = null;
+  private pending: StopReason | null = null;
+
+  stop(reason: StopReason): void {
+    if (this.handler) this.handler(reason);
+    else this.pending ??= reason;
+  }
+
+  onStop(handler: (reason: StopReason) => void): void {
+    this.handler = handler;
+    if (this.pending) handler(this.pending);
+  }
+}
+
+export async function runJob(
+  jobId: string,
+  deps: RunnerDeps,
+  control = new RunnerControl(),
+): Promise<RunOutcome> {
+  const { store, logs } = deps;
+  const say = (text: string) => logs.write({ ts: new Date().toISOString(), stream: 'runner', text });
+  const job = await store.get(jobId);
+  if (!job) throw new Error(`job ${jobId} does not exist`);
+  if (job.status !== 'running') {
+    say(`job is ${job.status}; nothing to run`);
+    await logs.flush();
+    return { status: 'skipped', error: null };
+  }
+  say(`runner started: attempt ${job.attempt}, engine ${deps.engine}, kernel ${job.kernel}`);
+  const reporter = new ProgressReporter(store, job, deps.progressIntervalMs ?? 2000);
+
+  let outcome: RunOutcome;
+  let engineGone: Promise<void> = Promise.resolve();
+  try {
+    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say));
+  } catch (error) {
+    say(`runner error: ${errorMessage(error)}`);
+    outcome = {
+      status: 'failed',
+      error: { type: 'infrastructure', message: `runner error: ${errorMessage(error)}` },
+    };
+  }
+  await reporter.finish(outcome, say);
+  await logs.flush();
+  await engineGone;
+  return outcome;
+}
+
+async function execute(
+  job: JobRecord,
+  deps: RunnerDeps,
+  control: RunnerControl,
+  reporter: ProgressReporter,
+  say: (text: string) => void,
+): Promise<{ outcome: RunOutcome; engineGone: Promise<void> }> {
+  const source = parseNotebookText(await deps.artifacts.read(job.notebook.uri));
+  const language = languageForKernel(job.kernel, job.language);
+  const hasParameters = Object.keys(job.parameters).length > 0;
+  if (hasParameters && !language) throw new Error(`cannot render parameters for language ${job.language}`);
+  const notebook =
+    hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source;
+  const cellIndexes = executableCodeCells(notebook);
+  await mkdir(deps.workDir, { recursive: true });
+  const inputPath = join(deps.workDir, 'input.ipynb');
+  const outputPath = join(deps.workDir, 'output.ipynb');
+  await writeFile(inputPath, JSON.stringify(notebook));
+  reporter.setTotal(cellIndexes.length);
+  await reporter.stage('starting_kernel');
+
+  const args = [
+    join(deps.enginesDir ?? ENGINES_DIR, ENGINE_FILES[deps.engine]),
+    '--input',
+    inputPath,
+    '--output',
+    outputPath,
+  ];
+  args.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
+  if (job.cell_timeout_seconds) args.push('--cell-timeout', String(job.cell_timeout_seconds));
+  const engine = spawn(deps.python, args, {
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1', PYTHONUNBUFFERED: '1' },
+  });
+  const lines = new LineSplitter((stream, text) =>
+    deps.logs.write({ ts: new Date().toISOString(), stream, text }),
+  );
+  const engineErr: string[] = [];
+  engine.stdout?.on('data', (chunk: Buffer) => lines.push('runner', chunk.toString()));
+  engine.stderr?.on('data', (chunk: Buffer) => {
+    engineErr.push(chunk.toString());
+    lines.push('runner', chunk.toString());
+  });
+
+  let stopReason: StopReason | null = null;
+  const stopEngine = stopper(engine, deps.stopGraceMs ?? 20_000);
+  control.onStop((reason) => {
+    stopReason ??= reason;
+    say(reason === 'cancel' ? 'stop requested: cancelling' : `stopping: ${reason}`);
+    stopEngine();
+  });
+  const deadline = job.deadline_at ? Date.parse(job.deadline_at) - Date.now() : Infinity;
+  const deadlineTimer = Number.isFinite(deadline)
+    ? setTimeout(() => control.stop('timeout'), Math.max(0, deadline))
+    : null;
+
+  let finished: EngineEvent | null = null;
+  let markFinished: (value: 'finished') => void = () => undefined;
+  const finishedSeen = new Promise<'finished'>((resolve) => (markFinished = resolve));
+  let kernelPid: number | null = null;
+  const events = createInterface({ input: engine.stdio[3] as NodeJS.ReadableStream });
+  events.on('line', (raw) => {
+    let event: EngineEvent;
+    try {
+      event = JSON.parse(raw) as EngineEvent;
+    } catch {
+      say(`engine sent an unreadable event: ${raw.slice(0, 200)}`);
+      return;
+    }
+    switch (event.event) {
+      case 'kernel_started':
+        kernelPid = event.pid ?? null;
+        say('kernel started');
+        void reporter.stage('executing');
+        break;
+      case 'cell_start': {
+        const cell = notebook.cells[event.index ?? -1];
+        reporter.cellStarted(event.index ?? 0, cell ? sourcePreview(cellSource(cell)) : '');
+        break;
+      }
+      case 'output':
+        lines.push(event.stream ?? 'stdout', event.text ?? '');
+        break;
+      case 'cell_done':
+        lines.flushAll();
+        if (event.status === 'error') say(`cell ${event.index} raised an error`);
+        reporter.cellDone();
+        break;
+      case 'finished':
+        finished = event;
+        markFinished('finished');
+        break;
+    }
+  });
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    engine.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  // `finished` comes once the notebook is written; the engine may still be shutting its kernel
+  // down. Record the result now, but do not return before the engine (and its kernel) is gone.
+  const finishedOrExited = await Promise.race([finishedSeen, exited]);
+  const exit = finishedOrExited === 'finished' ? null : finishedOrExited;
+  lines.flushAll();
+
+  await reporter.stage('saving');
+  if (existsSync(outputPath)) {
+    await deps.artifacts.put(outputKey(job.job_id, job.notebook.name), await readFile(outputPath));
+    say('executed notebook saved');
+  } else {
+    say('the engine wrote no output notebook');
+  }
+  const outcome = outcomeOf(job, finished, stopReason, exit, engineErr.join(''));
+  const engineGone = exited.then(() => {
+    if (deadlineTimer) clearTimeout(deadlineTimer);
+    killLeftover(kernelPid);
+  });
+  return { outcome, engineGone };
+}
+
+function outcomeOf(
+  job: JobRecord,
+  finished: EngineEvent | null,
+  stopReason: StopReason | null,
+  exit: { code: number | null; signal: NodeJS.Signals | null } | null,
+  engineErr: string,
+): RunOutcome {
+  const status = finished?.status;
+  if (stopReason === 'timeout') {
+    const cell = finished?.error?.cell_index ?? null;
+    return {
+      status: 'failed',
+      error: {
+        type: 'timeout',
+        message: `the job exceeded its timeout of ${job.timeout_seconds} s`,
+        cell_index: cell,
+      },
+    };
+  }
+  if (stopReason === 'cancel') return { status: 'cancelled', error: null };
+  if (stopReason === 'orphaned') {
+    return {
+      status: 'failed',
+      error: { type: 'infrastructure', message: 'the local server stopped while the job was running' },
+    };
+  }
+  if (status === 'ok') return { status: 'completed', error: null };
+  if (status === 'timeout') {
+    const error = finished?.error;
+    return {
+      status: 'failed',
+      error: {
+        ...error,
+        type: 'timeout',
+        message: error?.message ?? `a cell exceeded cell_timeout_seconds=${job.cell_timeout_seconds}`,
+      },
+    };
+  }
+  if (finished?.error) return { status: 'failed', error: finished.error };
+  const tail = engineErr.trim().split('\n').slice(-5).join('\n');
+  return {
+    status: 'failed',
+    error: {
+      type: status === 'kernel_died' ? 'kernel_died' : 'infrastructure',
+      message: `the engine exited (${exit?.signal ?? `code ${exit?.code}`}) without a result${tail ? `: ${tail}` : ''}`,
+    },
+  };
+}
+
+/** SIGTERM now; SIGKILL if the engine has not exited after the grace period. */
+function stopper(child: ChildProcess, graceMs: number): () => void {
+  let sent = false;
+  return () => {
+    if (sent || child.exitCode !== null) return;
+    sent = true;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('close', () => clearTimeout(timer));
+  };
+}
+
+/** The engine shuts its kernel down; this is the backstop if the engine itself died. */
+function killLeftover(pid: number | null): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone: the normal case
+  }
+}
+
+/** Turns chunks of text into whole lines per stream; a partial line waits for its end. */
+class LineSplitter {
+  private partial = new Map<LogLine['stream'], string>();
+
+  constructor(private readonly emit: (stream: LogLine['stream'], text: string) => void) {}
+
+  push(stream: LogLine['stream'], chunk: string): void {
+    const text = (this.partial.get(stream) ?? '') + chunk;
+    const parts = text.split('\n');
+    this.partial.set(stream, parts.pop() ?? '');
+    for (const line of parts) this.emit(stream, line);
+  }
+
+  flushAll(): void {
+    for (const [stream, rest] of this.partial) if (rest) this.emit(stream, rest);
+    this.partial.clear();
+  }
+}
+
+/** Keeps the job's progress and writes it at most every `intervalMs`, and on stage changes. */
+class ProgressReporter {
+  private progress: Progress;
+  private stageNow: Stage | null;
+  private lastWrite = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private writing: Promise<void> = Promise.resolve();
+  private ended = false;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly job: JobRecord,
+    private readonly intervalMs: number,
+  ) {
+    this.progress = { ...job.progress };
+    this.stageNow = job.stage;
+  }
+
+  setTotal(total: number): void {
+    this.progress = { ...this.progress, cells_total: total, cells_executed: 0, percent: percentOf(0, total) };
+  }
+
+  stage(stage: Stage): Promise<void> {
+    if (this.stageNow === stage) return this.writing;
+    this.stageNow = stage;
+    return this.write();
+  }
+
+  cellStarted(index: number, preview: string): void {
+    this.progress = { ...this.progress, current_cell: { index, source_preview: preview } };
+    this.schedule();
+  }
+
+  cellDone(): void {
+    const executed = this.progress.cells_executed + 1;
+    this.progress = {
+      ...this.progress,
+      cells_executed: executed,
+      percent: percentOf(executed, this.progress.cells_total),
+    };
+    this.schedule();
+  }
+
+  async finish(outcome: RunOutcome, say: (text: string) => void): Promise<void> {
+    this.ended = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.writing;
+    if (outcome.status === 'skipped') return;
+    const now = new Date().toISOString();
+    const progress =
+      outcome.status === 'completed' ? { ...this.progress, current_cell: null } : this.progress;
+    try {
+      await this.store.update(this.job.job_id, ['running'], {
+        status: outcome.status,
+        stage: null,
+        progress,
+        ended_at: now,
+        updated_at: now,
+        error: outcome.error,
+      });
+      say(`job ${outcome.status}${outcome.error ? `: ${outcome.error.message}` : ''}`);
+    } catch (error) {
+      if (!(error instanceof StateConflictError)) throw error;
+      // Cancelled (or failed by the sweep) while we ran: that state stands.
+      say(`job is already ${error.current.status}; the runner's ${outcome.status} was not recorded`);
+    }
+  }
+
+  private schedule(): void {
+    if (this.timer || this.ended) return;
+    const wait = Math.max(0, this.lastWrite + this.intervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.write();
+    }, wait);
+  }
+
+  private write(): Promise<void> {
+    if (this.ended) return this.writing;
+    this.lastWrite = Date.now();
+    const changes = { stage: this.stageNow, progress: this.progress, updated_at: new Date().toISOString() };
+    this.writing = this.writing
+      .then(() => this.store.update(this.job.job_id, ['running'], changes))
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          // A job cancelled meanwhile refuses progress writes (the engine is being stopped anyway);
+          // other failures only delay progress: the final state write is the one that must land.
+          if (!(error instanceof StateConflictError))
+            console.error(`progress write failed: ${errorMessage(error)}`);
+        },
+      );
+    return this.writing;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * One zod schema per request: the single source for types, REST validation, the MCP input schemas
+ * and the OpenAPI document.
+ */
+import { z } from 'zod';
+import { InvalidRequestError } from './errors.ts';
+import { JOB_STATUSES } from './job.ts';
+import { JOB_ID_PATTERN } from './ids.ts';
+
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+export const DEFAULT_TIMEOUT_SECONDS = 3600;
+/** Below API Gateway's 29 s integration limit, leaving time to answer. */
+export const MAX_WAIT_SECONDS = 25;
+
+export const JobIdSchema = z
+  .string()
+  .regex(JOB_ID_PATTERN, 'must be a job id such as job_01KAB3C4D5E6F7G8H9JKMNPQRSTV (job_ + 30 characters)');
+
+const NotebookName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^/\\\0]+\.ipynb$/, 'must be a file name ending in .ipynb, without folders');
+
+export const NotebookSourceSchema = z.union([
+  z
+    .object({
+      content: z.record(z.string(), z.unknown()).describe('The notebook itself (nbformat 4 JSON).'),
+      name: NotebookName.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      uri: z
+        .string()
+        .min(1)
+        .max(2048)
+        .describe('s3:// in an allowed bucket, or file:// under the workspace.'),
+      name: NotebookName.optional(),
+    })
+    .strict(),
+]);
+
+const ParameterName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an identifier');
+const TagKey = z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/, 'tag keys are 1-128 of A-Z a-z 0-9 _.:/=+@-');
+
+export const CreateJobBaseSchema = z
+  .object({
+    notebook: NotebookSourceSchema,
+    parameters: z.record(ParameterName, z.unknown().describe('Any JSON value.')).default({}),
+    allow_unknown_parameters: z.boolean().default(false),
+    kernel: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/)
+      .optional()
+      .describe("Kernel name; default: the notebook's kernelspec, else python3."),
+    timeout_seconds: z.int().min(1).max(MAX_TIMEOUT_SECONDS).default(DEFAULT_TIMEOUT_SECONDS),
+    cell_timeout_seconds: z.int().min(1).max(MAX_TIMEOUT_SECONDS).nullable().default(null),
+    priority: z.int().min(-1000).max(1000).default(0).describe('Higher starts first.'),
+    tags: z.record(TagKey, z.string().max(256)).default({}),
+    cpu: z.int().positive().nullable().default(null).describe('AWS: Fargate CPU units.'),
+    memory: z.int().positive().nullable().default(null).describe('AWS: Fargate memory in MiB.'),
+    idempotency_key: z.string().min(1).max(128).optional(),
+  })
+  .strict();
+
+export const CreateJobRequestSchema = CreateJobBaseSchema.extend({
+  wait_seconds: z
+    .number()
+    .min(0)
+    .max(MAX_WAIT_SECONDS)
+    .default(0)
+    .describe('Wait up to this many seconds for the job to finish before answering.'),
+}).strict();
+export type CreateJobRequest = z.infer<typeof CreateJobRequestSchema>;
+
+export const ListJobsQuerySchema = z
+  .object({
+    status: z.enum(JOB_STATUSES).optional(),
+    tag: z
+      .string()
+      .regex(/^[^=]+=.*$/, 'must be key=value')
+      .optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(4096).optional(),
+  })
+  .strict();
+export type ListJobsRequest = z.infer<typeof ListJobsQuerySchema>;
+
+export const GetJobQuerySchema = z
+  .object({
+    include_logs: z.stringbool().default(false),
+    log_tail: z.coerce.number().int().min(1).max(1000).default(50),
+  })
+  .strict();
+
+export const LogsQuerySchema = z
+  .object({
+    cursor: z.string().max(4096).optional(),
+    limit: z.coerce.number().int().min(1).max(5000).default(500),
+    tail: z.coerce.number().int().min(1).max(5000).optional(),
+  })
+  .strict()
+  .refine((q) => !(q.cursor && q.tail), { message: 'use either cursor or tail, not both' });
+export type LogsRequest = z.infer<typeof LogsQuerySchema>;
+
+export const CleanupRequestSchema = z
+  .object({
+    older_than_hours: z
+      .number()
+      .min(0)
+      .max(24 * 365),
+  })
+  .strict();
+
+export const InspectRequestSchema = z.object({ notebook: NotebookSourceSchema }).strict();
+
+export const OutputQuerySchema = z.object({ format: z.enum(['ipynb']).default('ipynb') }).strict();
+
+/** Parses input against a schema; failures become one InvalidRequestError naming each problem. */
+export function parseRequest<S extends z.ZodType>(schema: S, input: unknown, what = 'request'): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.join('.') : what;
+    return `${path}: ${issue.message}`;
+  });
+  throw new InvalidRequestError(`invalid ${what}: ${problems.join('; ')}`, { problems });
+}

@@ -1,0 +1,160 @@
+/**
+ * REST API v1. Routes only translate: parse and validate the request, call one JobService use
+ * case, map the result (or typed error) to a response. The local server and the Lambda handler
+ * both call `handleApiRequest`.
+ */
+import { AppError, InvalidRequestError } from '../core/errors.ts';
+import type { JobService } from '../core/job-service.ts';
+import {
+  CleanupRequestSchema,
+  GetJobQuerySchema,
+  InspectRequestSchema,
+  ListJobsQuerySchema,
+  LogsQuerySchema,
+  OutputQuerySchema,
+  parseRequest,
+} from '../core/schemas.ts';
+import { errorResponse, json } from './errors.ts';
+import { buildOpenApi } from './openapi.ts';
+import type { ApiRequest, ApiResponse } from './types.ts';
+
+export interface ApiContext {
+  service: JobService;
+  /** Extra facts for GET /v1/health (engine, kernels, version). */
+  health: () => Promise<Record<string, unknown>>;
+}
+
+type Handler = (ctx: ApiContext, req: ApiRequest, params: string[]) => Promise<ApiResponse>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+const JOB = '([^/]+)';
+
+const routes: Route[] = [
+  {
+    method: 'POST',
+    pattern: /^\/v1\/jobs$/,
+    handler: async ({ service }, req) =>
+      json(201, await service.create(req.tenant, jsonBody(req), req.headers['idempotency-key'])),
+  },
+  {
+    method: 'GET',
+    pattern: /^\/v1\/jobs$/,
+    handler: async ({ service }, req) =>
+      json(200, await service.list(req.tenant, parseRequest(ListJobsQuerySchema, req.query, 'query'))),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v1\/jobs\/cleanup$/,
+    handler: async ({ service }, req) => {
+      const body = parseRequest(CleanupRequestSchema, jsonBody(req), 'cleanup request');
+      return json(200, await service.cleanup(req.tenant, body.older_than_hours));
+    },
+  },
+  {
+    method: 'GET',
+    pattern: new RegExp(`^/v1/jobs/${JOB}$`),
+    handler: async ({ service }, req, [id]) => {
+      const query = parseRequest(GetJobQuerySchema, req.query, 'query');
+      const job = await service.get(req.tenant, id as string);
+      if (!query.include_logs) return json(200, job);
+      const logs = await service.logs(req.tenant, id as string, {
+        limit: query.log_tail,
+        tail: query.log_tail,
+      });
+      return json(200, { ...job, logs });
+    },
+  },
+  {
+    method: 'DELETE',
+    pattern: new RegExp(`^/v1/jobs/${JOB}$`),
+    handler: async ({ service }, req, [id]) => json(200, await service.delete(req.tenant, id as string)),
+  },
+  {
+    method: 'GET',
+    pattern: new RegExp(`^/v1/jobs/${JOB}/logs$`),
+    handler: async ({ service }, req, [id]) =>
+      json(
+        200,
+        await service.logs(req.tenant, id as string, parseRequest(LogsQuerySchema, req.query, 'query')),
+      ),
+  },
+  {
+    method: 'GET',
+    pattern: new RegExp(`^/v1/jobs/${JOB}/result$`),
+    handler: async ({ service }, req, [id]) => json(200, await service.result(req.tenant, id as string)),
+  },
+  {
+    method: 'GET',
+    pattern: new RegExp(`^/v1/jobs/${JOB}/output$`),
+    handler: async ({ service }, req, [id]) => {
+      parseRequest(OutputQuerySchema, req.query, 'query');
+      const { name, body } = await service.output(req.tenant, id as string);
+      return {
+        status: 200,
+        headers: {
+          'content-type': 'application/x-ipynb+json',
+          'content-disposition': `attachment; filename="${name.replace(/["\\]/g, '_')}"`,
+        },
+        body,
+      };
+    },
+  },
+  {
+    method: 'POST',
+    pattern: new RegExp(`^/v1/jobs/${JOB}/cancel$`),
+    handler: async ({ service }, req, [id]) => json(200, await service.cancel(req.tenant, id as string)),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v1\/notebooks\/inspect$/,
+    handler: async ({ service }, req) =>
+      json(200, await service.inspect(parseRequest(InspectRequestSchema, jsonBody(req), 'inspect request'))),
+  },
+  {
+    method: 'GET',
+    pattern: /^\/v1\/health$/,
+    handler: async ({ health }) => json(200, { status: 'ok', ...(await health()) }),
+  },
+  {
+    method: 'GET',
+    pattern: /^\/openapi\.json$/,
+    handler: async () => json(200, buildOpenApi()),
+  },
+];
+
+export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
+  try {
+    const matching = routes
+      .map((route) => ({ route, match: route.pattern.exec(req.path) }))
+      .filter((m): m is { route: Route; match: RegExpExecArray } => m.match !== null);
+    if (matching.length === 0)
+      throw new AppError('not_found', `no route for ${req.method} ${req.path}; see /openapi.json`);
+    const found = matching.find((m) => m.route.method === req.method);
+    if (!found) {
+      const allow = matching.map((m) => m.route.method).join(', ');
+      const response = errorResponse(
+        new AppError('method_not_allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allow}`),
+      );
+      return { ...response, headers: { ...response.headers, allow } };
+    }
+    const params = found.match.slice(1).map((p) => decodeURIComponent(p));
+    return await found.route.handler(ctx, req, params);
+  } catch (error) {
+    return errorResponse(error);
+  }
+}
+
+function jsonBody(req: ApiRequest): unknown {
+  const text = req.body?.toString('utf8') ?? '';
+  if (text.trim() === '') throw new InvalidRequestError('request body is empty; send a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new InvalidRequestError(`request body is not valid JSON: ${(error as Error).message}`);
+  }
+}

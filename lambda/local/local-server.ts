@@ -1,0 +1,211 @@
+/**
+ * Local mode wiring: one process serving REST v1 on 127.0.0.1, jobs in an embedded dynalite
+ * persisted under the data folder, notebooks and logs in files, each job a child process running
+ * the same runner as the container. No AWS account, no Docker.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import dynalite from 'dynalite';
+import type { AddressInfo } from 'node:net';
+import { JobService, type JobServiceConfig } from '../core/job-service.ts';
+import { CursorCodec } from '../core/cursor.ts';
+import { MonotonicJobIds } from '../core/ids.ts';
+import { PayloadTooLargeError } from '../core/errors.ts';
+import { createDocumentClient } from '../adapters/dynamodb/client.ts';
+import { createJobTable } from '../adapters/dynamodb/table.ts';
+import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
+import { FileArtifacts } from '../adapters/file-artifacts.ts';
+import { FileLogReader } from '../adapters/file-logs.ts';
+import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
+import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { errorResponse } from '../http/errors.ts';
+import type { ApiResponse } from '../http/types.ts';
+import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
+import { ENGINES_DIR } from '../../container/runner/runner.ts';
+import { bundleRunner } from './runner-bundle.ts';
+
+export const LOCAL_TENANT = 'local';
+const TABLE = 'notebook-jobs';
+/** Inline notebooks are limited to 5 MB; the JSON around them gets a little more. */
+const MAX_BODY_BYTES = 6 * 1024 * 1024;
+
+export interface LocalServerOptions {
+  host?: string;
+  port?: number;
+  dataDir: string;
+  workspace?: string;
+  python?: string;
+  engine?: EngineName | 'auto';
+  maxConcurrentJobs?: number;
+  sweepIntervalMs?: number;
+  progressIntervalMs?: number;
+  stopGraceMs?: number;
+  service?: Partial<JobServiceConfig>;
+  log?: (message: string) => void;
+}
+
+export interface LocalServer {
+  url: string;
+  port: number;
+  service: JobService;
+  store: DynamoDbJobStore;
+  dataDir: string;
+  /** Stops serving. `killRunners` also kills running jobs' runners (tests). */
+  close(options?: { killRunners?: boolean }): Promise<void>;
+}
+
+export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
+  const log = options.log ?? ((message: string) => console.error(message));
+  const dataDir = resolve(options.dataDir);
+  const workspace = resolve(options.workspace ?? process.cwd());
+  mkdirSync(dataDir, { recursive: true });
+
+  const python = await findPython({ configured: options.python, engine: options.engine });
+  const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((done) => db.listen(0, '127.0.0.1', () => done()));
+  const endpoint = `http://127.0.0.1:${(db.address() as AddressInfo).port}`;
+  const client = createDocumentClient({ endpoint });
+  await createJobTable(client, TABLE);
+  const store = new DynamoDbJobStore({ client, tableName: TABLE });
+
+  let service: JobService | null = null;
+  const launcher = new LocalProcessLauncher({
+    command: [process.execPath, '--enable-source-maps', await bundleRunner(join(dataDir, 'runner'))],
+    cwd: workspace,
+    stderrDir: join(dataDir, 'runners'),
+    stopGraceMs: options.stopGraceMs ?? 10_000,
+    env: {
+      NOTEBOOK_JOBS_TABLE: TABLE,
+      NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: endpoint,
+      NOTEBOOK_JOBS_DATA: dataDir,
+      NOTEBOOK_JOBS_WORKSPACE: workspace,
+      NOTEBOOK_JOBS_ENGINES_DIR: ENGINES_DIR,
+      NOTEBOOK_JOBS_PYTHON: python.python,
+      NOTEBOOK_JOBS_ENGINE: python.engine,
+      NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: String(options.progressIntervalMs ?? 2000),
+      // The server already printed the SDK's Node 20 notice once; keep it out of every job's stderr.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
+    onExit: (jobId, description) => {
+      service
+        ?.runnerExited(jobId, description)
+        .catch((error: unknown) => log(`reconcile ${jobId}: ${String(error)}`));
+    },
+  });
+  service = new JobService({
+    store,
+    artifacts: new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace }),
+    launcher,
+    logs: new FileLogReader(join(dataDir, 'logs')),
+    kernels: staticKernelCatalog(python.kernels),
+    clock: { now: () => new Date() },
+    ids: new MonotonicJobIds(),
+    cursors: new CursorCodec(readOrCreateSecret(dataDir)),
+    config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
+  });
+
+  // Runners from a previous server process cannot reach this store: end their jobs honestly.
+  const abandoned = await service.abandonRunning(
+    'the local server restarted while this job was running; its runner could not report back',
+  );
+  if (abandoned.length)
+    log(`marked ${abandoned.length} job(s) failed after restart: ${abandoned.join(', ')}`);
+  await service.sweep();
+
+  const ctx: ApiContext = {
+    service,
+    health: async () => ({
+      mode: 'local',
+      engine: python.engine,
+      python: python.python,
+      kernels: python.kernels.map((k) => k.name),
+      max_concurrent_jobs: service.config.maxConcurrentJobs,
+    }),
+  };
+  const http = createServer((req, res) => void serve(ctx, req, res));
+  await new Promise<void>((done, fail) => {
+    http.once('error', fail);
+    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
+  });
+  const port = (http.address() as AddressInfo).port;
+
+  const sweeper = setInterval(() => {
+    service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`));
+  }, options.sweepIntervalMs ?? 5000);
+  sweeper.unref();
+
+  return {
+    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    port,
+    service,
+    store,
+    dataDir,
+    async close(closeOptions = {}) {
+      clearInterval(sweeper);
+      if (closeOptions.killRunners) launcher.killAll();
+      await closeServer(http);
+      await new Promise<void>((done) => db.close(() => done()));
+    },
+  };
+}
+
+async function serve(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let response: ApiResponse;
+  try {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const body = await readBody(req);
+    const headers: Record<string, string | undefined> = {};
+    for (const [name, value] of Object.entries(req.headers))
+      headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    response = await handleApiRequest(ctx, {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers,
+      body,
+      tenant: LOCAL_TENANT,
+    });
+  } catch (error) {
+    response = errorResponse(error);
+  }
+  res.writeHead(response.status, response.headers);
+  res.end(response.body);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((done, fail) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        fail(
+          new PayloadTooLargeError(
+            `request body is over ${MAX_BODY_BYTES} bytes; upload large notebooks with POST /v1/uploads`,
+          ),
+        );
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => done(chunks.length ? Buffer.concat(chunks) : null));
+    req.on('error', fail);
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((done) => {
+    server.close(() => done());
+    server.closeAllConnections();
+  });
+}
+
+/** The cursor-signing secret: random, created once, kept with the data (so cursors survive restarts). */
+function readOrCreateSecret(dataDir: string): string {
+  const path = join(dataDir, 'secret');
+  if (!existsSync(path)) writeFileSync(path, randomBytes(32).toString('hex'), { mode: 0o600 });
+  return readFileSync(path, 'utf8').trim();
+}

@@ -1,0 +1,319 @@
+/**
+ * The local service end to end: REST over real HTTP, jobs in dynalite on disk, each job a runner
+ * child process executing the notebook in a real Python kernel.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codeCell, joined, makeNotebook } from '../helpers/notebooks.ts';
+import {
+  isEnded,
+  processesMentioning,
+  startTestService,
+  type TestService,
+} from '../helpers/local-service.ts';
+
+let svc: TestService;
+
+beforeAll(async () => {
+  svc = await startTestService({ maxConcurrentJobs: 4 });
+});
+afterAll(async () => {
+  await svc?.close();
+});
+
+const parameterized = makeNotebook([
+  codeCell('name = "world"  # who to greet\ncount = 2  # how many times\nratio: float = 0.5', ['parameters']),
+  codeCell('for i in range(count):\n    print(f"hello {name} {i}")\nprint("ratio", ratio)'),
+]);
+
+async function submit(body: Record<string, unknown>, headers?: Record<string, string>) {
+  const response = await svc.request('POST', '/v1/jobs', body, headers);
+  expect(response.status, JSON.stringify(response.body)).toBe(201);
+  return response.body;
+}
+
+async function allLogLines(jobId: string, limit: number): Promise<Array<{ stream: string; text: string }>> {
+  const lines: Array<{ stream: string; text: string }> = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const query = new URLSearchParams({ limit: String(limit), ...(cursor ? { cursor } : {}) });
+    const { status, body } = await svc.request('GET', `/v1/jobs/${jobId}/logs?${query}`);
+    expect(status).toBe(200);
+    lines.push(...body.lines);
+    cursor = body.next_cursor;
+    if (body.at_end) return lines;
+  }
+}
+
+describe('a parameterized notebook', () => {
+  it('runs with the injected values and reports them in outputs, logs and the result', async () => {
+    const job = await submit({
+      notebook: { content: parameterized, name: 'greet.ipynb' },
+      parameters: { name: 'Ada "the first"', count: 3 },
+      wait_seconds: 20,
+    });
+    expect(job.status).toBe('completed');
+    expect(job.progress).toMatchObject({ cells_total: 3, cells_executed: 3, percent: 100 });
+    expect(job.output.available).toBe(true);
+
+    const output = await svc.request('GET', `/v1/jobs/${job.job_id}/output`);
+    expect(output.status).toBe(200);
+    expect(output.headers.get('content-type')).toBe('application/x-ipynb+json');
+    const injected = output.body.cells[1];
+    expect(injected.metadata.tags).toContain('injected-parameters');
+    const printed = output.body.cells[2].outputs
+      .map((o: { text: string[] | string }) => joined(o.text))
+      .join('');
+    expect(printed).toContain('hello Ada "the first" 2');
+    expect(printed).toContain('ratio 0.5');
+
+    const logs = await allLogLines(job.job_id, 100);
+    expect(logs.filter((l) => l.stream === 'stdout').map((l) => l.text)).toEqual([
+      'hello Ada "the first" 0',
+      'hello Ada "the first" 1',
+      'hello Ada "the first" 2',
+      'ratio 0.5',
+    ]);
+
+    const result = await svc.request('GET', `/v1/jobs/${job.job_id}/result`);
+    expect(result.body.summary.totals).toMatchObject({ code_cells: 3, ok: 3, error: 0 });
+  });
+
+  it('is inspected: names, types, defaults and comments of its parameters', async () => {
+    const { status, body } = await svc.request('POST', '/v1/notebooks/inspect', {
+      notebook: { content: parameterized },
+    });
+    expect(status).toBe(200);
+    expect(body.kernel).toBe('python3');
+    expect(body.parameters).toEqual([
+      { name: 'name', inferred_type: 'str', default: '"world"', help: 'who to greet' },
+      { name: 'count', inferred_type: 'int', default: '2', help: 'how many times' },
+      { name: 'ratio', inferred_type: 'float', default: '0.5', help: '' },
+    ]);
+  });
+});
+
+describe('a failing notebook', () => {
+  it('fails naming the cell, keeps the outputs up to it, and leaves later cells unexecuted', async () => {
+    const notebook = makeNotebook([
+      codeCell('print("before")'),
+      codeCell('x = 1 / 0'),
+      codeCell('print("after")'),
+    ]);
+    const job = await submit({ notebook: { content: notebook }, wait_seconds: 20 });
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatchObject({
+      type: 'cell_error',
+      cell_index: 1,
+      ename: 'ZeroDivisionError',
+      evalue: 'division by zero',
+    });
+    expect(job.output.available).toBe(true);
+
+    const output = (await svc.request('GET', `/v1/jobs/${job.job_id}/output`)).body;
+    expect(joined(output.cells[0].outputs[0].text)).toBe('before\n');
+    expect(output.cells[1].outputs.some((o: { output_type: string }) => o.output_type === 'error')).toBe(
+      true,
+    );
+    expect(output.cells[2].execution_count).toBeNull();
+
+    const result = (await svc.request('GET', `/v1/jobs/${job.job_id}/result`)).body;
+    expect(result.summary.cells.map((c: { status: string }) => c.status)).toEqual(['ok', 'error', 'not_run']);
+  });
+});
+
+describe('cancel', () => {
+  it('stops a job sleeping in a cell within 5 s, saves the partial notebook, and leaves no kernel', async () => {
+    const notebook = makeNotebook([
+      codeCell('print("started", flush=True)'),
+      codeCell('import time\ntime.sleep(120)'),
+      codeCell('print("no")'),
+    ]);
+    const job = await submit({ notebook: { content: notebook } });
+    await svc.waitFor(job.job_id, (j) => j.progress.current_cell?.index === 1, 30_000);
+    expect(processesMentioning(job.job_id).length).toBeGreaterThan(0);
+
+    const started = Date.now();
+    const cancelled = await svc.request('POST', `/v1/jobs/${job.job_id}/cancel`);
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.status).toBe('cancelled');
+    // The runner is gone within 5 s: the partial notebook is saved and no process of the job is left.
+    for (;;) {
+      const output = await svc.request('GET', `/v1/jobs/${job.job_id}/output`);
+      if (output.status === 200 && processesMentioning(job.job_id).length === 0) {
+        expect(joined(output.body.cells[0].outputs[0].text)).toBe('started\n');
+        break;
+      }
+      expect(Date.now() - started).toBeLessThan(5000);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const after = await svc.request('GET', `/v1/jobs/${job.job_id}`);
+    expect(after.body.status).toBe('cancelled');
+
+    const again = await svc.request('POST', `/v1/jobs/${job.job_id}/cancel`);
+    expect(again.status).toBe(200); // idempotent
+    expect(again.body.status).toBe('cancelled');
+  });
+});
+
+describe('timeouts', () => {
+  it('fails a job past timeout_seconds with error.type timeout, within the timeout plus 5 s', async () => {
+    const notebook = makeNotebook([
+      codeCell('print("working", flush=True)'),
+      codeCell('import time\ntime.sleep(120)'),
+    ]);
+    const job = await submit({ notebook: { content: notebook }, timeout_seconds: 3 });
+    const running = await svc.waitFor(job.job_id, (j) => j.status !== 'queued', 30_000);
+    const ended = await svc.waitFor(job.job_id, isEnded, 20_000);
+    expect(ended.status).toBe('failed');
+    expect(ended.error.type).toBe('timeout');
+    expect(Date.parse(ended.ended_at) - Date.parse(running.started_at)).toBeLessThan(8000);
+    const output = await svc.request('GET', `/v1/jobs/${job.job_id}/output`);
+    expect(output.status).toBe(200);
+    expect(joined(output.body.cells[0].outputs[0].text)).toBe('working\n');
+  });
+
+  it('fails a cell past cell_timeout_seconds naming the cell', async () => {
+    const notebook = makeNotebook([codeCell('x = 1'), codeCell('import time\ntime.sleep(60)')]);
+    const job = await submit({ notebook: { content: notebook }, cell_timeout_seconds: 2, wait_seconds: 20 });
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatchObject({ type: 'timeout', cell_index: 1 });
+  });
+});
+
+describe('logs', () => {
+  it('pages through 100000 printed lines: every line exactly once, in order', async () => {
+    const notebook = makeNotebook([codeCell('for i in range(100000):\n    print(i)')]);
+    const job = await submit({ notebook: { content: notebook }, wait_seconds: 25 });
+    const ended = await svc.waitFor(job.job_id, isEnded);
+    expect(ended.status).toBe('completed');
+    const lines = (await allLogLines(job.job_id, 5000))
+      .filter((l) => l.stream === 'stdout')
+      .map((l) => l.text);
+    expect(lines.length).toBe(100000);
+    expect(lines.every((text, i) => text === String(i))).toBe(true);
+
+    const tail = await svc.request('GET', `/v1/jobs/${job.job_id}/logs?tail=3`);
+    expect(tail.body.lines.map((l: { text: string }) => l.text).slice(-1)[0]).toMatch(/^job completed/);
+  });
+});
+
+describe('idempotency', () => {
+  it('returns one job for the same key and body, and 409 for the same key with another body', async () => {
+    const body = { notebook: { content: makeNotebook([codeCell('x = 1')]) } };
+    const first = await submit(body, { 'idempotency-key': 'nightly-42' });
+    const second = await submit(body, { 'idempotency-key': 'nightly-42' });
+    expect(second.job_id).toBe(first.job_id);
+
+    const other = await svc.request(
+      'POST',
+      '/v1/jobs',
+      { ...body, priority: 3 },
+      { 'idempotency-key': 'nightly-42' },
+    );
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe('conflict');
+    expect(other.body.error.message).toContain('nightly-42');
+  });
+});
+
+describe('list, delete and cleanup', () => {
+  it('lists newest first with status and tag filters, and cleans up ended jobs', async () => {
+    const notebook = { content: makeNotebook([codeCell('x = 1')]) };
+    const a = await submit({ notebook, tags: { team: 'ml' }, wait_seconds: 20 });
+    const b = await submit({ notebook, tags: { team: 'data' }, wait_seconds: 20 });
+    const tagged = await svc.request('GET', '/v1/jobs?tag=team%3Dml&limit=100');
+    expect(tagged.body.jobs.map((j: { job_id: string }) => j.job_id)).toEqual([a.job_id]);
+    const completed = await svc.request('GET', '/v1/jobs?status=completed&limit=100');
+    const ids = completed.body.jobs.map((j: { job_id: string }) => j.job_id);
+    expect(ids.indexOf(b.job_id)).toBeLessThan(ids.indexOf(a.job_id));
+
+    const running = await svc.request('DELETE', `/v1/jobs/${a.job_id}`);
+    expect(running.status).toBe(200);
+    expect((await svc.request('GET', `/v1/jobs/${a.job_id}`)).status).toBe(404);
+
+    const cleaned = await svc.request('POST', '/v1/jobs/cleanup', { older_than_hours: 0 });
+    expect(cleaned.status).toBe(200);
+    expect(cleaned.body.deleted).toContain(b.job_id);
+    expect((await svc.request('GET', `/v1/jobs/${b.job_id}`)).status).toBe(404);
+  });
+});
+
+describe('bad input', () => {
+  const good = { notebook: { content: parameterized } };
+  const cases: Array<[string, unknown, number, RegExp]> = [
+    ['body not JSON', '{"notebook": ', 400, /not valid JSON/],
+    ['not a notebook', { notebook: { content: { hello: 'world' } } }, 400, /nbformat|cells/],
+    ['nbformat 3', { notebook: { content: { ...parameterized, nbformat: 3 } } }, 400, /nbformat 3/],
+    ['unknown kernel', { ...good, kernel: 'cobol' }, 400, /unknown kernel "cobol".*python3/],
+    [
+      'unknown parameter',
+      { ...good, parameters: { nmae: 'x' } },
+      400,
+      /unknown parameter nmae.*name, count, ratio/,
+    ],
+    ['negative timeout', { ...good, timeout_seconds: -1 }, 400, /timeout_seconds/],
+    ['huge timeout', { ...good, timeout_seconds: 10 ** 9 }, 400, /timeout_seconds/],
+    ['unknown field', { ...good, colour: 'red' }, 400, /colour/],
+    [
+      'notebook over the size limit',
+      { notebook: { content: { ...parameterized, metadata: { padding: 'x'.repeat(5 * 1024 * 1024) } } } },
+      413,
+      /limit/,
+    ],
+  ];
+
+  it.each(cases)('%s: clear 4xx, nothing created', async (_name, body, status, message) => {
+    const before = (await svc.request('GET', '/v1/jobs?limit=100')).body.jobs.length;
+    const response = await svc.request('POST', '/v1/jobs', body);
+    expect(response.status).toBe(status);
+    expect(response.body.error.message).toMatch(message);
+    const after = (await svc.request('GET', '/v1/jobs?limit=100')).body.jobs.length;
+    expect(after).toBe(before);
+  });
+
+  it('rejects a malformed job id, a forged cursor, an unknown route and a wrong method', async () => {
+    const malformed = await svc.request('GET', '/v1/jobs/not-a-job');
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error.message).toMatch(/job_id/);
+
+    const missing = await svc.request('GET', '/v1/jobs/job_000000000000000000000000000000');
+    expect(missing.status).toBe(404);
+
+    const forgedList = await svc.request(
+      'GET',
+      `/v1/jobs?cursor=${encodeURIComponent(Buffer.from('{"pk":"x"}').toString('base64url') + '.AAAA')}`,
+    );
+    expect(forgedList.status).toBe(400);
+    expect(forgedList.body.error.message).toMatch(/cursor/);
+
+    const job = await submit({ ...good, wait_seconds: 20 });
+    const forgedLogs = await svc.request('GET', `/v1/jobs/${job.job_id}/logs?cursor=MTIz.bad`);
+    expect(forgedLogs.status).toBe(400);
+
+    const wrongMethod = await svc.request('PUT', '/v1/jobs');
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST, GET');
+    expect((await svc.request('GET', '/v2/nothing')).status).toBe(404);
+  });
+
+  it('answers 409 with the state when cancelling a finished job', async () => {
+    const job = await submit({ ...good, wait_seconds: 20 });
+    expect(job.status).toBe('completed');
+    const response = await svc.request('POST', `/v1/jobs/${job.job_id}/cancel`);
+    expect(response.status).toBe(409);
+    expect(response.body.error.details).toMatchObject({ status: 'completed' });
+    expect((await svc.request('GET', `/v1/jobs/${job.job_id}`)).body.status).toBe('completed');
+  });
+});
+
+describe('health and openapi', () => {
+  it('describes itself', async () => {
+    const health = await svc.request('GET', '/v1/health');
+    expect(health.body).toMatchObject({ status: 'ok', mode: 'local', engine: 'nbclient' });
+    expect(health.body.kernels).toContain('python3');
+    const openapi = await svc.request('GET', '/openapi.json');
+    expect(openapi.body.openapi).toBe('3.1.0');
+    const create = openapi.body.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
+    expect(create.properties.timeout_seconds.maximum).toBe(604800);
+  });
+});
