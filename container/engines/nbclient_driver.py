@@ -133,9 +133,22 @@ def read_notebook(path: str, events: Events):
 def write_notebook(nb, path: str) -> None:
     # Write then rename, so a reader never sees half a notebook.
     partial = f'{path}.partial'
+    text = nbformat.writes(nb)
+    if not _utf8_encodable(text):
+        # JSON strings may hold lone surrogates (e.g. a parameter value) that UTF-8 cannot encode;
+        # escaped as \\uXXXX they stay valid JSON and read back as the same string.
+        text = nbformat.writes(nb, ensure_ascii=True)
     with open(partial, 'w', encoding='utf-8') as f:
-        nbformat.write(nb, f)
+        f.write(text)
     os.replace(partial, path)
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode('utf-8')
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def reap(proc: subprocess.Popen | None) -> None:

@@ -49,6 +49,7 @@ import {
   type Notebook,
 } from '../notebook/notebook.ts';
 import {
+  injectParameters,
   inspectParameters,
   languageForKernel,
   unknownParameters,
@@ -152,7 +153,7 @@ export class JobService {
     const key = idempotencyKey ?? request.idempotency_key;
     const { notebook, name } = await this.loadNotebook(request.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, request.kernel);
-    this.checkParameters(notebook, language, request);
+    const runnable = this.parameterize(notebook, kernel, language, request);
 
     const { wait_seconds: waitSeconds, ...stored } = request;
     const requestHash = hashRequest({ ...stored, idempotency_key: undefined });
@@ -173,7 +174,7 @@ export class JobService {
       parameters: request.parameters,
       kernel,
       language,
-      progress: emptyProgress(executableCodeCells(notebook).length),
+      progress: emptyProgress(executableCodeCells(runnable).length),
       created_at: now,
       started_at: null,
       updated_at: now,
@@ -569,27 +570,36 @@ export class JobService {
     return { kernel, language: spec.language || notebookLanguage(notebook) || 'python' };
   }
 
-  private checkParameters(notebook: Notebook, language: string, request: CreateJobRequest): void {
+  /** Checks the parameters against the notebook and returns the notebook as it will run. */
+  private parameterize(
+    notebook: Notebook,
+    kernel: string,
+    language: string,
+    request: CreateJobRequest,
+  ): Notebook {
     const names = Object.keys(request.parameters);
-    if (names.length === 0) return;
-    const lang = languageForKernel(request.kernel ?? notebookKernelName(notebook) ?? 'python3', language);
+    if (names.length === 0) return notebook;
+    const lang = languageForKernel(kernel, language);
     if (!lang) {
       throw new InvalidRequestError(`parameters cannot be rendered for kernel language "${language}"`, {
         language,
       });
     }
-    if (request.allow_unknown_parameters) return;
-    const known = inspectParameters(notebook, lang);
-    const unknown = unknownParameters(known, request.parameters);
-    if (unknown.length > 0) {
-      const knownNames = known.map((p) => p.name);
-      throw new InvalidRequestError(
-        `unknown parameter${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; the notebook's parameters cell declares: ${
-          knownNames.join(', ') || 'nothing (no cell tagged "parameters")'
-        } (set allow_unknown_parameters to pass them anyway)`,
-        { unknown, known: knownNames },
-      );
+    if (!request.allow_unknown_parameters) {
+      const known = inspectParameters(notebook, lang);
+      const unknown = unknownParameters(known, request.parameters);
+      if (unknown.length > 0) {
+        const knownNames = known.map((p) => p.name);
+        throw new InvalidRequestError(
+          `unknown parameter${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; the notebook's parameters cell declares: ${
+            knownNames.join(', ') || 'nothing (no cell tagged "parameters")'
+          } (set allow_unknown_parameters to pass them anyway)`,
+          { unknown, known: knownNames },
+        );
+      }
     }
+    // Rendering here also rejects values that cannot be rendered, before anything is stored.
+    return injectParameters(notebook, request.parameters, lang, kernel);
   }
 
   private async getOwned(tenant: string, jobId: string): Promise<JobRecord> {
