@@ -139,6 +139,7 @@ async function withStore<T>(
     clock: { now: () => new Date() },
     ids: new MonotonicJobIds(),
     cursors: new CursorCodec('bench-secret-0123456789'),
+    uploads: { create: async () => 'unused' },
     config: { maxConcurrentJobs: 1_000_000 },
   });
   try {

@@ -2,7 +2,7 @@
  * JobService: the use cases. Knows the job model and its rules; talks to the world only through
  * the ports it is given. REST routes, MCP tools, Lambda handlers and the local server all call this.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   ConflictError,
   InvalidRequestError,
@@ -31,6 +31,7 @@ import type {
   Launcher,
   LogPage,
   LogReader,
+  UploadUrls,
 } from './ports.ts';
 import type { CursorCodec } from './cursor.ts';
 import {
@@ -40,6 +41,7 @@ import {
   type CreateJobRequest,
   type ListJobsRequest,
   type LogsRequest,
+  UploadRequestSchema,
 } from './schemas.ts';
 import {
   executableCodeCells,
@@ -59,8 +61,12 @@ import { summarizeNotebook, type ResultSummary } from '../notebook/result-summar
 
 export interface JobServiceConfig {
   maxConcurrentJobs: number;
-  /** Largest notebook accepted inline or by URI, in bytes. */
+  /** Largest notebook accepted inline in a request, in bytes. */
+  maxInlineNotebookBytes: number;
+  /** Largest notebook accepted by URI or upload, in bytes. */
   maxNotebookBytes: number;
+  /** How long an upload URL stays valid. */
+  uploadTtlSeconds: number;
   /** How long past its deadline a running job may go before the sweep stops it. */
   deadlineGraceSeconds: number;
   /** How long a freshly started job may go without a runner ref before the sweep fails it. */
@@ -71,7 +77,9 @@ export interface JobServiceConfig {
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   maxConcurrentJobs: 5,
-  maxNotebookBytes: 5 * 1024 * 1024,
+  maxInlineNotebookBytes: 5 * 1024 * 1024,
+  maxNotebookBytes: 100 * 1024 * 1024,
+  uploadTtlSeconds: 900,
   deadlineGraceSeconds: 30,
   launchGraceSeconds: 120,
   waitPollMs: 100,
@@ -86,6 +94,7 @@ export interface JobServiceDeps {
   clock: Clock;
   ids: IdGenerator;
   cursors: CursorCodec;
+  uploads: UploadUrls;
   config?: Partial<JobServiceConfig>;
 }
 
@@ -357,6 +366,26 @@ export class JobService {
     };
   }
 
+  /** A short-lived URL to PUT a notebook to, and the URI to submit it by afterwards. */
+  async createUpload(input: unknown): Promise<{
+    upload_url: string;
+    method: 'PUT';
+    notebook_uri: string;
+    expires_at: string;
+    max_bytes: number;
+  }> {
+    const { name } = parseRequest(UploadRequestSchema, input, 'upload request');
+    const key = `uploads/${randomBytes(16).toString('hex')}/${name}`;
+    const expiresAt = new Date(this.deps.clock.now().getTime() + this.config.uploadTtlSeconds * 1000);
+    return {
+      upload_url: await this.deps.uploads.create(key, expiresAt),
+      method: 'PUT',
+      notebook_uri: this.deps.artifacts.uriFor(key),
+      expires_at: expiresAt.toISOString(),
+      max_bytes: this.config.maxNotebookBytes,
+    };
+  }
+
   /**
    * Starts queued jobs while slots are free: highest priority first, FIFO within a priority.
    * Concurrent calls in this process coalesce; across processes the conditional writes decide.
@@ -538,21 +567,27 @@ export class JobService {
   private async loadNotebook(source: NotebookSource): Promise<{ notebook: Notebook; name: string }> {
     let text: string;
     let name: string;
+    let limit: number;
     if ('content' in source) {
       text = JSON.stringify(source.content);
       name = source.name ?? 'notebook.ipynb';
+      limit = this.config.maxInlineNotebookBytes;
     } else {
       const uriName = decodeURIComponent(source.uri.split(/[/?#]/).filter(Boolean).pop() ?? '');
       name = source.name ?? (uriName.endsWith('.ipynb') ? uriName : 'notebook.ipynb');
-      const bytes = await this.deps.artifacts.read(source.uri);
-      text = bytes.toString('utf8');
+      text = (await this.deps.artifacts.read(source.uri)).toString('utf8');
+      limit = this.config.maxNotebookBytes;
     }
     const size = Buffer.byteLength(text);
-    if (size > this.config.maxNotebookBytes) {
-      throw new PayloadTooLargeError(
-        `notebook is ${size} bytes; the limit is ${this.config.maxNotebookBytes} bytes (submit a larger one with POST /v1/uploads)`,
-        { size, limit: this.config.maxNotebookBytes },
-      );
+    if (size > limit) {
+      const hint =
+        'content' in source
+          ? ' (send larger notebooks with POST /v1/uploads and submit the notebook_uri)'
+          : '';
+      throw new PayloadTooLargeError(`notebook is ${size} bytes; the limit is ${limit} bytes${hint}`, {
+        size,
+        limit,
+      });
     }
     return { notebook: parseNotebookText(text), name };
   }

@@ -140,3 +140,8 @@ export interface KernelInfo {
 export interface KernelCatalog {
   list(): Promise<KernelInfo[]>;
 }
+
+/** Short-lived URLs a caller can PUT a notebook to (AWS: presigned S3 PUT; local: this server). */
+export interface UploadUrls {
+  create(key: string, expiresAt: Date): Promise<string>;
+}

@@ -16,7 +16,7 @@ export const JobIdSchema = z
   .string()
   .regex(JOB_ID_PATTERN, 'must be a job id such as job_01KAB3C4D5E6F7G8H9JKMNPQRSTV (job_ + 30 characters)');
 
-const NotebookName = z
+export const NotebookNameSchema = z
   .string()
   .min(1)
   .max(200)
@@ -26,7 +26,7 @@ export const NotebookSourceSchema = z.union([
   z
     .object({
       content: z.record(z.string(), z.unknown()).describe('The notebook itself (nbformat 4 JSON).'),
-      name: NotebookName.optional(),
+      name: NotebookNameSchema.optional(),
     })
     .strict(),
   z
@@ -36,7 +36,7 @@ export const NotebookSourceSchema = z.union([
         .min(1)
         .max(2048)
         .describe('s3:// in an allowed bucket, or file:// under the workspace.'),
-      name: NotebookName.optional(),
+      name: NotebookNameSchema.optional(),
     })
     .strict(),
 ]);
@@ -112,6 +112,8 @@ export const CleanupRequestSchema = z
       .max(24 * 365),
   })
   .strict();
+
+export const UploadRequestSchema = z.object({ name: NotebookNameSchema }).strict();
 
 export const InspectRequestSchema = z.object({ notebook: NotebookSourceSchema }).strict();
 

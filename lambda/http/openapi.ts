@@ -10,6 +10,7 @@ import {
   JobIdSchema,
   ListJobsQuerySchema,
   LogsQuerySchema,
+  UploadRequestSchema,
 } from '../core/schemas.ts';
 
 type JsonSchema = Record<string, unknown>;
@@ -131,6 +132,16 @@ export function buildOpenApi(): JsonSchema {
           summary: 'Cancel a job',
           parameters: [jobId],
           responses: { '200': jobBody, '404': errorBody, '409': errorBody },
+        },
+      },
+      '/v1/uploads': {
+        post: {
+          summary: 'Get a short-lived URL to PUT a notebook to, and the notebook_uri to submit afterwards',
+          requestBody: body(UploadRequestSchema),
+          responses: {
+            '201': ok('{upload_url, method, notebook_uri, expires_at, max_bytes}'),
+            '400': errorBody,
+          },
         },
       },
       '/v1/notebooks/inspect': {

@@ -20,6 +20,8 @@ import type { ApiRequest, ApiResponse } from './types.ts';
 
 export interface ApiContext {
   service: JobService;
+  /** Receives uploads when this deployment serves upload URLs itself (local mode). */
+  uploads?: { accept(token: string, body: Buffer | null): Promise<{ notebook_uri: string; size: number }> };
   /** Extra facts for GET /v1/health (engine, kernels, version). */
   health: () => Promise<Record<string, unknown>>;
 }
@@ -108,6 +110,23 @@ const routes: Route[] = [
     method: 'POST',
     pattern: new RegExp(`^/v1/jobs/${JOB}/cancel$`),
     handler: async ({ service }, req, [id]) => json(200, await service.cancel(req.tenant, id as string)),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/v1\/uploads$/,
+    handler: async ({ service }, req) => json(201, await service.createUpload(jsonBody(req))),
+  },
+  {
+    method: 'PUT',
+    pattern: /^\/v1\/uploads\/([^/]+)$/,
+    handler: async ({ uploads }, req, [token]) => {
+      if (!uploads)
+        throw new AppError(
+          'not_found',
+          'this deployment does not receive uploads itself; PUT to the upload_url',
+        );
+      return json(200, await uploads.accept(token as string, req.body));
+    },
   },
   {
     method: 'POST',

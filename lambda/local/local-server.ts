@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
-import { JobService, type JobServiceConfig } from '../core/job-service.ts';
+import { DEFAULT_SERVICE_CONFIG, JobService, type JobServiceConfig } from '../core/job-service.ts';
 import { CursorCodec } from '../core/cursor.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
 import { PayloadTooLargeError } from '../core/errors.ts';
@@ -25,6 +25,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
 import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
+import { LocalUploads } from './local-uploads.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -73,7 +74,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   let service: JobService | null = null;
   const launcher = new LocalProcessLauncher({
     command: [process.execPath, '--enable-source-maps', await bundleRunner(join(dataDir, 'runner'))],
-    cwd: workspace,
+    cwd: dataDir,
     stderrDir: join(dataDir, 'runners'),
     stopGraceMs: options.stopGraceMs ?? 10_000,
     env: {
@@ -94,15 +95,21 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
         .catch((error: unknown) => log(`reconcile ${jobId}: ${String(error)}`));
     },
   });
+  const cursors = new CursorCodec(readOrCreateSecret(dataDir));
+  const artifacts = new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace });
+  const clock = { now: () => new Date() };
+  const maxNotebookBytes = options.service?.maxNotebookBytes ?? DEFAULT_SERVICE_CONFIG.maxNotebookBytes;
+  const uploads = new LocalUploads({ cursors, artifacts, clock, maxBytes: maxNotebookBytes });
   service = new JobService({
     store,
-    artifacts: new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace }),
+    artifacts,
     launcher,
     logs: new FileLogReader(join(dataDir, 'logs')),
     kernels: staticKernelCatalog(python.kernels),
-    clock: { now: () => new Date() },
+    clock,
     ids: new MonotonicJobIds(),
-    cursors: new CursorCodec(readOrCreateSecret(dataDir)),
+    cursors,
+    uploads,
     config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
   });
 
@@ -116,6 +123,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
 
   const ctx: ApiContext = {
     service,
+    uploads,
     health: async () => ({
       mode: 'local',
       engine: python.engine,
@@ -124,12 +132,13 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       max_concurrent_jobs: service.config.maxConcurrentJobs,
     }),
   };
-  const http = createServer((req, res) => void serve(ctx, req, res));
+  const http = createServer((req, res) => void serve(ctx, req, res, maxNotebookBytes));
   await new Promise<void>((done, fail) => {
     http.once('error', fail);
     http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
   });
   const port = (http.address() as AddressInfo).port;
+  uploads.setBaseUrl(`http://${options.host ?? '127.0.0.1'}:${port}`);
 
   const sweeper = setInterval(() => {
     service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`));
@@ -151,11 +160,17 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   };
 }
 
-async function serve(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(
+  ctx: ApiContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  maxUploadBytes: number,
+): Promise<void> {
   let response: ApiResponse;
   try {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const body = await readBody(req);
+    const isUpload = req.method === 'PUT' && url.pathname.startsWith('/v1/uploads/');
+    const body = await readBody(req, isUpload ? maxUploadBytes : MAX_BODY_BYTES);
     const headers: Record<string, string | undefined> = {};
     for (const [name, value] of Object.entries(req.headers))
       headers[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -174,7 +189,7 @@ async function serve(ctx: ApiContext, req: IncomingMessage, res: ServerResponse)
   res.end(response.body);
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer | null> {
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   return new Promise((done, fail) => {
     const chunks: Buffer[] = [];
     let size = 0;

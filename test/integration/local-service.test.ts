@@ -2,6 +2,10 @@
  * The local service end to end: REST over real HTTP, jobs in dynalite on disk, each job a runner
  * child process executing the notebook in a real Python kernel.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeCell, joined, makeNotebook } from '../helpers/notebooks.ts';
 import {
@@ -14,10 +18,12 @@ import {
 let svc: TestService;
 
 beforeAll(async () => {
-  svc = await startTestService({ maxConcurrentJobs: 4 });
+  const dataDir = mkdtempSync(join(tmpdir(), 'notebook-jobs-svc-'));
+  svc = await startTestService({ maxConcurrentJobs: 4, dataDir, workspace: join(dataDir, 'workspace') });
 });
 afterAll(async () => {
   await svc?.close();
+  if (svc) rmSync(svc.dataDir, { recursive: true, force: true });
 });
 
 const parameterized = makeNotebook([
@@ -303,6 +309,46 @@ describe('bad input', () => {
     expect(response.status).toBe(409);
     expect(response.body.error.details).toMatchObject({ status: 'completed' });
     expect((await svc.request('GET', `/v1/jobs/${job.job_id}`)).body.status).toBe('completed');
+  });
+});
+
+describe('notebooks by upload and by URI', () => {
+  it('runs a notebook uploaded to the upload URL and submitted by its notebook_uri', async () => {
+    const upload = await svc.request('POST', '/v1/uploads', { name: 'big.ipynb' });
+    expect(upload.status).toBe(201);
+    expect(upload.body.method).toBe('PUT');
+    const put = await fetch(upload.body.upload_url, { method: 'PUT', body: JSON.stringify(parameterized) });
+    expect(put.status).toBe(200);
+    const job = await submit({
+      notebook: { uri: upload.body.notebook_uri },
+      parameters: { count: 1 },
+      wait_seconds: 20,
+    });
+    expect(job.status).toBe('completed');
+    expect(job.notebook.name).toBe('big.ipynb');
+
+    const forged = await fetch(`${svc.server.url}/v1/uploads/${'x'.repeat(40)}.AAAA`, {
+      method: 'PUT',
+      body: '{}',
+    });
+    expect(forged.status).toBe(400);
+    const badName = await svc.request('POST', '/v1/uploads', { name: '../evil.ipynb' });
+    expect(badName.status).toBe(400);
+  });
+
+  it('runs a file:// notebook under the workspace and refuses one outside it', async () => {
+    const inside = join(svc.dataDir, 'workspace', 'nb.ipynb');
+    mkdirSync(dirname(inside), { recursive: true });
+    writeFileSync(inside, JSON.stringify(parameterized));
+    const job = await submit({ notebook: { uri: pathToFileURL(inside).href }, wait_seconds: 20 });
+    expect(job.status).toBe('completed');
+
+    const outside = await svc.request('POST', '/v1/jobs', { notebook: { uri: 'file:///etc/passwd' } });
+    expect(outside.status).toBe(400);
+    expect(outside.body.error.message).toMatch(/outside the workspace/);
+    const s3 = await svc.request('POST', '/v1/jobs', { notebook: { uri: 's3://bucket/nb.ipynb' } });
+    expect(s3.status).toBe(400);
+    expect(s3.body.error.message).toMatch(/unsupported notebook URI/);
   });
 });
 
