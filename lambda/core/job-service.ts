@@ -67,6 +67,8 @@ export interface JobServiceConfig {
   maxNotebookBytes: number;
   /** How long an upload URL stays valid. */
   uploadTtlSeconds: number;
+  /** How old a claimed idempotency key without its job must be before it counts as abandoned. */
+  idempotencyClaimGraceSeconds: number;
   /** How long past its deadline a running job may go before the sweep stops it. */
   deadlineGraceSeconds: number;
   /** How long a freshly started job may go without a runner ref before the sweep fails it. */
@@ -80,6 +82,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   maxInlineNotebookBytes: 5 * 1024 * 1024,
   maxNotebookBytes: 100 * 1024 * 1024,
   uploadTtlSeconds: 900,
+  idempotencyClaimGraceSeconds: 60,
   deadlineGraceSeconds: 30,
   launchGraceSeconds: 120,
   waitPollMs: 100,
@@ -206,7 +209,7 @@ export class JobService {
       await this.deps.store.create(job);
     } catch (error) {
       // Nothing may point at a job that does not exist: drop the claim and the stored input.
-      if (key) await this.deps.store.releaseIdempotencyKey(tenant, key).catch(() => undefined);
+      if (key) await this.deps.store.releaseIdempotencyKey(tenant, key, jobId).catch(() => undefined);
       await this.deps.artifacts.deleteJob(jobId).catch(() => undefined);
       throw error;
     }
@@ -552,13 +555,24 @@ export class JobService {
     const store = this.deps.store;
     const claim = await store.claimIdempotencyKey(tenant, key, jobId, requestHash);
     if (claim.created) return null;
-    if (claim.request_hash !== requestHash) {
+    if (await store.get(claim.job_id)) {
+      if (claim.request_hash !== requestHash) {
+        throw new ConflictError(
+          `idempotency key "${key}" was already used with a different request; use a new key for a new job`,
+          { idempotency_key: key, job_id: claim.job_id },
+        );
+      }
+      return claim.job_id;
+    }
+    const age = this.deps.clock.now().getTime() - Date.parse(claim.created_at);
+    if (!(age > this.config.idempotencyClaimGraceSeconds * 1000)) {
       throw new ConflictError(
-        `idempotency key "${key}" was already used with a different request; use a new key for a new job`,
-        { idempotency_key: key, job_id: claim.job_id },
+        `a request with idempotency key "${key}" is still being processed; retry in a few seconds`,
+        {
+          idempotency_key: key,
+        },
       );
     }
-    if (await store.get(claim.job_id)) return claim.job_id;
     // The earlier create died between claiming the key and writing the job: take the key over.
     if (await store.replaceIdempotencyKey(tenant, key, claim.job_id, jobId, requestHash)) return null;
     return this.claimKey(tenant, key, jobId, requestHash);
@@ -653,7 +667,8 @@ export class JobService {
   private async removeJob(job: JobRecord): Promise<void> {
     await this.deps.artifacts.deleteJob(job.job_id);
     await this.deps.logs.delete(job.job_id);
-    if (job.idempotency_key) await this.deps.store.releaseIdempotencyKey(job.tenant, job.idempotency_key);
+    if (job.idempotency_key)
+      await this.deps.store.releaseIdempotencyKey(job.tenant, job.idempotency_key, job.job_id);
     await this.deps.store.delete(job.job_id);
   }
 

@@ -24,6 +24,8 @@ export interface IdempotencyClaim {
   /** The job id recorded for this key (ours when we won the claim). */
   job_id: string;
   request_hash: string;
+  /** When the claim was made: a claim without its job is only stale once it is old. */
+  created_at: string;
   /** True when this call created the claim. */
   created: boolean;
 }
@@ -35,7 +37,8 @@ export interface JobStore {
   /**
    * Conditional write: applies `changes` only while the job's status is one of `from`.
    * Returns the updated job, or throws StateConflictError carrying the current job
-   * (NotFoundError if it does not exist).
+   * (NotFoundError if it does not exist). The carried job was read after the failed write, so
+   * in a race its status may already be one of `from` again; callers decide on what it is now.
    */
   update(jobId: string, from: readonly JobStatus[], changes: JobChanges): Promise<JobRecord>;
   delete(jobId: string): Promise<void>;
@@ -60,7 +63,8 @@ export interface JobStore {
     jobId: string,
     requestHash: string,
   ): Promise<boolean>;
-  releaseIdempotencyKey(tenant: string, key: string): Promise<void>;
+  /** Deletes a claim if it still names `jobId` (never another request's claim). */
+  releaseIdempotencyKey(tenant: string, key: string, jobId: string): Promise<void>;
   /** Concurrency slots: a set of holder job ids on one item. Acquire is idempotent per job. */
   acquireSlot(jobId: string, limit: number): Promise<boolean>;
   releaseSlot(jobId: string): Promise<void>;

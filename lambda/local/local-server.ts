@@ -195,10 +195,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
+      if (size > limit) {
         fail(
           new PayloadTooLargeError(
-            `request body is over ${MAX_BODY_BYTES} bytes; upload large notebooks with POST /v1/uploads`,
+            `request body is over ${limit} bytes; send larger notebooks with POST /v1/uploads`,
           ),
         );
         req.resume();

@@ -564,14 +564,17 @@ describe('queue and running jobs', () => {
 
 describe('idempotency keys', () => {
   it('claims, reports the existing claim, replaces a stale one and releases', async () => {
-    expect(await store.claimIdempotencyKey('acme', 'k1', 'job_a', 'h1')).toEqual({
+    const first = await store.claimIdempotencyKey('acme', 'k1', 'job_a', 'h1');
+    expect(first).toEqual({
       job_id: 'job_a',
       request_hash: 'h1',
+      created_at: expect.any(String),
       created: true,
     });
     expect(await store.claimIdempotencyKey('acme', 'k1', 'job_b', 'h2')).toEqual({
       job_id: 'job_a',
       request_hash: 'h1',
+      created_at: first.created_at,
       created: false,
     });
     // Keys are per tenant, and '#' in a tenant cannot alias another tenant's key.
@@ -588,8 +591,11 @@ describe('idempotency keys', () => {
     });
     expect(await store.replaceIdempotencyKey('acme', 'missing', 'job_a', 'job_b', 'h2')).toBe(false);
 
-    await store.releaseIdempotencyKey('acme', 'k1');
-    await store.releaseIdempotencyKey('acme', 'k1');
+    // Release removes only the caller's own claim (job_b holds it now), and is idempotent.
+    await store.releaseIdempotencyKey('acme', 'k1', 'job_a');
+    expect((await store.claimIdempotencyKey('acme', 'k1', 'job_x', 'h9')).created).toBe(false);
+    await store.releaseIdempotencyKey('acme', 'k1', 'job_b');
+    await store.releaseIdempotencyKey('acme', 'k1', 'job_b');
     expect(await store.claimIdempotencyKey('acme', 'k1', 'job_g', 'h7')).toMatchObject({
       job_id: 'job_g',
       created: true,

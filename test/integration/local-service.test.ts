@@ -327,6 +327,17 @@ describe('notebooks by upload and by URI', () => {
     expect(job.status).toBe('completed');
     expect(job.notebook.name).toBe('big.ipynb');
 
+    // Larger than any inline request may be: the reason uploads exist.
+    const large = {
+      ...parameterized,
+      metadata: { ...parameterized.metadata, padding: 'x'.repeat(7 * 1024 * 1024) },
+    };
+    const second = await svc.request('POST', '/v1/uploads', { name: 'large.ipynb' });
+    const bigPut = await fetch(second.body.upload_url, { method: 'PUT', body: JSON.stringify(large) });
+    expect(bigPut.status).toBe(200);
+    const bigJob = await submit({ notebook: { uri: second.body.notebook_uri }, wait_seconds: 20 });
+    expect(bigJob.status).toBe('completed');
+
     const forged = await fetch(`${svc.server.url}/v1/uploads/${'x'.repeat(40)}.AAAA`, {
       method: 'PUT',
       body: '{}',

@@ -337,7 +337,7 @@ export class DynamoDbJobStore implements JobStore {
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         );
-        return { job_id: jobId, request_hash: requestHash, created: true };
+        return { job_id: jobId, request_hash: requestHash, created_at: now.toISOString(), created: true };
       } catch (error) {
         if (!isConditionFailure(error)) throw error;
         const existing = error.Item ? fromAttributeMap(error.Item) : await this.getItem(itemKey);
@@ -345,6 +345,7 @@ export class DynamoDbJobStore implements JobStore {
           return {
             job_id: String(existing.job_id),
             request_hash: String(existing.request_hash),
+            created_at: String(existing.created_at),
             created: false,
           };
         }
@@ -380,10 +381,21 @@ export class DynamoDbJobStore implements JobStore {
     }
   }
 
-  async releaseIdempotencyKey(tenant: string, key: string): Promise<void> {
-    await this.client.send(
-      new DeleteCommand({ TableName: this.tableName, Key: idempotencyKey(tenant, key) }),
-    );
+  async releaseIdempotencyKey(tenant: string, key: string, jobId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: idempotencyKey(tenant, key),
+          // Only our own claim: the key may have been taken over by another request meanwhile.
+          ConditionExpression: '#job = :job',
+          ExpressionAttributeNames: { '#job': 'job_id' },
+          ExpressionAttributeValues: { ':job': jobId },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
   }
 
   async acquireSlot(jobId: string, limit: number): Promise<boolean> {

@@ -1,0 +1,189 @@
+/**
+ * JobService rules that the end-to-end tests cannot reach on demand: the sweep (deadlines, lost
+ * runners, leaked slots), launch failures, reconciliation of exited runners, and in-flight
+ * idempotency claims. Real dynalite store and file artifacts; a recording launcher; a clock the
+ * test moves.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import dynalite from 'dynalite';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { JobService } from '../../lambda/core/job-service.ts';
+import { CursorCodec } from '../../lambda/core/cursor.ts';
+import { MonotonicJobIds } from '../../lambda/core/ids.ts';
+import type { JobRecord } from '../../lambda/core/job.ts';
+import type { Launcher } from '../../lambda/core/ports.ts';
+import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
+import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
+import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
+import { FileLogReader } from '../../lambda/adapters/file-logs.ts';
+import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
+
+class RecordingLauncher implements Launcher {
+  launched: string[] = [];
+  stopped: string[] = [];
+  alive = new Map<string, boolean>();
+  failNext = false;
+
+  async launch(job: JobRecord) {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('no capacity');
+    }
+    this.launched.push(job.job_id);
+    this.alive.set(`ref:${job.job_id}`, true);
+    return { runner_ref: `ref:${job.job_id}` };
+  }
+  async stop(job: JobRecord) {
+    this.stopped.push(job.job_id);
+  }
+  async isAlive(ref: string) {
+    return this.alive.get(ref) ?? false;
+  }
+}
+
+const db = dynalite({ createTableMs: 0 });
+const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-service-'));
+let store: DynamoDbJobStore;
+let launcher: RecordingLauncher;
+let service: JobService;
+let now = 0;
+let tableNumber = 0;
+const notebook = { content: makeNotebook([codeCell('x = 1')]) };
+
+beforeAll(async () => {
+  await new Promise<void>((r) => db.listen(0, '127.0.0.1', () => r()));
+});
+afterAll(async () => {
+  await new Promise<void>((r) => db.close(() => r()));
+  rmSync(work, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  now = Date.now(); // the store stamps idempotency claims with its own (real) clock
+  const client = createDocumentClient({ endpoint: `http://127.0.0.1:${(db.address() as AddressInfo).port}` });
+  const table = `jobs-${++tableNumber}`;
+  await createJobTable(client, table);
+  store = new DynamoDbJobStore({ client, tableName: table });
+  launcher = new RecordingLauncher();
+  service = new JobService({
+    store,
+    artifacts: new FileArtifacts({ root: join(work, table), workspace: work }),
+    launcher,
+    logs: new FileLogReader(join(work, table, 'logs')),
+    kernels: { list: async () => [{ name: 'python3', language: 'python', display_name: 'Python 3' }] },
+    clock: { now: () => new Date(now) },
+    ids: new MonotonicJobIds(() => now),
+    cursors: new CursorCodec('test-secret-0123456789'),
+    uploads: { create: async (key) => `https://uploads.invalid/${key}` },
+    config: { maxConcurrentJobs: 2, deadlineGraceSeconds: 30, launchGraceSeconds: 120 },
+  });
+});
+
+describe('dispatch', () => {
+  it('starts jobs up to the limit, queues the rest, and starts the next when a runner exits', async () => {
+    const a = await service.create('t', { notebook });
+    const b = await service.create('t', { notebook });
+    const c = await service.create('t', { notebook });
+    expect(launcher.launched).toEqual([a.job_id, b.job_id]);
+    expect((await service.get('t', c.job_id)).status).toBe('queued');
+    expect((await service.get('t', c.job_id)).queue_position).toBe(1);
+
+    launcher.alive.set(`ref:${a.job_id}`, false);
+    await service.runnerExited(a.job_id, 'runner exited with code 137');
+    const lost = await service.get('t', a.job_id);
+    expect(lost.status).toBe('failed');
+    expect(lost.error).toMatchObject({
+      type: 'infrastructure',
+      message: expect.stringContaining('code 137'),
+    });
+    expect(launcher.launched).toEqual([a.job_id, b.job_id, c.job_id]);
+    expect(await store.slotHolders()).toEqual(expect.arrayContaining([b.job_id, c.job_id]));
+  });
+
+  it('fails a job whose launch fails, frees its slot, and goes on with the queue', async () => {
+    launcher.failNext = true;
+    const a = await service.create('t', { notebook });
+    const failed = await service.get('t', a.job_id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatchObject({
+      type: 'infrastructure',
+      message: expect.stringContaining('no capacity'),
+    });
+    const b = await service.create('t', { notebook });
+    expect((await service.get('t', b.job_id)).status).toBe('running');
+  });
+});
+
+describe('cancel', () => {
+  it('cancels a queued job at once and a running one by stopping its runner', async () => {
+    const a = await service.create('t', { notebook });
+    await service.create('t', { notebook });
+    const queued = await service.create('t', { notebook });
+    expect((await service.cancel('t', queued.job_id)).status).toBe('cancelled');
+    expect(launcher.stopped).toEqual([]);
+    expect((await service.cancel('t', a.job_id)).status).toBe('cancelled');
+    expect(launcher.stopped).toEqual([a.job_id]);
+    await expect(service.cancel('other-tenant', a.job_id)).rejects.toThrow(/not found/);
+  });
+});
+
+describe('sweep', () => {
+  it('stops a job past its deadline plus grace and fails it as a timeout', async () => {
+    const job = await service.create('t', { notebook, timeout_seconds: 60 });
+    now += 60_000 + 29_000;
+    expect((await service.sweep()).timed_out).toEqual([]);
+    now += 2_000;
+    expect((await service.sweep()).timed_out).toEqual([job.job_id]);
+    expect(launcher.stopped).toEqual([job.job_id]);
+    expect((await service.get('t', job.job_id)).error).toMatchObject({ type: 'timeout' });
+  });
+
+  it('fails a running job whose runner is gone, and frees leaked slots', async () => {
+    const job = await service.create('t', { notebook });
+    launcher.alive.set(`ref:${job.job_id}`, false);
+    await store.acquireSlot('job_leaked', 2);
+    const result = await service.sweep();
+    expect(result.lost).toEqual([job.job_id]);
+    expect(result.released.sort()).toEqual([job.job_id, 'job_leaked'].sort());
+    expect(await store.slotHolders()).toEqual([]);
+  });
+
+  it('keeps the slot of a cancelled job whose runner is still saving', async () => {
+    const job = await service.create('t', { notebook });
+    await service.cancel('t', job.job_id);
+    expect((await service.sweep()).released).toEqual([]);
+    launcher.alive.set(`ref:${job.job_id}`, false);
+    expect((await service.sweep()).released).toEqual([job.job_id]);
+  });
+});
+
+describe('idempotency', () => {
+  it('answers 409 while another request holds the key, and takes over an abandoned claim', async () => {
+    await store.claimIdempotencyKey('t', 'k', 'job_01KZZZZZZZZZZZZZZZZZZZZZZZZZZZ', 'somehash');
+    await expect(service.create('t', { notebook }, 'k')).rejects.toThrow(/still being processed/);
+    now += 61_000;
+    const job = await service.create('t', { notebook }, 'k');
+    expect((await service.create('t', { notebook }, 'k')).job_id).toBe(job.job_id);
+  });
+
+  it('frees the key when the job is deleted, so it can be used again', async () => {
+    const job = await service.create('t', { notebook }, 'k2');
+    await service.cancel('t', job.job_id);
+    await service.delete('t', job.job_id);
+    const again = await service.create('t', { notebook }, 'k2');
+    expect(again.job_id).not.toBe(job.job_id);
+  });
+});
+
+describe('uploads', () => {
+  it('mints an upload URL and the URI to submit', async () => {
+    const upload = await service.createUpload({ name: 'train.ipynb' });
+    expect(upload.upload_url).toMatch(/^https:\/\/uploads\.invalid\/uploads\/[0-9a-f]{32}\/train\.ipynb$/);
+    expect(upload.notebook_uri).toMatch(/^file:\/\/.*\/uploads\/[0-9a-f]{32}\/train\.ipynb$/);
+    expect(Date.parse(upload.expires_at) - now).toBe(900_000);
+    await expect(service.createUpload({ name: 'x.txt' })).rejects.toThrow(/ipynb/);
+  });
+});
