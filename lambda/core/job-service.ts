@@ -691,10 +691,7 @@ export class JobService {
   }
 
   private async queuePosition(job: JobRecord): Promise<number | null> {
-    if (job.status !== 'queued') return null;
-    const queued = await this.deps.store.listQueued(1000);
-    const index = queued.findIndex((q) => q.job_id === job.job_id);
-    return index < 0 ? null : index + 1;
+    return job.status === 'queued' ? (await this.deps.store.countQueuedAhead(job)) + 1 : null;
   }
 
   private async view(job: JobRecord, queuePosition: number | null): Promise<JobView> {

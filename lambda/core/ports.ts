@@ -46,6 +46,8 @@ export interface JobStore {
   list(query: ListJobsQuery): Promise<Page<JobRecord>>;
   /** Queued jobs across tenants, highest priority first, FIFO within a priority. */
   listQueued(limit: number): Promise<JobRecord[]>;
+  /** How many queued jobs start before this one (0 = next); cost follows that number. */
+  countQueuedAhead(job: JobRecord): Promise<number>;
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
   /** Claims an idempotency key for a tenant (conditional put), or returns the existing claim. */

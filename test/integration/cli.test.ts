@@ -89,14 +89,18 @@ beforeAll(async () => {
   nb.ticker = await writeNotebook(
     dir,
     'ticker.ipynb',
-    makeNotebook([codeCell('import time\nfor i in range(7):\n    print(f"tick {i}", flush=True)\n    time.sleep(0.3)')]),
+    makeNotebook([
+      codeCell('import time\nfor i in range(7):\n    print(f"tick {i}", flush=True)\n    time.sleep(0.3)'),
+    ]),
   );
   nb.sleeper = await writeNotebook(
     dir,
     'sleeper.ipynb',
     makeNotebook([codeCell('print("started", flush=True)'), codeCell('import time\ntime.sleep(120)')]),
   );
-  greetRun = cli(['run', nb.greet, '-p', 'name', '"Ada"', '-p', 'count', '2', '--wait'], { timeoutMs: 45_000 });
+  greetRun = cli(['run', nb.greet, '-p', 'name', '"Ada"', '-p', 'count', '2', '--wait'], {
+    timeoutMs: 45_000,
+  });
   failRun = cli(['run', nb.fail, '--wait'], { timeoutMs: 45_000 });
   // Handled where awaited; keep an early rejection from being reported as unhandled meanwhile.
   greetRun.catch(() => undefined);

@@ -562,6 +562,20 @@ describe('queue and running jobs', () => {
   });
 });
 
+describe('queue position', () => {
+  it('counts the queued jobs that start before a job: higher priority first, then older', async () => {
+    const low1 = makeJob({ priority: 0 });
+    const high = makeJob({ priority: 5 });
+    const low2 = makeJob({ priority: 0 });
+    for (const job of [low1, high, low2]) await store.create(job);
+    expect(await store.countQueuedAhead(high)).toBe(0);
+    expect(await store.countQueuedAhead(low1)).toBe(1);
+    expect(await store.countQueuedAhead(low2)).toBe(2);
+    await store.update(high.job_id, ['queued'], { status: 'running' });
+    expect(await store.countQueuedAhead(low2)).toBe(1);
+  });
+});
+
 describe('idempotency keys', () => {
   it('claims, reports the existing claim, replaces a stale one and releases', async () => {
     const first = await store.claimIdempotencyKey('acme', 'k1', 'job_a', 'h1');

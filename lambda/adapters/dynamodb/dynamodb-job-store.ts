@@ -288,6 +288,28 @@ export class DynamoDbJobStore implements JobStore {
     return this.queryIndex(INDEXES.queue, QUEUE_PARTITION, limit);
   }
 
+  async countQueuedAhead(job: JobRecord): Promise<number> {
+    // A COUNT over the queue keys below this job's: reads only the jobs ahead of it.
+    let count = 0;
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const result = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: INDEXES.queue.name,
+          KeyConditionExpression: '#k = :k AND #s < :s',
+          ExpressionAttributeNames: { '#k': INDEXES.queue.partitionKey, '#s': INDEXES.queue.sortKey },
+          ExpressionAttributeValues: { ':k': QUEUE_PARTITION, ':s': queueSortKey(job.priority, job.job_id) },
+          Select: 'COUNT',
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      count += result.Count ?? 0;
+      startKey = result.LastEvaluatedKey;
+    } while (startKey);
+    return count;
+  }
+
   async listRunning(): Promise<JobRecord[]> {
     // A Query on the sparse active index: cost follows the number of running jobs, not the table.
     return this.queryIndex(INDEXES.active, 'running', Number.POSITIVE_INFINITY);
