@@ -140,6 +140,7 @@ async function withStore<T>(
     ids: new MonotonicJobIds(),
     cursors: new CursorCodec('bench-secret-0123456789'),
     uploads: { create: async () => 'unused' },
+    renderer: { html: async () => Buffer.from('') },
     config: { maxConcurrentJobs: 1_000_000 },
   });
   try {

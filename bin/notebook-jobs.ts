@@ -33,7 +33,7 @@ Commands:
   cancel <job_id>               cancel a queued or running job
   list                          jobs, newest first  [--status S] [--tag K=V] [--limit N]
   result <job_id>               result summary (cells, errors, named results)
-  output <job_id> -o FILE       download the executed notebook
+  output <job_id> -o FILE       download the executed notebook (HTML when FILE ends in .html)
   inspect <notebook.ipynb>      kernel, parameters and cells of a notebook
   delete <job_id>               delete an ended job
   cleanup --older-than HOURS    delete ended jobs older than HOURS
@@ -395,7 +395,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'output': {
       if (!values.output) throw new CliError('output needs -o FILE');
-      const response = await api.fetch('GET', `/v1/jobs/${needId()}/output`);
+      const format = values.output.endsWith('.html') ? 'html' : 'ipynb';
+      const response = await api.fetch('GET', `/v1/jobs/${needId()}/output?format=${format}`);
       if (!response.ok) {
         const data = (await response.json()) as { error?: { message: string } };
         throw new CliError(`${response.status}: ${data.error?.message ?? response.statusText}`);

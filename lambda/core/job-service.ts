@@ -31,6 +31,7 @@ import type {
   Launcher,
   LogPage,
   LogReader,
+  NotebookRenderer,
   UploadUrls,
 } from './ports.ts';
 import type { CursorCodec } from './cursor.ts';
@@ -98,6 +99,7 @@ export interface JobServiceDeps {
   ids: IdGenerator;
   cursors: CursorCodec;
   uploads: UploadUrls;
+  renderer: NotebookRenderer;
   config?: Partial<JobServiceConfig>;
 }
 
@@ -310,8 +312,15 @@ export class JobService {
     };
   }
 
-  /** The executed notebook's bytes (partial for failed and cancelled jobs). */
-  async output(tenant: string, jobId: string): Promise<{ name: string; body: Buffer }> {
+  /**
+   * The executed notebook (partial for failed and cancelled jobs), as .ipynb or rendered HTML.
+   * HTML is rendered once the job has ended and kept beside the notebook.
+   */
+  async output(
+    tenant: string,
+    jobId: string,
+    format: 'ipynb' | 'html' = 'ipynb',
+  ): Promise<{ name: string; body: Buffer }> {
     const job = await this.getOwned(tenant, jobId);
     if (!(await this.deps.artifacts.exists(job.output_uri))) {
       throw new NotFoundError(
@@ -321,7 +330,15 @@ export class JobService {
         { job_id: jobId, status: job.status },
       );
     }
-    return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
+    if (format === 'ipynb')
+      return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
+    const name = job.notebook.name.replace(/\.ipynb$/, '.html');
+    const htmlUri = this.deps.artifacts.uriFor(outputKey(jobId, name));
+    if (await this.deps.artifacts.exists(htmlUri))
+      return { name, body: await this.deps.artifacts.read(htmlUri) };
+    const body = await this.deps.renderer.html(await this.deps.artifacts.read(job.output_uri));
+    if (isTerminal(job.status)) await this.deps.artifacts.put(outputKey(jobId, name), body);
+    return { name, body };
   }
 
   /** Deletes this tenant's ended jobs that ended more than `olderThanHours` ago. */

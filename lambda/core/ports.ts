@@ -151,3 +151,9 @@ export interface KernelCatalog {
 export interface UploadUrls {
   create(key: string, expiresAt: Date): Promise<string>;
 }
+
+/** Renders an executed notebook for people. */
+export interface NotebookRenderer {
+  /** HTML for an .ipynb; throws InvalidRequestError when this deployment cannot render. */
+  html(notebook: Buffer): Promise<Buffer>;
+}

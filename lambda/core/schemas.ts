@@ -117,7 +117,7 @@ export const UploadRequestSchema = z.object({ name: NotebookNameSchema }).strict
 
 export const InspectRequestSchema = z.object({ notebook: NotebookSourceSchema }).strict();
 
-export const OutputQuerySchema = z.object({ format: z.enum(['ipynb']).default('ipynb') }).strict();
+export const OutputQuerySchema = z.object({ format: z.enum(['ipynb', 'html']).default('ipynb') }).strict();
 
 /** Parses input against a schema; failures become one InvalidRequestError naming each problem. */
 export function parseRequest<S extends z.ZodType>(schema: S, input: unknown, what = 'request'): z.output<S> {

@@ -10,6 +10,7 @@ import {
   JobIdSchema,
   ListJobsQuerySchema,
   LogsQuerySchema,
+  OutputQuerySchema,
   UploadRequestSchema,
 } from '../core/schemas.ts';
 
@@ -120,9 +121,12 @@ export function buildOpenApi(): JsonSchema {
       '/v1/jobs/{job_id}/output': {
         get: {
           summary: 'The executed notebook',
-          parameters: [jobId, { name: 'format', in: 'query', required: false, schema: { enum: ['ipynb'] } }],
+          parameters: [jobId, ...queryParameters(OutputQuerySchema)],
           responses: {
-            '200': { description: 'The notebook', content: { 'application/x-ipynb+json': {} } },
+            '200': {
+              description: 'The notebook',
+              content: { 'application/x-ipynb+json': {}, 'text/html': {} },
+            },
             '404': errorBody,
           },
         },

@@ -94,13 +94,14 @@ const routes: Route[] = [
     method: 'GET',
     pattern: new RegExp(`^/v1/jobs/${JOB}/output$`),
     handler: async ({ service }, req, [id]) => {
-      parseRequest(OutputQuerySchema, req.query, 'query');
-      const { name, body } = await service.output(req.tenant, id as string);
+      const { format } = parseRequest(OutputQuerySchema, req.query, 'query');
+      const { name, body } = await service.output(req.tenant, id as string, format);
+      const disposition = format === 'html' ? 'inline' : 'attachment';
       return {
         status: 200,
         headers: {
-          'content-type': 'application/x-ipynb+json',
-          'content-disposition': `attachment; filename="${name.replace(/["\\]/g, '_')}"`,
+          'content-type': format === 'html' ? 'text/html; charset=utf-8' : 'application/x-ipynb+json',
+          'content-disposition': `${disposition}; filename="${name.replace(/["\\]/g, '_')}"`,
         },
         body,
       };

@@ -19,6 +19,7 @@ import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../adapters/file-artifacts.ts';
 import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
+import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
 import { handleApiRequest, type ApiContext } from '../http/routes.ts';
 import { errorResponse } from '../http/errors.ts';
 import type { ApiResponse } from '../http/types.ts';
@@ -110,6 +111,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     ids: new MonotonicJobIds(),
     cursors,
     uploads,
+    renderer: new NbconvertRenderer(python.python),
     config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
   });
 

@@ -78,6 +78,7 @@ beforeEach(async () => {
     ids: new MonotonicJobIds(() => now),
     cursors: new CursorCodec('test-secret-0123456789'),
     uploads: { create: async (key) => `https://uploads.invalid/${key}` },
+    renderer: { html: async () => Buffer.from('<html></html>') },
     config: { maxConcurrentJobs: 2, deadlineGraceSeconds: 30, launchGraceSeconds: 120 },
   });
 });

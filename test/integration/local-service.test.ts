@@ -82,6 +82,13 @@ describe('a parameterized notebook', () => {
 
     const result = await svc.request('GET', `/v1/jobs/${job.job_id}/result`);
     expect(result.body.summary.totals).toMatchObject({ code_cells: 3, ok: 3, error: 0 });
+
+    const html = await svc.request('GET', `/v1/jobs/${job.job_id}/output?format=html`);
+    expect(html.status).toBe(200);
+    expect(html.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(html.body).toMatch(/<html/);
+    expect(html.body).toContain('hello Ada &#34;the first&#34; 2');
+    expect((await svc.request('GET', `/v1/jobs/${job.job_id}/output?format=pdf`)).status).toBe(400);
   });
 
   it('is inspected: names, types, defaults and comments of its parameters', async () => {
