@@ -42,6 +42,9 @@ Global options:
   --url URL                     service URL (NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080)
   --json                        print raw JSON
   -h, --help                    this help
+
+Exit status: 0 success; 1 the job did not complete (run --wait) or the service refused or could
+not be reached; 2 bad usage.
 `;
 
 const OPTIONS = {
@@ -73,7 +76,15 @@ const OPTIONS = {
 
 type Values = ReturnType<typeof parse>['values'];
 
-class CliError extends Error {}
+/** A failure to report without a stack trace; exit 2 for usage errors, 1 for everything else. */
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
 
 function parse(argv: string[]) {
   // `-p name value` takes two words; parseArgs takes one, so join them first.
@@ -130,7 +141,7 @@ class Api {
     const data = text
       ? (JSON.parse(text) as T & { error?: { message: string } })
       : ({} as T & { error?: { message: string } });
-    if (!response.ok) throw new CliError(`${response.status}: ${data.error?.message ?? text}`);
+    if (!response.ok) throw new CliError(`${response.status}: ${data.error?.message ?? text}`, 1);
     return data;
   }
 
@@ -149,6 +160,7 @@ class Api {
     } catch (error) {
       throw new CliError(
         `cannot reach ${this.base} (${(error as Error).cause ?? (error as Error).message}); start it with: notebook-jobs serve`,
+        1,
       );
     }
   }
@@ -230,6 +242,12 @@ function describe(job: Job): string {
   }
   if (job.output.available) lines.push(`executed notebook: ${job.output.uri}`);
   return lines.join('\n');
+}
+
+interface LogPage {
+  lines: Array<{ ts: string; stream: string; text: string }>;
+  next_cursor: string;
+  at_end: boolean;
 }
 
 interface ResultView {
@@ -342,33 +360,21 @@ async function main(argv: string[]): Promise<number> {
     case 'logs': {
       const id = needId();
       const tail = intOption(values, 'tail');
+      const show = (line: { ts: string; stream: string; text: string }) =>
+        console.log(values.json ? JSON.stringify(line) : `${line.ts} ${line.stream.padEnd(6)} ${line.text}`);
       let query = tail ? `tail=${tail}` : 'limit=1000';
+      let ended = false;
       for (;;) {
-        const page = await api.call<{
-          lines: Array<{ ts: string; stream: string; text: string }>;
-          next_cursor: string;
-          at_end: boolean;
-        }>('GET', `/v1/jobs/${id}/logs?${query}`);
-        for (const line of page.lines)
-          console.log(
-            values.json ? JSON.stringify(line) : `${line.ts} ${line.stream.padEnd(6)} ${line.text}`,
-          );
+        const page = await api.call<LogPage>('GET', `/v1/jobs/${id}/logs?${query}`);
+        page.lines.forEach(show);
         query = `limit=1000&cursor=${encodeURIComponent(page.next_cursor)}`;
         if (!page.at_end) continue;
-        if (!values.follow) return 0;
+        // The runner writes its last lines before the job shows as ended, so one more pass after
+        // seeing the end reads everything.
+        if (!values.follow || ended) return 0;
         const job = await api.call<Job>('GET', `/v1/jobs/${id}`);
-        if (['completed', 'failed', 'cancelled'].includes(job.status)) {
-          const rest = await api.call<{ lines: Array<{ ts: string; stream: string; text: string }> }>(
-            'GET',
-            `/v1/jobs/${id}/logs?${query}`,
-          );
-          for (const line of rest.lines)
-            console.log(
-              values.json ? JSON.stringify(line) : `${line.ts} ${line.stream.padEnd(6)} ${line.text}`,
-            );
-          return 0;
-        }
-        await new Promise((r) => setTimeout(r, 1000));
+        ended = ['completed', 'failed', 'cancelled'].includes(job.status);
+        if (!ended) await new Promise((r) => setTimeout(r, 1000));
       }
     }
     case 'cancel': {
@@ -451,7 +457,7 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     if (error instanceof CliError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`notebook-jobs: ${(error as Error).message}`);
-      process.exit(2);
+      process.exit(error instanceof CliError ? error.exitCode : 2);
     }
     console.error(error);
     process.exit(1);

@@ -116,6 +116,11 @@ export async function runJob(
       error: { type: 'infrastructure', message: `runner error: ${errorMessage(error)}` },
     };
   }
+  // The log is complete before the job shows as ended: a client that stops reading at the end
+  // must not miss the last lines.
+  if (outcome.status !== 'skipped')
+    say(`job ${outcome.status}${outcome.error ? `: ${outcome.error.message}` : ''}`);
+  await logs.flush();
   await reporter.finish(outcome, say);
   await logs.flush();
   await engineGone;
@@ -391,7 +396,6 @@ class ProgressReporter {
         updated_at: now,
         error: outcome.error,
       });
-      say(`job ${outcome.status}${outcome.error ? `: ${outcome.error.message}` : ''}`);
     } catch (error) {
       if (!(error instanceof StateConflictError)) throw error;
       // Cancelled (or failed by the sweep) while we ran: that state stands.

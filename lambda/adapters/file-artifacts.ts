@@ -3,10 +3,12 @@
  * also be read by file:// URI from under the workspace folder, and nowhere else.
  */
 import { mkdir, readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
-import { dirname, relative, resolve, isAbsolute } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { InvalidRequestError, NotFoundError } from '../core/errors.ts';
 import type { Artifacts } from '../core/ports.ts';
+import { JOB_ID_PATTERN } from '../core/ids.ts';
 
 export class FileArtifacts implements Artifacts {
   private readonly root: string;
@@ -53,6 +55,7 @@ export class FileArtifacts implements Artifacts {
   }
 
   async deleteJob(jobId: string): Promise<void> {
+    if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidRequestError(`not a job id: "${jobId}"`);
     for (const prefix of ['inputs', 'outputs']) {
       await rm(this.pathFor(`${prefix}/${jobId}`), { recursive: true, force: true });
     }
@@ -72,7 +75,9 @@ export class FileArtifacts implements Artifacts {
         },
       );
     }
-    if (!within(this.root, path) && !within(this.workspace, path)) {
+    // Checked on real paths, so a link inside the workspace cannot lead out of it.
+    const real = realPathOf(path);
+    if (!within(realPathOf(this.root), real) && !within(realPathOf(this.workspace), real)) {
       throw new InvalidRequestError(
         `${uri} is outside the workspace folder ${this.workspace}; only files under it can be submitted`,
         {
@@ -92,5 +97,15 @@ export class FileArtifacts implements Artifacts {
 
 function within(folder: string, path: string): boolean {
   const rel = relative(folder, resolve(path));
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/** The real path (links resolved) of a file, or of its nearest existing parent folder. */
+function realPathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(realPathOf(parent), basename(path));
+  }
 }

@@ -21,18 +21,19 @@ export class FileLogReader implements LogReader {
 
   async read(jobId: string, options: LogReadOptions): Promise<LogPage> {
     const path = jobLogPath(this.folder, jobId);
+    const start = parseOffset(options.cursor);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      return { lines: [], next_cursor: options.cursor ?? '0', at_end: true };
+      return { lines: [], next_cursor: String(start), at_end: true };
     }
     try {
       const { size } = await handle.stat();
       return options.tail !== undefined
         ? await readTail(handle, size, options.tail)
-        : await readForward(handle, size, parseOffset(options.cursor), options.limit);
+        : await readForward(handle, size, start, options.limit);
     } finally {
       await handle.close();
     }
@@ -72,22 +73,18 @@ async function readForward(handle: FileHandle, size: number, start: number, limi
     }
     carry = data;
   }
-  // At the end when nothing complete remains past the offset (a half-written last line waits).
-  const rest = size - offset;
-  const atEnd = rest === 0 || (lines.length < limit && !(await hasNewline(handle, offset, size)));
+  // At the end when no complete line remains past the offset (a half-written last line waits).
+  const atEnd = lines.length < limit || !(await hasNewline(handle, offset, size));
   return { lines, next_cursor: String(offset), at_end: atEnd };
 }
 
 async function hasNewline(handle: FileHandle, from: number, size: number): Promise<boolean> {
-  const length = size - from;
-  if (length <= 0) return false;
-  const { buffer, bytesRead } = await handle.read(
-    Buffer.alloc(Math.min(length, CHUNK)),
-    0,
-    Math.min(length, CHUNK),
-    from,
-  );
-  return buffer.subarray(0, bytesRead).includes(NEWLINE);
+  for (let position = from; position < size; position += CHUNK) {
+    const length = Math.min(CHUNK, size - position);
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(length), 0, length, position);
+    if (buffer.subarray(0, bytesRead).includes(NEWLINE)) return true;
+  }
+  return false;
 }
 
 async function readTail(handle: FileHandle, size: number, count: number): Promise<LogPage> {

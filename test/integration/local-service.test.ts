@@ -72,7 +72,9 @@ describe('a parameterized notebook', () => {
     expect(printed).toContain('hello Ada "the first" 2');
     expect(printed).toContain('ratio 0.5');
 
+    // Read as soon as the job shows as ended: the log must already be complete.
     const logs = await allLogLines(job.job_id, 100);
+    expect(logs.at(-1)?.text).toBe('job completed');
     expect(logs.filter((l) => l.stream === 'stdout').map((l) => l.text)).toEqual([
       'hello Ada "the first" 0',
       'hello Ada "the first" 1',
