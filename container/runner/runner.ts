@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StateConflictError } from '../../lambda/core/errors.ts';
+import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
   outputKey,
   percentOf,
@@ -28,7 +28,6 @@ import {
   sourcePreview,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
-import { errorMessage } from '../../lambda/core/job-service.ts';
 import type { EngineName } from './python.ts';
 
 const ENGINE_FILES: Record<EngineName, string> = {

@@ -54,3 +54,8 @@ export class StateConflictError extends ConflictError {
     super(`job ${current.job_id} is ${current.status}`, { job_id: current.job_id, status: current.status });
   }
 }
+
+/** The message of anything thrown, for logs and error fields. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

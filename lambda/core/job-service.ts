@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   ConflictError,
+  errorMessage,
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
@@ -174,7 +175,7 @@ export class JobService {
     const jobId = this.deps.ids.jobId();
     if (key) {
       const existing = await this.claimKey(tenant, key, jobId, requestHash);
-      if (existing) return this.afterWait(existing, waitSeconds, tenant);
+      if (existing) return this.waitForEnd(tenant, existing, waitSeconds);
     }
 
     const now = this.now();
@@ -216,7 +217,7 @@ export class JobService {
       throw error;
     }
     await this.dispatch();
-    return this.afterWait(jobId, waitSeconds, tenant);
+    return this.waitForEnd(tenant, jobId, waitSeconds);
   }
 
   async get(tenant: string, jobId: string): Promise<JobView> {
@@ -558,10 +559,6 @@ export class JobService {
 
   // ---- internals ----
 
-  private async afterWait(jobId: string, waitSeconds: number, tenant: string): Promise<JobView> {
-    return this.waitForEnd(tenant, jobId, waitSeconds);
-  }
-
   /** Returns the existing job id for a replayed key, or null when this call owns the key. */
   private async claimKey(
     tenant: string,
@@ -772,10 +769,6 @@ function hashRequest(value: unknown): string {
   return createHash('sha256')
     .update(JSON.stringify(canonical(value)))
     .digest('hex');
-}
-
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 export function sleep(ms: number): Promise<void> {
