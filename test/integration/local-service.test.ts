@@ -242,6 +242,25 @@ describe('list, delete and cleanup', () => {
     const ids = completed.body.jobs.map((j: { job_id: string }) => j.job_id);
     expect(ids.indexOf(b.job_id)).toBeLessThan(ids.indexOf(a.job_id));
 
+    // Paging with the cursor yields every job once, newest first.
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { body: { jobs: Array<{ job_id: string }>; next_cursor: string | null } } =
+        await svc.request('GET', `/v1/jobs?limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      paged.push(...page.body.jobs.map((j) => j.job_id));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    expect(new Set(paged).size).toBe(paged.length);
+    expect(paged.indexOf(b.job_id)).toBeLessThan(paged.indexOf(a.job_id));
+    expect(paged).toEqual([...paged].sort().reverse());
+
+    const withLogs = await svc.request('GET', `/v1/jobs/${a.job_id}?include_logs=true&log_tail=2`);
+    expect(withLogs.body.logs.lines.map((l: { text: string }) => l.text)).toEqual([
+      'executed notebook saved',
+      'job completed',
+    ]);
+
     const running = await svc.request('DELETE', `/v1/jobs/${a.job_id}`);
     expect(running.status).toBe(200);
     expect((await svc.request('GET', `/v1/jobs/${a.job_id}`)).status).toBe(404);
