@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
+import { ConfigError, intEnv, oneOfEnv, requireEnv } from '../../lambda/core/config.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { InvalidRequestError, NotFoundError } from '../../lambda/core/errors.ts';
 import { JOB_ID_PATTERN, MonotonicJobIds, jobIdTimeBound } from '../../lambda/core/ids.ts';
@@ -368,5 +369,26 @@ describe('FileArtifacts', () => {
       await expect(artifacts.deleteJob(bad)).rejects.toThrow(InvalidRequestError);
     }
     expect(existsSync(join(root, 'inputs', other, 'a.ipynb'))).toBe(true);
+  });
+});
+
+describe('configuration', () => {
+  it('fails fast naming the variable, and rejects malformed values instead of defaulting', () => {
+    expect(() => requireEnv({}, 'NOTEBOOK_JOBS_TABLE')).toThrow(
+      /missing required environment variable NOTEBOOK_JOBS_TABLE/,
+    );
+    expect(() => requireEnv({ NOTEBOOK_JOBS_TABLE: '' }, 'NOTEBOOK_JOBS_TABLE')).toThrow(ConfigError);
+    expect(requireEnv({ NOTEBOOK_JOBS_TABLE: 'jobs' }, 'NOTEBOOK_JOBS_TABLE')).toBe('jobs');
+    expect(intEnv({}, 'PORT', 8080, 0, 65535)).toBe(8080);
+    expect(intEnv({ PORT: '9000' }, 'PORT', 8080, 0, 65535)).toBe(9000);
+    for (const bad of ['80a', '1.5', '-1', '70000']) {
+      expect(() => intEnv({ PORT: bad }, 'PORT', 8080, 0, 65535), bad).toThrow(
+        /PORT must be an integer from 0 to 65535/,
+      );
+    }
+    expect(oneOfEnv({}, 'ENGINE', ['auto', 'nbclient'] as const, 'auto')).toBe('auto');
+    expect(() => oneOfEnv({ ENGINE: 'spark' }, 'ENGINE', ['auto', 'nbclient'] as const, 'auto')).toThrow(
+      /ENGINE must be one of auto, nbclient, got "spark"/,
+    );
   });
 });
