@@ -28,7 +28,7 @@ import { createJobTable } from '../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../lambda/adapters/file-artifacts.ts';
 import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-logs.ts';
-import { ENGINES_DIR } from '../container/runner/runner.ts';
+import { engineScript } from '../container/runner/runner.ts';
 import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
 
 const run = promisify(execFile);
@@ -93,7 +93,7 @@ async function endToEnd(work: string) {
     run(
       python.python,
       [
-        join(ENGINES_DIR, `${python.engine}_driver.py`),
+        engineScript(python.engine),
         '--input',
         input,
         '--output',

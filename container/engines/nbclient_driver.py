@@ -64,6 +64,17 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     return args
 
 
+def start(argv: list[str] | None, description: str):
+    """Parses arguments and opens the events descriptor: (args, events), or None after saying why."""
+    args = parse_args(argv, description)
+    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')  # inherited by the kernel
+    try:
+        return args, Events(args.events_fd)
+    except OSError as e:
+        print(f'cannot use --events-fd {args.events_fd}: {e}', file=sys.stderr)
+        return None
+
+
 class Events:
     """One JSON object per line on the events descriptor, flushed per line."""
 
@@ -353,13 +364,10 @@ class Driver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, 'Run a notebook with nbclient, reporting engine protocol events.')
-    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')  # inherited by the kernel
-    try:
-        events = Events(args.events_fd)
-    except OSError as e:
-        print(f'cannot use --events-fd {args.events_fd}: {e}', file=sys.stderr)
+    started = start(argv, 'Run a notebook with nbclient, reporting engine protocol events.')
+    if started is None:
         return USAGE_ERROR
+    args, events = started
     nb = read_notebook(args.input, events)
     if nb is None:
         return EXIT_CODES['failed']

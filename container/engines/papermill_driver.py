@@ -33,11 +33,11 @@ from nbclient_driver import (
     finish,
     job_error,
     kernel_name_for,
-    parse_args,
     read_notebook,
     reap,
     run_main,
     runs,
+    start,
 )
 
 try:
@@ -254,13 +254,10 @@ class Driver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, "Run a notebook with papermill's Python API, reporting engine protocol events.")
-    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')  # inherited by the kernel
-    try:
-        events = Events(args.events_fd)
-    except OSError as e:
-        print(f'cannot use --events-fd {args.events_fd}: {e}', file=sys.stderr)
+    started = start(argv, "Run a notebook with papermill's Python API, reporting engine protocol events.")
+    if started is None:
         return USAGE_ERROR
+    args, events = started
     if PAPERMILL_MISSING is not None:
         message = f'papermill cannot be imported: {PAPERMILL_MISSING}'
         events.emit('finished', status='failed', error=job_error('infrastructure', message))

@@ -30,12 +30,12 @@ import {
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
 import type { EngineName } from './python.ts';
 
-const ENGINE_FILES: Record<EngineName, string> = {
-  nbclient: 'nbclient_driver.py',
-  papermill: 'papermill_driver.py',
-};
-
 export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
+
+/** The driver program of an engine. */
+export function engineScript(engine: EngineName, dir = ENGINES_DIR): string {
+  return join(dir, `${engine}_driver.py`);
+}
 
 export type StopReason = 'cancel' | 'timeout' | 'orphaned';
 
@@ -147,13 +147,7 @@ async function execute(
   reporter.setTotal(cellIndexes.length);
   await reporter.stage('starting_kernel');
 
-  const args = [
-    join(deps.enginesDir ?? ENGINES_DIR, ENGINE_FILES[deps.engine]),
-    '--input',
-    inputPath,
-    '--output',
-    outputPath,
-  ];
+  const args = [engineScript(deps.engine, deps.enginesDir), '--input', inputPath, '--output', outputPath];
   args.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
   if (job.cell_timeout_seconds) args.push('--cell-timeout', String(job.cell_timeout_seconds));
   const engine = spawn(deps.python, args, {

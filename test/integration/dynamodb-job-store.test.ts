@@ -27,6 +27,7 @@ import {
 } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { createJobTable, INDEXES, jobPartitionKey } from '../../lambda/adapters/dynamodb/table.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
+import { jobRecord } from '../helpers/jobs.ts';
 
 // dynalite ships no type declarations; this is the one call the tests use.
 const require = createRequire(import.meta.url);
@@ -42,35 +43,16 @@ function makeJob(overrides: Partial<JobRecord> = {}): JobRecord {
   sequence += 1;
   const jobId = ids.jobId();
   const createdAt = new Date(BASE_TIME + sequence * 1000).toISOString();
-  return {
-    job_id: jobId,
+  return jobRecord(jobId, {
     tenant: 'acme',
-    status: 'queued',
-    stage: null,
     notebook: { name: 'train.ipynb', uri: `file:///data/inputs/${jobId}/train.ipynb` },
     parameters: { epochs: 10 },
-    kernel: 'python3',
-    language: 'python',
     progress: { cells_total: 3, cells_executed: 0, percent: 0, current_cell: null },
     created_at: createdAt,
-    started_at: null,
     updated_at: createdAt,
-    ended_at: null,
-    timeout_seconds: 3600,
-    cell_timeout_seconds: null,
-    deadline_at: null,
-    priority: 0,
-    tags: {},
-    attempt: 0,
-    cpu: null,
-    memory: null,
     output_uri: `file:///data/outputs/${jobId}/train.ipynb`,
-    error: null,
-    runner_ref: null,
-    idempotency_key: null,
-    request_hash: null,
     ...overrides,
-  };
+  });
 }
 
 let server: Server;

@@ -15,7 +15,6 @@ import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import {
-  emptyProgress,
   inputKey,
   outputKey,
   type JobChanges,
@@ -25,6 +24,7 @@ import {
 import { runJob } from '../../container/runner/runner.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
+import { jobRecord } from '../helpers/jobs.ts';
 
 const db = dynalite({ createTableMs: 0 });
 const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-runner-'));
@@ -52,41 +52,16 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function runningJob(notebook: object, parameters: Record<string, unknown> = {}): Promise<JobRecord> {
+async function runningJob(notebook: object): Promise<JobRecord> {
   const jobId = ids.jobId();
+  const uri = await artifacts.put(inputKey(jobId, 'nb.ipynb'), JSON.stringify(notebook));
+  await store.create(
+    jobRecord(jobId, {
+      notebook: { name: 'nb.ipynb', uri },
+      output_uri: artifacts.uriFor(outputKey(jobId, 'nb.ipynb')),
+    }),
+  );
   const now = new Date().toISOString();
-  const job: JobRecord = {
-    job_id: jobId,
-    tenant: 'local',
-    status: 'queued',
-    stage: null,
-    notebook: {
-      name: 'nb.ipynb',
-      uri: await artifacts.put(inputKey(jobId, 'nb.ipynb'), JSON.stringify(notebook)),
-    },
-    parameters,
-    kernel: 'python3',
-    language: 'python',
-    progress: emptyProgress(0),
-    created_at: now,
-    started_at: null,
-    updated_at: now,
-    ended_at: null,
-    timeout_seconds: 600,
-    cell_timeout_seconds: null,
-    deadline_at: null,
-    priority: 0,
-    tags: {},
-    attempt: 0,
-    cpu: null,
-    memory: null,
-    output_uri: artifacts.uriFor(outputKey(jobId, 'nb.ipynb')),
-    error: null,
-    runner_ref: null,
-    idempotency_key: null,
-    request_hash: null,
-  };
-  await store.create(job);
   return store.update(jobId, ['queued'], {
     status: 'running',
     stage: 'provisioning',
@@ -95,24 +70,32 @@ async function runningJob(notebook: object, parameters: Record<string, unknown> 
   });
 }
 
-describe('runner', () => {
-  it('writes progress at most every interval however many cells run, and every stage change', async () => {
-    const cells = Array.from({ length: 400 }, (_, i) => codeCell(`v = ${i}`));
-    const job = await runningJob(makeNotebook([...cells, codeCell('import time\ntime.sleep(0.6)')]));
-    const counting = store as CountingStore;
-    counting.updates = [];
-    const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
-    const started = Date.now();
-    const outcome = await runJob(job.job_id, {
+/** Runs a job with the nbclient engine and a log file, as the runner entry point would. */
+async function run(job: JobRecord, progressIntervalMs?: number) {
+  const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
+  try {
+    return await runJob(job.job_id, {
       store,
       artifacts,
       logs,
       python: TEST_PYTHON,
       engine: 'nbclient',
       workDir: join(work, 'w', job.job_id),
-      progressIntervalMs: 250,
+      progressIntervalMs,
     });
+  } finally {
     await logs.close();
+  }
+}
+
+describe('runner', () => {
+  it('writes progress at most every interval however many cells run, and every stage change', async () => {
+    const cells = Array.from({ length: 400 }, (_, i) => codeCell(`v = ${i}`));
+    const job = await runningJob(makeNotebook([...cells, codeCell('import time\ntime.sleep(0.6)')]));
+    const counting = store as CountingStore;
+    counting.updates = [];
+    const started = Date.now();
+    const outcome = await run(job, 250);
     const seconds = (Date.now() - started) / 1000;
     expect(outcome.status).toBe('completed');
 
@@ -133,16 +116,7 @@ describe('runner', () => {
   it('does nothing for a job that is no longer running', async () => {
     const job = await runningJob(makeNotebook([codeCell('x = 1')]));
     await store.update(job.job_id, ['running'], { status: 'cancelled' });
-    const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
-    const outcome = await runJob(job.job_id, {
-      store,
-      artifacts,
-      logs,
-      python: TEST_PYTHON,
-      engine: 'nbclient',
-      workDir: join(work, 'w', job.job_id),
-    });
-    await logs.close();
+    const outcome = await run(job);
     expect(outcome.status).toBe('skipped');
     expect((await store.get(job.job_id))?.status).toBe('cancelled');
     expect(await artifacts.exists(job.output_uri)).toBe(false);
