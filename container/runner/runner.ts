@@ -12,15 +12,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
+  JOB_STATUSES,
   outputKey,
   percentOf,
+  stateChange,
   type JobError,
   type JobRecord,
   type JobStatus,
   type Progress,
   type Stage,
 } from '../../lambda/core/job.ts';
-import type { Artifacts, JobStore, LogLine, LogSink } from '../../lambda/core/ports.ts';
+import type { Artifacts, JobEventPublisher, JobStore, LogLine, LogSink } from '../../lambda/core/ports.ts';
 import {
   cellSource,
   executableCodeCells,
@@ -53,6 +55,8 @@ export interface RunnerDeps {
   progressIntervalMs?: number;
   /** How long the engine gets to save after SIGTERM before it is killed. */
   stopGraceMs?: number;
+  /** Where the final state change is published (AWS: EventBridge). */
+  events?: JobEventPublisher;
 }
 
 interface EngineEvent {
@@ -102,7 +106,7 @@ export async function runJob(
     return { status: 'skipped', error: null };
   }
   say(`runner started: attempt ${job.attempt}, engine ${deps.engine}, kernel ${job.kernel}`);
-  const reporter = new ProgressReporter(store, job, deps.progressIntervalMs ?? 2000);
+  const reporter = new ProgressReporter(store, job, deps.progressIntervalMs ?? 2000, deps.events);
 
   let outcome: RunOutcome;
   let engineGone: Promise<void> = Promise.resolve();
@@ -227,6 +231,7 @@ async function execute(
   await reporter.stage('saving');
   if (existsSync(outputPath)) {
     await deps.artifacts.put(outputKey(job.job_id, job.notebook.name), await readFile(outputPath));
+    reporter.outputSaved = true;
     say('executed notebook saved');
   } else {
     say('the engine wrote no output notebook');
@@ -337,11 +342,14 @@ class ProgressReporter {
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
   private ended = false;
+  /** Set once the executed notebook is stored; recorded with the final state. */
+  outputSaved = false;
 
   constructor(
     private readonly store: JobStore,
     private readonly job: JobRecord,
     private readonly intervalMs: number,
+    private readonly events: JobEventPublisher | undefined,
   ) {
     this.progress = { ...job.progress };
     this.stageNow = job.stage;
@@ -380,19 +388,23 @@ class ProgressReporter {
     const now = new Date().toISOString();
     const progress =
       outcome.status === 'completed' ? { ...this.progress, current_cell: null } : this.progress;
+    const saved = this.outputSaved ? { output_saved: true } : {};
     try {
-      await this.store.update(this.job.job_id, ['running'], {
+      const ended = await this.store.update(this.job.job_id, ['running'], {
         status: outcome.status,
         stage: null,
         progress,
         ended_at: now,
         updated_at: now,
         error: outcome.error,
+        ...saved,
       });
+      await this.events?.publish(stateChange(ended, 'running'));
     } catch (error) {
       if (!(error instanceof StateConflictError)) throw error;
-      // Cancelled (or failed by the sweep) while we ran: that state stands.
+      // Cancelled (or failed by the sweep) while we ran: that state stands, with the saved notebook.
       say(`job is already ${error.current.status}; the runner's ${outcome.status} was not recorded`);
+      if (this.outputSaved) await this.store.update(this.job.job_id, JOB_STATUSES, saved);
     }
   }
 

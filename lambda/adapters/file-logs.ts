@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LogLine, LogPage, LogReader, LogReadOptions, LogSink } from '../core/ports.ts';
+import type { LogLine, LogPage, LogReader, LogReadOptions, LogSink, LogSource } from '../core/ports.ts';
 import { InvalidRequestError } from '../core/errors.ts';
 
 const CHUNK = 64 * 1024;
@@ -19,8 +19,8 @@ export function jobLogPath(folder: string, jobId: string): string {
 export class FileLogReader implements LogReader {
   constructor(private readonly folder: string) {}
 
-  async read(jobId: string, options: LogReadOptions): Promise<LogPage> {
-    const path = jobLogPath(this.folder, jobId);
+  async read({ job_id }: LogSource, options: LogReadOptions): Promise<LogPage> {
+    const path = jobLogPath(this.folder, job_id);
     const start = parseOffset(options.cursor);
     let handle: FileHandle;
     try {
@@ -39,8 +39,8 @@ export class FileLogReader implements LogReader {
     }
   }
 
-  async delete(jobId: string): Promise<void> {
-    await rm(jobLogPath(this.folder, jobId), { force: true });
+  async delete({ job_id }: LogSource): Promise<void> {
+    await rm(jobLogPath(this.folder, job_id), { force: true });
   }
 }
 

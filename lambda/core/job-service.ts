@@ -18,6 +18,7 @@ import {
   outputKey,
   isTerminal,
   sourcesOf,
+  stateChange,
   TERMINAL_STATUSES,
   type JobError,
   type JobRecord,
@@ -31,6 +32,7 @@ import type {
   KernelCatalog,
   Launcher,
   LogPage,
+  JobEventPublisher,
   LogReader,
   NotebookRenderer,
   UploadUrls,
@@ -101,6 +103,8 @@ export interface JobServiceDeps {
   cursors: CursorCodec;
   uploads: UploadUrls;
   renderer: NotebookRenderer;
+  /** Where state changes are published (default: nowhere). */
+  events?: JobEventPublisher;
   config?: Partial<JobServiceConfig>;
 }
 
@@ -216,6 +220,7 @@ export class JobService {
       await this.deps.artifacts.deleteJob(jobId).catch(() => undefined);
       throw error;
     }
+    await this.publish(job, null);
     await this.dispatch();
     return this.waitForEnd(tenant, jobId, waitSeconds);
   }
@@ -266,6 +271,7 @@ export class JobService {
           updated_at: now,
           error: null,
         });
+        await this.publish(cancelled, job.status);
         if (job.status === 'running') await this.deps.launcher.stop(cancelled);
         else await this.deps.store.releaseSlot(jobId);
         return this.view(cancelled, null);
@@ -294,10 +300,10 @@ export class JobService {
   }
 
   async logs(tenant: string, jobId: string, query: LogsRequest): Promise<LogPage> {
-    await this.getOwned(tenant, jobId);
+    const job = await this.getOwned(tenant, jobId);
     const scope = `logs:${jobId}`;
     const cursor = query.cursor ? this.deps.cursors.decode(scope, query.cursor) : undefined;
-    const page = await this.deps.logs.read(jobId, { cursor, limit: query.limit, tail: query.tail });
+    const page = await this.deps.logs.read(job, { cursor, limit: query.limit, tail: query.tail });
     return { ...page, next_cursor: this.deps.cursors.encode(scope, page.next_cursor) };
   }
 
@@ -449,6 +455,7 @@ export class JobService {
         if (error.current.status !== 'running') await this.deps.store.releaseSlot(next.job_id);
         continue;
       }
+      await this.publish(job, 'queued');
       await this.launch(job);
     }
   }
@@ -460,7 +467,7 @@ export class JobService {
         if (!(error instanceof StateConflictError)) throw error; // it already ended: fine
       });
     } catch (error) {
-      await this.finish(job.job_id, 'failed', {
+      await this.finish(job, 'failed', {
         type: 'infrastructure',
         message: `the job could not be started: ${errorMessage(error)}`,
       });
@@ -474,7 +481,7 @@ export class JobService {
   async runnerExited(jobId: string, reason: string): Promise<void> {
     const job = await this.deps.store.get(jobId);
     if (job?.status === 'running') {
-      await this.finish(jobId, 'failed', {
+      await this.finish(job, 'failed', {
         type: 'infrastructure',
         message: `the job's runner stopped before reporting a result: ${reason}`,
       });
@@ -492,8 +499,7 @@ export class JobService {
     for (const job of await this.deps.store.listRunning()) {
       if (job.runner_ref && (await this.deps.launcher.isAlive(job.runner_ref)))
         await this.deps.launcher.stop(job);
-      if (await this.finish(job.job_id, 'failed', { type: 'infrastructure', message }))
-        ended.push(job.job_id);
+      if (await this.finish(job, 'failed', { type: 'infrastructure', message })) ended.push(job.job_id);
       await this.deps.store.releaseSlot(job.job_id);
     }
     return ended;
@@ -510,7 +516,7 @@ export class JobService {
     for (const job of await this.deps.store.listRunning()) {
       const deadline = job.deadline_at ? Date.parse(job.deadline_at) : Infinity;
       if (now > deadline + this.config.deadlineGraceSeconds * 1000) {
-        const ended = await this.finish(job.job_id, 'failed', {
+        const ended = await this.finish(job, 'failed', {
           type: 'timeout',
           message: `the job ran past its timeout of ${job.timeout_seconds} s and was stopped`,
         });
@@ -524,7 +530,7 @@ export class JobService {
         job.started_at &&
         now - Date.parse(job.started_at) > this.config.launchGraceSeconds * 1000;
       if (alive === false || launchOverdue) {
-        await this.finish(job.job_id, 'failed', {
+        await this.finish(job, 'failed', {
           type: 'infrastructure',
           message: launchOverdue
             ? 'the job was never picked up by a runner'
@@ -680,23 +686,24 @@ export class JobService {
 
   private async removeJob(job: JobRecord): Promise<void> {
     await this.deps.artifacts.deleteJob(job.job_id);
-    await this.deps.logs.delete(job.job_id);
+    await this.deps.logs.delete(job);
     if (job.idempotency_key)
       await this.deps.store.releaseIdempotencyKey(job.tenant, job.idempotency_key, job.job_id);
     await this.deps.store.delete(job.job_id);
   }
 
   /** Moves a job to a terminal state if it has not ended yet; returns whether this call ended it. */
-  private async finish(jobId: string, status: JobStatus, error: JobError | null): Promise<boolean> {
+  private async finish(job: JobRecord, status: JobStatus, error: JobError | null): Promise<boolean> {
     const now = this.now();
     try {
-      await this.deps.store.update(jobId, sourcesOf(status), {
+      const ended = await this.deps.store.update(job.job_id, sourcesOf(status), {
         status,
         stage: null,
         ended_at: now,
         updated_at: now,
         error,
       });
+      await this.publish(ended, job.status);
       return true;
     } catch (err) {
       if (err instanceof StateConflictError) return false;
@@ -710,7 +717,8 @@ export class JobService {
 
   private async view(job: JobRecord, queuePosition: number | null): Promise<JobView> {
     const self = `/v1/jobs/${job.job_id}`;
-    const available = isTerminal(job.status) && (await this.deps.artifacts.exists(job.output_uri));
+    const available =
+      isTerminal(job.status) && (job.output_saved ?? (await this.deps.artifacts.exists(job.output_uri)));
     return {
       job_id: job.job_id,
       status: job.status,
@@ -745,6 +753,10 @@ export class JobService {
 
   private now(): string {
     return this.deps.clock.now().toISOString();
+  }
+
+  private async publish(job: JobRecord, previous: JobStatus | null): Promise<void> {
+    await this.deps.events?.publish(stateChange(job, previous));
   }
 }
 

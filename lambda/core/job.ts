@@ -97,6 +97,11 @@ export interface JobRecord {
   memory: number | null;
   /** Where the executed notebook is (or will be) written; fixed at creation. */
   output_uri: string;
+  /**
+   * True once the runner saved the executed notebook, so showing a job needs no storage lookup
+   * (an S3 HEAD per listed job). Absent on records written before the field existed: then unknown.
+   */
+  output_saved?: boolean;
   error: JobError | null;
   /** Launcher handle (local: "pid:<n>"; AWS: the task ARN). */
   runner_ref: string | null;
@@ -119,6 +124,7 @@ export type JobChanges = Partial<
     | 'runner_ref'
     | 'attempt'
     | 'updated_at'
+    | 'output_saved'
   >
 >;
 
@@ -135,4 +141,47 @@ export function inputKey(jobId: string, name: string): string {
 
 export function outputKey(jobId: string, name: string): string {
   return `outputs/${jobId}/${name}`;
+}
+
+/** A published state change (EventBridge "Notebook Job State Change"; local: not published). */
+export interface JobStateChange {
+  job_id: string;
+  tenant: string;
+  status: JobStatus;
+  previous_status: JobStatus | null;
+  notebook_name: string;
+  kernel: string;
+  tags: Record<string, string>;
+  attempt: number;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  /** Run time, once ended. */
+  duration_seconds: number | null;
+  /** Time between creation and start, once started. */
+  queue_wait_seconds: number | null;
+  error: JobError | null;
+  output_uri: string | null;
+}
+
+export function stateChange(job: JobRecord, previous: JobStatus | null): JobStateChange {
+  const seconds = (from: string | null, to: string | null) =>
+    from && to ? Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10 : null;
+  return {
+    job_id: job.job_id,
+    tenant: job.tenant,
+    status: job.status,
+    previous_status: previous,
+    notebook_name: job.notebook.name,
+    kernel: job.kernel,
+    tags: job.tags,
+    attempt: job.attempt,
+    created_at: job.created_at,
+    started_at: job.started_at,
+    ended_at: job.ended_at,
+    duration_seconds: seconds(job.started_at, job.ended_at),
+    queue_wait_seconds: seconds(job.created_at, job.started_at),
+    error: job.error,
+    output_uri: job.output_saved ? job.output_uri : null,
+  };
 }

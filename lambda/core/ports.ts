@@ -2,7 +2,7 @@
  * Ports: the interfaces the core needs from the outside world. Adapters implement them
  * (DynamoDB, files, child processes; later S3, ECS, CloudWatch) and are wired once per entry point.
  */
-import type { JobChanges, JobRecord, JobStatus } from './job.ts';
+import type { JobChanges, JobRecord, JobStateChange, JobStatus } from './job.ts';
 
 export interface Page<T> {
   items: T[];
@@ -117,9 +117,20 @@ export interface LogReadOptions {
   tail?: number;
 }
 
+/** What a log reader needs to find a job's log (AWS: the task ARN names the log stream). */
+export type LogSource = Pick<JobRecord, 'job_id' | 'runner_ref'>;
+
 export interface LogReader {
-  read(jobId: string, options: LogReadOptions): Promise<LogPage>;
-  delete(jobId: string): Promise<void>;
+  read(job: LogSource, options: LogReadOptions): Promise<LogPage>;
+  delete(job: LogSource): Promise<void>;
+}
+
+/**
+ * Publishes job state changes (AWS: EventBridge). Best effort: a state change has already been
+ * stored when it is published, so adapters report their own failures and never throw.
+ */
+export interface JobEventPublisher {
+  publish(change: JobStateChange): Promise<void>;
 }
 
 export interface Clock {

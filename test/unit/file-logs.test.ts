@@ -29,6 +29,8 @@ function line(text: string, stream: LogLine['stream'] = 'stdout'): LogLine {
   return { ts: '2026-01-02T03:04:05.678Z', stream, text };
 }
 
+const logOfJob = (jobId: string) => ({ job_id: jobId, runner_ref: null });
+
 /** Writes `lines` to a new job's log through the sink and returns the job id. */
 async function logOf(lines: LogLine[], jobId = newJob()): Promise<string> {
   const sink = new FileLogSink(jobLogPath(folder, jobId), 10_000);
@@ -44,7 +46,7 @@ const sizeOf = async (jobId: string) => (await stat(jobLogPath(folder, jobId))).
 async function pages(jobId: string, limit: number, cursor?: string): Promise<LogPage[]> {
   const out: LogPage[] = [];
   for (;;) {
-    const page = await reader.read(jobId, { limit, ...(cursor === undefined ? {} : { cursor }) });
+    const page = await reader.read(logOfJob(jobId), { limit, ...(cursor === undefined ? {} : { cursor }) });
     out.push(page);
     cursor = page.next_cursor;
     if (page.at_end) return out;
@@ -72,7 +74,7 @@ describe('paging', () => {
           expect(all.flatMap((p) => p.lines)).toEqual(lines);
           expect(all.at(-1)?.next_cursor).toBe(String(await sizeOf(jobId)));
           // Resuming from the end gives nothing more.
-          const after = await reader.read(jobId, { limit, cursor: all.at(-1)?.next_cursor });
+          const after = await reader.read(logOfJob(jobId), { limit, cursor: all.at(-1)?.next_cursor });
           expect(after).toEqual({ lines: [], next_cursor: all.at(-1)?.next_cursor, at_end: true });
         },
       ),
@@ -97,7 +99,7 @@ describe('paging', () => {
     sink.write(line('f'));
     sink.write(line('g'));
     await sink.close();
-    const more = await reader.read(jobId, { limit: 10, cursor: all.at(-1)?.next_cursor });
+    const more = await reader.read(logOfJob(jobId), { limit: 10, cursor: all.at(-1)?.next_cursor });
     expect(texts(more)).toEqual(['f', 'g']);
     expect(more.at_end).toBe(true);
   });
@@ -105,8 +107,12 @@ describe('paging', () => {
   it('gives an empty page at the end for an empty log file', async () => {
     const jobId = newJob();
     await writeFile(jobLogPath(folder, jobId), '');
-    expect(await reader.read(jobId, { limit: 10 })).toEqual({ lines: [], next_cursor: '0', at_end: true });
-    expect(await reader.read(jobId, { limit: 10, tail: 5 })).toEqual({
+    expect(await reader.read(logOfJob(jobId), { limit: 10 })).toEqual({
+      lines: [],
+      next_cursor: '0',
+      at_end: true,
+    });
+    expect(await reader.read(logOfJob(jobId), { limit: 10, tail: 5 })).toEqual({
       lines: [],
       next_cursor: '0',
       at_end: true,
@@ -122,25 +128,25 @@ describe('a half-written last line', () => {
     const cut = partial.length - 12;
     await appendFile(jobLogPath(folder, jobId), partial.slice(0, cut));
 
-    const first = await reader.read(jobId, { limit: 100 });
+    const first = await reader.read(logOfJob(jobId), { limit: 100 });
     expect(texts(first)).toEqual(['one', 'two']);
     expect(first.next_cursor).toBe(String(complete));
     expect(first.at_end).toBe(true);
     // Asking again while the line is still half-written gives nothing and keeps the cursor.
-    const waiting = await reader.read(jobId, { limit: 100, cursor: first.next_cursor });
+    const waiting = await reader.read(logOfJob(jobId), { limit: 100, cursor: first.next_cursor });
     expect(waiting).toEqual({ lines: [], next_cursor: String(complete), at_end: true });
-    const tail = await reader.read(jobId, { limit: 100, tail: 1 });
+    const tail = await reader.read(logOfJob(jobId), { limit: 100, tail: 1 });
     expect(texts(tail)).toEqual(['two']);
     expect(tail.next_cursor).toBe(String(complete));
 
     await appendFile(jobLogPath(folder, jobId), `${partial.slice(cut)}\n`);
-    const next = await reader.read(jobId, { limit: 100, cursor: waiting.next_cursor });
+    const next = await reader.read(logOfJob(jobId), { limit: 100, cursor: waiting.next_cursor });
     expect(texts(next)).toEqual(['three, written in two parts ✓']);
     expect(next.at_end).toBe(true);
-    const again = await reader.read(jobId, { limit: 100, cursor: next.next_cursor });
+    const again = await reader.read(logOfJob(jobId), { limit: 100, cursor: next.next_cursor });
     expect(again.lines).toEqual([]);
     // The line read from the tail's cursor is the same line, once.
-    expect(texts(await reader.read(jobId, { limit: 100, cursor: tail.next_cursor }))).toEqual([
+    expect(texts(await reader.read(logOfJob(jobId), { limit: 100, cursor: tail.next_cursor }))).toEqual([
       'three, written in two parts ✓',
     ]);
     // Read from the start, every line comes exactly once.
@@ -150,8 +156,12 @@ describe('a half-written last line', () => {
   it('alone in the file gives an empty page from the start and from the tail', async () => {
     const jobId = newJob();
     await writeFile(jobLogPath(folder, jobId), '{"ts":"x","stream":"stdout","te');
-    expect(await reader.read(jobId, { limit: 10 })).toEqual({ lines: [], next_cursor: '0', at_end: true });
-    expect(await reader.read(jobId, { limit: 10, tail: 3 })).toEqual({
+    expect(await reader.read(logOfJob(jobId), { limit: 10 })).toEqual({
+      lines: [],
+      next_cursor: '0',
+      at_end: true,
+    });
+    expect(await reader.read(logOfJob(jobId), { limit: 10, tail: 3 })).toEqual({
       lines: [],
       next_cursor: '0',
       at_end: true,
@@ -163,17 +173,21 @@ describe('tail', () => {
   it('returns the last N complete lines and a cursor from which later lines are read', async () => {
     const lines = Array.from({ length: 10 }, (_, i) => line(`line ${i}`));
     const jobId = await logOf(lines);
-    const tail = await reader.read(jobId, { limit: 100, tail: 3 });
+    const tail = await reader.read(logOfJob(jobId), { limit: 100, tail: 3 });
     expect(texts(tail)).toEqual(['line 7', 'line 8', 'line 9']);
     expect(tail.at_end).toBe(true);
     expect(tail.next_cursor).toBe(String(await sizeOf(jobId)));
 
     // More than there are: all of them.
-    expect(texts(await reader.read(jobId, { limit: 100, tail: 50 }))).toEqual(lines.map((l) => l.text));
-    expect(texts(await reader.read(jobId, { limit: 100, tail: 10 }))).toEqual(lines.map((l) => l.text));
+    expect(texts(await reader.read(logOfJob(jobId), { limit: 100, tail: 50 }))).toEqual(
+      lines.map((l) => l.text),
+    );
+    expect(texts(await reader.read(logOfJob(jobId), { limit: 100, tail: 10 }))).toEqual(
+      lines.map((l) => l.text),
+    );
 
     await logOf([line('line 10'), line('line 11', 'runner')], jobId);
-    const later = await reader.read(jobId, { limit: 100, cursor: tail.next_cursor });
+    const later = await reader.read(logOfJob(jobId), { limit: 100, cursor: tail.next_cursor });
     expect(later.lines).toEqual([line('line 10'), line('line 11', 'runner')]);
     expect(later.at_end).toBe(true);
   });
@@ -189,7 +203,7 @@ describe('tail', () => {
             line(`${i} ${'x'.repeat((i * 37) % padding)}`),
           );
           const jobId = await logOf(lines);
-          const tail = await reader.read(jobId, { limit: 100, tail: n });
+          const tail = await reader.read(logOfJob(jobId), { limit: 100, tail: n });
           expect(tail.lines).toEqual(lines.slice(-n));
           expect(tail.next_cursor).toBe(String(await sizeOf(jobId)));
         },
@@ -212,7 +226,7 @@ describe('tail', () => {
         async (lengths, n) => {
           const lines = lengths.map((length, i) => line(`${i}:${'é'.repeat(length)}`));
           const jobId = await logOf(lines);
-          const tail = await reader.read(jobId, { limit: 100, tail: n });
+          const tail = await reader.read(logOfJob(jobId), { limit: 100, tail: n });
           expect(tail.lines.map((l) => l.text.slice(0, 8))).toEqual(
             lines.slice(-n).map((l) => l.text.slice(0, 8)),
           );
@@ -226,17 +240,17 @@ describe('tail', () => {
 
 describe('bad and missing input', () => {
   it('gives an empty page at the end for a job with no log file', async () => {
-    expect(await reader.read('job_never_written', { limit: 10 })).toEqual({
+    expect(await reader.read(logOfJob('job_never_written'), { limit: 10 })).toEqual({
       lines: [],
       next_cursor: '0',
       at_end: true,
     });
-    expect(await reader.read('job_never_written', { limit: 10, tail: 5 })).toEqual({
+    expect(await reader.read(logOfJob('job_never_written'), { limit: 10, tail: 5 })).toEqual({
       lines: [],
       next_cursor: '0',
       at_end: true,
     });
-    const resumed = await reader.read('job_never_written', { limit: 10, cursor: '120' });
+    const resumed = await reader.read(logOfJob('job_never_written'), { limit: 10, cursor: '120' });
     expect(resumed.lines).toEqual([]);
     expect(resumed.at_end).toBe(true);
   });
@@ -245,7 +259,7 @@ describe('bad and missing input', () => {
     'rejects the offset %j',
     async (cursor) => {
       const jobId = await logOf([line('a')]);
-      const read = reader.read(jobId, { limit: 10, cursor });
+      const read = reader.read(logOfJob(jobId), { limit: 10, cursor });
       await expect(read).rejects.toBeInstanceOf(InvalidRequestError);
       await expect(read).rejects.toThrow(/cursor/);
     },
@@ -253,7 +267,7 @@ describe('bad and missing input', () => {
 
   it('an offset past the end of the file gives an empty page at the end', async () => {
     const jobId = await logOf([line('a'), line('b')]);
-    const page = await reader.read(jobId, { limit: 10, cursor: '999999' });
+    const page = await reader.read(logOfJob(jobId), { limit: 10, cursor: '999999' });
     expect(page.lines).toEqual([]);
     expect(page.at_end).toBe(true);
   });
@@ -264,7 +278,7 @@ describe('bad and missing input', () => {
       jobLogPath(folder, jobId),
       'plain text, not JSON\n{"ts":"t","stream":"stdout","text":"ok"}\n',
     );
-    expect((await reader.read(jobId, { limit: 10 })).lines).toEqual([
+    expect((await reader.read(logOfJob(jobId), { limit: 10 })).lines).toEqual([
       { ts: '', stream: 'runner', text: 'plain text, not JSON' },
       { ts: 't', stream: 'stdout', text: 'ok' },
     ]);
@@ -284,7 +298,7 @@ describe('content', () => {
     const lines = unicode.map((text) => line(text));
     const jobId = await logOf(lines);
     expect((await pages(jobId, 1)).flatMap((p) => p.lines)).toEqual(lines);
-    expect((await reader.read(jobId, { limit: 100, tail: 2 })).lines).toEqual(lines.slice(-2));
+    expect((await reader.read(logOfJob(jobId), { limit: 100, tail: 2 })).lines).toEqual(lines.slice(-2));
   });
 
   it('keeps lines longer than the 64 KiB read chunk intact, also across multi-byte characters', async () => {
@@ -298,17 +312,19 @@ describe('content', () => {
     for (const limit of [1, 2, 100])
       expect((await pages(jobId, limit)).flatMap((p) => p.lines)).toEqual(lines);
     for (const n of [1, 2, 3, 5]) {
-      expect((await reader.read(jobId, { limit: 100, tail: n })).lines).toEqual(lines.slice(-n));
+      expect((await reader.read(logOfJob(jobId), { limit: 100, tail: n })).lines).toEqual(lines.slice(-n));
     }
     // A long last line still being written waits, then comes whole.
     const long3 = JSON.stringify(line(`${'ж'.repeat(70_000)}|end of third`));
-    const before = await reader.read(jobId, { limit: 100, tail: 1 });
+    const before = await reader.read(logOfJob(jobId), { limit: 100, tail: 1 });
     await appendFile(jobLogPath(folder, jobId), long3.slice(0, 100_000));
-    const waiting = await reader.read(jobId, { limit: 100, cursor: before.next_cursor });
+    const waiting = await reader.read(logOfJob(jobId), { limit: 100, cursor: before.next_cursor });
     expect(waiting).toEqual({ lines: [], next_cursor: before.next_cursor, at_end: true });
-    expect((await reader.read(jobId, { limit: 100, tail: 1 })).lines).toEqual([line('short after')]);
+    expect((await reader.read(logOfJob(jobId), { limit: 100, tail: 1 })).lines).toEqual([
+      line('short after'),
+    ]);
     await appendFile(jobLogPath(folder, jobId), `${long3.slice(100_000)}\n`);
-    const done = await reader.read(jobId, { limit: 100, cursor: waiting.next_cursor });
+    const done = await reader.read(logOfJob(jobId), { limit: 100, cursor: waiting.next_cursor });
     expect(texts(done)).toEqual([`${'ж'.repeat(70_000)}|end of third`]);
     expect(done.at_end).toBe(true);
   });
@@ -320,9 +336,9 @@ describe('FileLogSink', () => {
     const sink = new FileLogSink(jobLogPath(folder, jobId), 10_000);
     sink.write(line('first'));
     // Not flushed yet: the batch waits for flush (or its timer).
-    expect(await reader.read(jobId, { limit: 10 })).toMatchObject({ lines: [], at_end: true });
+    expect(await reader.read(logOfJob(jobId), { limit: 10 })).toMatchObject({ lines: [], at_end: true });
     await sink.flush();
-    expect(texts(await reader.read(jobId, { limit: 10 }))).toEqual(['first']);
+    expect(texts(await reader.read(logOfJob(jobId), { limit: 10 }))).toEqual(['first']);
     const expected = ['first'];
     for (let i = 0; i < 200; i++) {
       sink.write(line(`n${i}`));
@@ -338,12 +354,12 @@ describe('FileLogSink', () => {
     const sink = new FileLogSink(jobLogPath(folder, jobId), 50);
     sink.write(line('timed'));
     await new Promise((r) => setTimeout(r, 300));
-    expect(texts(await reader.read(jobId, { limit: 10 }))).toEqual(['timed']);
+    expect(texts(await reader.read(logOfJob(jobId), { limit: 10 }))).toEqual(['timed']);
 
     const big = 'b'.repeat(100 * 1024);
     for (let i = 0; i < 3; i++) sink.write(line(`${i}${big}`));
     await new Promise((r) => setTimeout(r, 30)); // well under flushMs; the size flushed them
-    expect((await reader.read(jobId, { limit: 10 })).lines).toHaveLength(4);
+    expect((await reader.read(logOfJob(jobId), { limit: 10 })).lines).toHaveLength(4);
     await sink.close();
   });
 
@@ -356,7 +372,7 @@ describe('FileLogSink', () => {
     const second = new FileLogSink(path, 10_000);
     second.write(line('from a second attempt'));
     await second.close();
-    expect(texts(await new FileLogReader(nested).read('job_nested', { limit: 10 }))).toEqual([
+    expect(texts(await new FileLogReader(nested).read(logOfJob('job_nested'), { limit: 10 }))).toEqual([
       'from the first runner',
       'from a second attempt',
     ]);

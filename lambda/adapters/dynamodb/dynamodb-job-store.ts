@@ -81,6 +81,7 @@ const JOB_FIELDS = {
   cpu: true,
   memory: true,
   output_uri: true,
+  output_saved: true,
   error: true,
   runner_ref: true,
   idempotency_key: true,
@@ -98,6 +99,7 @@ const CHANGE_FIELDS = {
   runner_ref: true,
   attempt: true,
   updated_at: true,
+  output_saved: true,
 } as const satisfies Record<keyof JobChanges, true>;
 
 type Item = Record<string, unknown>;
