@@ -79,6 +79,8 @@ export interface JobServiceConfig {
   launchGraceSeconds: number;
   /** Poll interval while waiting for a job to finish (wait_seconds). */
   waitPollMs: number;
+  /** How long a direct download URL (AWS: presigned S3 GET) stays valid. */
+  downloadUrlTtlSeconds: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -90,6 +92,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   deadlineGraceSeconds: 30,
   launchGraceSeconds: 120,
   waitPollMs: 100,
+  downloadUrlTtlSeconds: 900,
 };
 
 export interface JobServiceDeps {
@@ -173,6 +176,7 @@ export class JobService {
     const { notebook, name } = await this.loadNotebook(request.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, request.kernel);
     const runnable = this.parameterize(notebook, kernel, language, request);
+    this.deps.launcher.checkResources?.({ cpu: request.cpu, memory: request.memory });
 
     const { wait_seconds: waitSeconds, ...stored } = request;
     const requestHash = hashRequest({ ...stored, idempotency_key: undefined });
@@ -327,7 +331,7 @@ export class JobService {
     tenant: string,
     jobId: string,
     format: 'ipynb' | 'html' = 'ipynb',
-  ): Promise<{ name: string; body: Buffer }> {
+  ): Promise<{ name: string; body: Buffer } | { name: string; url: string }> {
     const job = await this.getOwned(tenant, jobId);
     if (!(await this.deps.artifacts.exists(job.output_uri))) {
       throw new NotFoundError(
@@ -337,8 +341,11 @@ export class JobService {
         { job_id: jobId, status: job.status },
       );
     }
-    if (format === 'ipynb')
+    if (format === 'ipynb') {
+      const url = await this.downloadUrl(job.output_uri);
+      if (url) return { name: job.notebook.name, url };
       return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
+    }
     const name = job.notebook.name.replace(/\.ipynb$/, '.html');
     const htmlUri = this.deps.artifacts.uriFor(outputKey(jobId, name));
     if (await this.deps.artifacts.exists(htmlUri))
@@ -719,6 +726,7 @@ export class JobService {
     const self = `/v1/jobs/${job.job_id}`;
     const available =
       isTerminal(job.status) && (job.output_saved ?? (await this.deps.artifacts.exists(job.output_uri)));
+    const downloadUrl = available ? ((await this.downloadUrl(job.output_uri)) ?? `${self}/output`) : null;
     return {
       job_id: job.job_id,
       status: job.status,
@@ -739,7 +747,7 @@ export class JobService {
       priority: job.priority,
       tags: job.tags,
       attempt: job.attempt,
-      output: { uri: job.output_uri, download_url: available ? `${self}/output` : null, available },
+      output: { uri: job.output_uri, download_url: downloadUrl, available },
       error: job.error,
       links: {
         self,
@@ -753,6 +761,11 @@ export class JobService {
 
   private now(): string {
     return this.deps.clock.now().toISOString();
+  }
+
+  /** A direct, short-lived download URL when the artifact store offers one. */
+  private async downloadUrl(uri: string): Promise<string | undefined> {
+    return this.deps.artifacts.downloadUrl?.(uri, this.config.downloadUrlTtlSeconds);
   }
 
   private async publish(job: JobRecord, previous: JobStatus | null): Promise<void> {

@@ -83,6 +83,11 @@ export interface Artifacts {
   exists(uri: string): Promise<boolean>;
   /** Deletes every artifact of a job (inputs and outputs). */
   deleteJob(jobId: string): Promise<void>;
+  /**
+   * A short-lived URL callers can download an artifact from directly (AWS: presigned S3 GET).
+   * Without it, callers download through this service.
+   */
+  downloadUrl?(uri: string, expiresInSeconds: number): Promise<string>;
 }
 
 export interface LaunchResult {
@@ -90,6 +95,11 @@ export interface LaunchResult {
 }
 
 export interface Launcher {
+  /**
+   * Rejects per-job cpu/memory this launcher cannot provide (InvalidRequestError naming what is
+   * allowed). Called before a job is created. Launchers that ignore cpu/memory leave it out.
+   */
+  checkResources?(resources: { cpu: number | null; memory: number | null }): void;
   launch(job: JobRecord): Promise<LaunchResult>;
   /** Stops a job's runner (graceful first); a no-op when it is already gone. */
   stop(job: JobRecord): Promise<void>;

@@ -93,9 +93,11 @@ const routes: Route[] = [
   {
     method: 'GET',
     pattern: new RegExp(`^/v1/jobs/${JOB}/output$`),
-    handler: async ({ service }, req, [id]) => {
+    handler: async ({ service }, req, [id]): Promise<ApiResponse> => {
       const { format } = parseRequest(OutputQuerySchema, req.query, 'query');
-      const { name, body } = await service.output(req.tenant, id as string, format);
+      const output = await service.output(req.tenant, id as string, format);
+      if ('url' in output) return { status: 302, headers: { location: output.url }, body: '' };
+      const { name, body } = output;
       const disposition = format === 'html' ? 'inline' : 'attachment';
       return {
         status: 200,

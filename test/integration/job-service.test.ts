@@ -11,10 +11,11 @@ import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobService } from '../../lambda/core/job-service.ts';
+import { InvalidRequestError } from '../../lambda/core/errors.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
-import type { JobRecord } from '../../lambda/core/job.ts';
-import type { Launcher } from '../../lambda/core/ports.ts';
+import type { JobRecord, JobStateChange } from '../../lambda/core/job.ts';
+import type { Artifacts, Launcher } from '../../lambda/core/ports.ts';
 import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
@@ -23,6 +24,7 @@ import { FileLogReader } from '../../lambda/adapters/file-logs.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 
 class RecordingLauncher implements Launcher {
+  checkResources?: Launcher['checkResources'];
   launched: string[] = [];
   stopped: string[] = [];
   alive = new Map<string, boolean>();
@@ -50,6 +52,8 @@ const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-service-'));
 let store: DynamoDbJobStore;
 let launcher: RecordingLauncher;
 let service: JobService;
+let artifacts: FileArtifacts & { downloadUrl?: Artifacts['downloadUrl'] };
+let published: JobStateChange[];
 let now = 0;
 let tableNumber = 0;
 const notebook = { content: makeNotebook([codeCell('x = 1')]) };
@@ -68,9 +72,12 @@ beforeEach(async () => {
   await createJobTable(client, table);
   store = new DynamoDbJobStore({ client, tableName: table });
   launcher = new RecordingLauncher();
+  artifacts = new FileArtifacts({ root: join(work, table), workspace: work });
+  published = [];
   service = new JobService({
     store,
-    artifacts: new FileArtifacts({ root: join(work, table), workspace: work }),
+    artifacts,
+    events: { publish: async (change) => void published.push(change) },
     launcher,
     logs: new FileLogReader(join(work, table, 'logs')),
     kernels: { list: async () => [{ name: 'python3', language: 'python', display_name: 'Python 3' }] },
@@ -186,5 +193,85 @@ describe('uploads', () => {
     expect(upload.notebook_uri).toMatch(/^file:\/\/.*\/uploads\/[0-9a-f]{32}\/train\.ipynb$/);
     expect(Date.parse(upload.expires_at) - now).toBe(900_000);
     await expect(service.createUpload({ name: 'x.txt' })).rejects.toThrow(/ipynb/);
+  });
+});
+
+describe('state-change events', () => {
+  it('publishes each transition the service makes, with the previous state and timings', async () => {
+    const a = await service.create('t', { notebook, tags: { team: 'ml' } });
+    now += 1500;
+    await service.cancel('t', a.job_id);
+    const c = await service.create('t', { notebook });
+    const d = await service.create('t', { notebook });
+    const e = await service.create('t', { notebook });
+    await service.cancel('t', e.job_id);
+    launcher.alive.set(`ref:${c.job_id}`, false);
+    await service.runnerExited(c.job_id, 'gone');
+
+    const seen = published.map((p) => [p.job_id, p.previous_status, p.status]);
+    expect(seen).toEqual([
+      [a.job_id, null, 'queued'],
+      [a.job_id, 'queued', 'running'],
+      [a.job_id, 'running', 'cancelled'],
+      [c.job_id, null, 'queued'],
+      [c.job_id, 'queued', 'running'],
+      [d.job_id, null, 'queued'], // a's runner still holds its slot while it saves
+      [e.job_id, null, 'queued'],
+      [e.job_id, 'queued', 'cancelled'],
+      [c.job_id, 'running', 'failed'],
+      [d.job_id, 'queued', 'running'],
+    ]);
+    const cancelled = published[2]!;
+    expect(cancelled).toMatchObject({
+      tenant: 't',
+      tags: { team: 'ml' },
+      duration_seconds: 1.5,
+      queue_wait_seconds: 0,
+      output_uri: null,
+    });
+    expect(published.at(-2)?.error).toMatchObject({ type: 'infrastructure' });
+  });
+});
+
+describe('output', () => {
+  it('trusts output_saved on the job instead of asking storage, and offers direct download URLs', async () => {
+    const a = await service.create('t', { notebook });
+    await store.update(a.job_id, ['running'], { status: 'completed', ended_at: new Date(now).toISOString() });
+    // Recorded as not saved: no storage lookup makes it available, even though a file exists.
+    await artifacts.put(`outputs/${a.job_id}/notebook.ipynb`, JSON.stringify(makeNotebook([])));
+    await store.update(a.job_id, ['completed'], { output_saved: false });
+    expect((await service.get('t', a.job_id)).output).toMatchObject({ available: false, download_url: null });
+    await store.update(a.job_id, ['completed'], { output_saved: true });
+    expect((await service.get('t', a.job_id)).output).toMatchObject({
+      available: true,
+      download_url: `/v1/jobs/${a.job_id}/output`,
+    });
+
+    const signed: [string, number][] = [];
+    artifacts.downloadUrl = async (uri: string, ttl: number) => {
+      signed.push([uri, ttl]);
+      return `https://download.invalid/${a.job_id}?ttl=${ttl}`;
+    };
+    const view = await service.get('t', a.job_id);
+    expect(view.output.download_url).toBe(`https://download.invalid/${a.job_id}?ttl=900`);
+    expect(await service.output('t', a.job_id)).toEqual({
+      name: 'notebook.ipynb',
+      url: view.output.download_url,
+    });
+    expect(signed).toEqual([
+      [view.output.uri, 900],
+      [view.output.uri, 900],
+    ]);
+  });
+
+  it('asks the launcher to check cpu/memory before anything is created', async () => {
+    launcher.checkResources = ({ cpu }) => {
+      if (cpu === 3) throw new InvalidRequestError('cpu 3 is not a Fargate size');
+    };
+    await expect(service.create('t', { notebook, cpu: 3, memory: 512 })).rejects.toThrow(
+      'not a Fargate size',
+    );
+    expect((await service.list('t', { limit: 10 })).jobs).toEqual([]);
+    expect(launcher.launched).toEqual([]);
   });
 });

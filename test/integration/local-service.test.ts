@@ -163,6 +163,9 @@ describe('cancel', () => {
     }
     const after = await svc.request('GET', `/v1/jobs/${job.job_id}`);
     expect(after.body.status).toBe('cancelled');
+    // The runner records the saved partial notebook even though its own final state lost the race.
+    expect(await svc.server.store.get(job.job_id)).toMatchObject({ output_saved: true });
+    expect(after.body.output).toMatchObject({ available: true });
 
     const again = await svc.request('POST', `/v1/jobs/${job.job_id}/cancel`);
     expect(again.status).toBe(200); // idempotent

@@ -109,6 +109,7 @@ describe('runner', () => {
     const final = await store.get(job.job_id);
     expect(final?.progress).toMatchObject({ cells_total: 401, cells_executed: 401, percent: 100 });
     expect(final?.stage).toBeNull();
+    expect(final?.output_saved).toBe(true);
     const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
     expect(saved.cells[399].execution_count).not.toBeNull();
   });
