@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'method_not_allowed'
   | 'unauthorized'
+  | 'forbidden'
   | 'internal';
 
 export class AppError extends Error {

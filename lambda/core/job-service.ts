@@ -325,12 +325,14 @@ export class JobService {
 
   /**
    * The executed notebook (partial for failed and cancelled jobs), as .ipynb or rendered HTML.
-   * HTML is rendered once the job has ended and kept beside the notebook.
+   * HTML is rendered once the job has ended and kept beside the notebook. An .ipynb comes as a
+   * direct download URL when the artifact store offers one, unless `allowUrl` is false.
    */
   async output(
     tenant: string,
     jobId: string,
     format: 'ipynb' | 'html' = 'ipynb',
+    { allowUrl = true }: { allowUrl?: boolean } = {},
   ): Promise<{ name: string; body: Buffer } | { name: string; url: string }> {
     const job = await this.getOwned(tenant, jobId);
     if (!(await this.deps.artifacts.exists(job.output_uri))) {
@@ -342,7 +344,7 @@ export class JobService {
       );
     }
     if (format === 'ipynb') {
-      const url = await this.downloadUrl(job.output_uri);
+      const url = allowUrl ? await this.downloadUrl(job.output_uri) : undefined;
       if (url) return { name: job.notebook.name, url };
       return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
     }

@@ -14,7 +14,10 @@ export const MAX_WAIT_SECONDS = 25;
 
 export const JobIdSchema = z
   .string()
-  .regex(JOB_ID_PATTERN, 'must be a job id such as job_01KAB3C4D5E6F7G8H9JKMNPQRSTV (job_ + 30 characters)');
+  .regex(
+    JOB_ID_PATTERN,
+    'must be a job id such as job_01KAB3C4D5E6F7G8H9JKMNPQRSTVWX (job_ + 30 characters)',
+  );
 
 export const NotebookNameSchema = z
   .string()

@@ -4,7 +4,7 @@
  * the same runner as the container. No AWS account, no Docker.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
@@ -26,6 +26,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
 import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
+import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 
 export const LOCAL_TENANT = 'local';
@@ -45,6 +46,10 @@ export interface LocalServerOptions {
   progressIntervalMs?: number;
   stopGraceMs?: number;
   service?: Partial<JobServiceConfig>;
+  /** When set, /mcp requires `Authorization: Bearer <mcpToken>`. */
+  mcpToken?: string;
+  /** Browser origins allowed on /mcp besides this server's own. */
+  mcpAllowedOrigins?: string[];
   log?: (message: string) => void;
 }
 
@@ -134,13 +139,27 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       max_concurrent_jobs: service.config.maxConcurrentJobs,
     }),
   };
-  const http = createServer((req, res) => void serve(ctx, req, res, maxNotebookBytes));
+  const mcp: McpEndpoint = {
+    service,
+    allowedOrigins: [...(options.mcpAllowedOrigins ?? [])],
+    maxBodyBytes: MAX_BODY_BYTES,
+    pollIntervalSeconds: 5,
+    taskTtlMs: null, // local jobs are kept until deleted or cleaned up
+    maxResourceBytes: MAX_BODY_BYTES,
+    log,
+  };
+  const token = options.mcpToken;
+  const http = createServer((req, res) => {
+    if (req.url === '/mcp' || req.url?.startsWith('/mcp?')) void serveMcp(mcp, token, req, res);
+    else void serve(ctx, req, res, maxNotebookBytes);
+  });
   await new Promise<void>((done, fail) => {
     http.once('error', fail);
     http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
   });
   const port = (http.address() as AddressInfo).port;
   uploads.setBaseUrl(`http://${options.host ?? '127.0.0.1'}:${port}`);
+  mcp.allowedOrigins = [...mcp.allowedOrigins, `http://127.0.0.1:${port}`, `http://localhost:${port}`];
 
   const sweeper = setInterval(() => {
     service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`));
@@ -189,6 +208,52 @@ async function serve(
   }
   res.writeHead(response.status, response.headers);
   res.end(response.body);
+}
+
+/** /mcp: the same endpoint code as the Lambda handler, fed a web-standard Request. */
+async function serveMcp(
+  endpoint: McpEndpoint,
+  token: string | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  let response: Response;
+  try {
+    const body = req.method === 'POST' ? await readBody(req, endpoint.maxBodyBytes) : null;
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/mcp'}`, {
+      method: req.method ?? 'GET',
+      headers,
+      body: body && req.method !== 'GET' && req.method !== 'HEAD' ? new Uint8Array(body) : null,
+    });
+    response = await handleMcpRequest(
+      endpoint,
+      request,
+      bearerMatches(token, headers) ? { tenant: LOCAL_TENANT } : null,
+    );
+  } catch (error) {
+    if (error instanceof PayloadTooLargeError) response = mcpTooLarge(endpoint.maxBodyBytes);
+    else {
+      endpoint.log(`mcp request failed: ${String(error)}`);
+      response = rpcError(500, -32603, 'internal error; the server log has the details');
+    }
+  }
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => (headers[name] = value));
+  res.writeHead(response.status, headers);
+  res.end(Buffer.from(await response.arrayBuffer()));
+}
+
+/** No token configured: everyone local is the local tenant. Else the exact bearer token. */
+function bearerMatches(token: string | undefined, headers: Headers): boolean {
+  if (!token) return true;
+  const presented = /^Bearer (.+)$/i.exec(headers.get('authorization') ?? '')?.[1] ?? '';
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {

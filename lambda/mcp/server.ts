@@ -1,0 +1,182 @@
+/**
+ * The MCP server factory: a new server per request (stateless streamable HTTP), bound to the
+ * caller. Tools are served from the TOOLS table with handlers of our own, because a task-capable
+ * tool registered through the SDK's registerToolTask makes clients that send no task wait for the
+ * whole job; here such a client gets an answer within sync_timeout_seconds, and a client that
+ * sends a task gets a task that is the job.
+ */
+import { z } from 'zod';
+import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type CallToolResult,
+  type CreateTaskResult,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import { AppError } from '../core/errors.ts';
+import { parseRequest } from '../core/schemas.ts';
+import { JobTaskStore, taskOf } from './job-task-store.ts';
+import { ExecuteNotebookInputSchema } from './schemas.ts';
+import {
+  callTool,
+  IPYNB_MIME,
+  jobResourceUri,
+  outputResourceUri,
+  TOOLS,
+  type McpCallContext,
+  type ToolDefinition,
+} from './tools.ts';
+
+export const SERVER_INFO = { name: 'notebook-jobs', version: '0.1.0' };
+
+export interface McpServerOptions {
+  /** How long ended jobs are kept (task ttl), or null when they stay until cleaned up. */
+  taskTtlMs: number | null;
+  /** The largest executed notebook served inline as a resource; larger ones by download URL. */
+  maxResourceBytes: number;
+}
+
+const INSTRUCTIONS =
+  'Runs Jupyter notebooks as asynchronous jobs. Call inspect_notebook to see a notebook\'s parameters, execute_notebook to run it (it waits up to sync_timeout_seconds, then returns the job id and what to call next), and manage_async_job to follow progress (action "status"), read logs, fetch the result summary (action "result"), cancel, list or clean up.';
+
+function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchema'] {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  return rest as Tool['inputSchema'];
+}
+
+/** tools/list entries, computed once: the schemas never change at run time. */
+const TOOL_LIST: Tool[] = TOOLS.map((tool) => ({
+  name: tool.name,
+  title: tool.title,
+  description: tool.description,
+  inputSchema: jsonSchemaOf(tool.input, 'input'),
+  outputSchema: jsonSchemaOf(tool.output, 'output'),
+  annotations: { title: tool.title, ...tool.annotations },
+  execution: { taskSupport: tool.taskSupport },
+}));
+
+export function createMcpServer(ctx: McpCallContext, options: McpServerOptions): McpServer {
+  const mcp = new McpServer(SERVER_INFO, {
+    capabilities: {
+      tools: {},
+      resources: {},
+      tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } },
+    },
+    taskStore: new JobTaskStore(ctx, options.taskTtlMs),
+    instructions: INSTRUCTIONS,
+  });
+
+  mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: TOOL_LIST }));
+  mcp.server.setRequestHandler(
+    CallToolRequestSchema,
+    async (request): Promise<CallToolResult | CreateTaskResult> => {
+      const tool = TOOLS.find((t) => t.name === request.params.name);
+      if (!tool) {
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `unknown tool "${request.params.name}"; this server has: ${TOOLS.map((t) => t.name).join(', ')}`,
+        );
+      }
+      if (request.params.task) return startTask(tool, ctx, request.params.arguments, options.taskTtlMs);
+      return callTool(tool, ctx, request.params.arguments);
+    },
+  );
+
+  mcp.registerResource(
+    'job',
+    new ResourceTemplate(jobResourceUri('{job_id}'), {
+      list: async () => {
+        const { jobs } = await ctx.service.list(ctx.tenant, { limit: 20 });
+        return {
+          resources: jobs.map((job) => ({
+            uri: jobResourceUri(job.job_id),
+            name: job.job_id,
+            title: `${job.notebook.name} (${job.status})`,
+            mimeType: 'application/json',
+          })),
+        };
+      },
+    }),
+    {
+      title: 'Notebook job',
+      description: 'A job as manage_async_job status shows it.',
+      mimeType: 'application/json',
+    },
+    async (uri, { job_id }) => {
+      const job = await asProtocolError(ctx, () => ctx.service.get(ctx.tenant, String(job_id)));
+      return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(job) }] };
+    },
+  );
+
+  mcp.registerResource(
+    'job-output',
+    new ResourceTemplate(outputResourceUri('{job_id}'), { list: undefined }),
+    {
+      title: 'Executed notebook',
+      description: "A job's executed notebook (partial for failed and cancelled jobs).",
+      mimeType: IPYNB_MIME,
+    },
+    async (uri, { job_id }) => {
+      const jobId = String(job_id);
+      const output = await asProtocolError(ctx, () =>
+        ctx.service.output(ctx.tenant, jobId, 'ipynb', { allowUrl: false }),
+      );
+      if (!('body' in output)) throw new Error('unreachable: inline output asked for');
+      if (output.body.length > options.maxResourceBytes) {
+        const job = await ctx.service.get(ctx.tenant, jobId);
+        throw new McpError(
+          ErrorCode.InvalidRequest,
+          `the executed notebook is ${output.body.length} bytes, more than the ${options.maxResourceBytes} served here; download it from ${job.output.download_url ?? job.links.output}`,
+        );
+      }
+      return { contents: [{ uri: uri.href, mimeType: IPYNB_MIME, text: output.body.toString('utf8') }] };
+    },
+  );
+  return mcp;
+}
+
+/** A task-augmented execute_notebook: the job is created and returned as the task, at once. */
+async function startTask(
+  tool: ToolDefinition,
+  ctx: McpCallContext,
+  args: unknown,
+  ttlMs: number | null,
+): Promise<CreateTaskResult> {
+  if (tool.taskSupport === 'forbidden') {
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `tool ${tool.name} does not run as a task; call it without "task"`,
+    );
+  }
+  const job = await asProtocolError(ctx, async () => {
+    const { sync_timeout_seconds: _ignored, ...request } = parseRequest(
+      ExecuteNotebookInputSchema,
+      args ?? {},
+      'arguments',
+    );
+    return ctx.service.create(ctx.tenant, { ...request, wait_seconds: 0 });
+  });
+  return { task: taskOf(job, ctx, ttlMs) };
+}
+
+/**
+ * Protocol-level failures (task creation has no isError result; resources/read neither): a typed
+ * error keeps its message, anything else is logged and answered without internals.
+ */
+async function asProtocolError<T>(ctx: McpCallContext, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof McpError) throw error;
+    if (error instanceof AppError)
+      throw new McpError(ErrorCode.InvalidParams, `${error.code}: ${error.message}`);
+    ctx.log(`mcp request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    throw new McpError(ErrorCode.InternalError, 'internal error; the server log has the details');
+  }
+}
