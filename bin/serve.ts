@@ -23,8 +23,14 @@ export async function serve(options: ServeOptions): Promise<void> {
     workspace: options.workspace,
     maxConcurrentJobs: options.maxConcurrent ?? intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT', 5, 1, 1000),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
+    mcpToken: optionalEnv(env, 'NOTEBOOK_JOBS_MCP_TOKEN'),
+    mcpAllowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
   });
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
+  console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);
   const stop = (signal: string) => {
     console.error(`${signal}: stopping; running jobs end as failed when their runner sees the server gone`);
     server.close().then(() => process.exit(0));
