@@ -3,67 +3,90 @@
  * Reads its configuration once from the environment, wires the adapters, runs the job, exits.
  *
  * Environment:
- *   NOTEBOOK_JOBS_JOB_ID              the job to run (or the first argument)
+ *   NOTEBOOK_JOBS_JOB_ID              the job to run (or the first argument; on ECS a RunTask override)
  *   NOTEBOOK_JOBS_TABLE               DynamoDB table (required)
  *   NOTEBOOK_JOBS_DYNAMODB_ENDPOINT   endpoint override (local mode: the embedded dynalite)
- *   NOTEBOOK_JOBS_DATA                local data folder: artifacts/, logs/, work/ (required locally)
- *   NOTEBOOK_JOBS_WORKSPACE           folder file:// submissions may come from (default: cwd)
+ *   NOTEBOOK_JOBS_ARTIFACTS           file (default: local mode) | s3 (AWS mode)
+ *   NOTEBOOK_JOBS_DATA                local mode: data folder with artifacts/, logs/, work/ (required);
+ *                                     AWS mode: only holds the scratch work/ folder (default: os.tmpdir())
+ *   NOTEBOOK_JOBS_WORKSPACE           local mode: folder file:// submissions may come from (default: cwd)
+ *   NOTEBOOK_JOBS_BUCKET              AWS mode: the artifact bucket (required there)
+ *   NOTEBOOK_JOBS_EVENT_BUS           AWS mode: EventBridge bus for state changes (unset: none published)
  *   NOTEBOOK_JOBS_PYTHON              interpreter with nbclient + ipykernel (default: probed)
  *   NOTEBOOK_JOBS_ENGINE              auto | nbclient | papermill (default auto)
  *   NOTEBOOK_JOBS_ENGINES_DIR         folder of the engine drivers (default: ../engines from here;
  *                                     set when the runner runs bundled)
  *   NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS  minimum time between progress writes (default 2000)
  *   NOTEBOOK_JOBS_WATCH_STDIN         1: stop the job when stdin closes (the local server died)
+ *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
+ *
+ * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
+ * awslogs driver ships to CloudWatch Logs.
  */
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { intEnv, oneOfEnv, optionalEnv, requireEnv } from '../../lambda/core/config.ts';
+import { S3Client } from '@aws-sdk/client-s3';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
+import { S3Artifacts } from '../../lambda/adapters/aws/s3-artifacts.ts';
+import { EventBridgePublisher } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
+import { StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
+import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lambda/core/ports.ts';
+import { readRunnerConfig } from './config.ts';
 import { findPython } from './python.ts';
-import { RunnerControl, runJob } from './runner.ts';
+import { RunnerControl, runJob, type StopReason } from './runner.ts';
+
+/** How long a SIGTERM waits for the store to say whether the job was cancelled. */
+const SIGTERM_LOOKUP_MS = 3000;
 
 async function main(): Promise<number> {
-  const env = process.env;
-  const jobId = process.argv[2] ?? requireEnv(env, 'NOTEBOOK_JOBS_JOB_ID');
-  const table = requireEnv(env, 'NOTEBOOK_JOBS_TABLE');
-  const data = requireEnv(env, 'NOTEBOOK_JOBS_DATA');
-  const engineSetting = oneOfEnv(
-    env,
-    'NOTEBOOK_JOBS_ENGINE',
-    ['auto', 'nbclient', 'papermill'] as const,
-    'auto',
-  );
-  const configuredPython = optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON');
+  const config = readRunnerConfig(process.env, process.argv.slice(2));
+  const { jobId } = config;
   const python =
-    configuredPython && engineSetting !== 'auto'
-      ? { python: configuredPython, engine: engineSetting }
-      : await findPython({ configured: configuredPython, engine: engineSetting });
+    config.python && config.engine !== 'auto'
+      ? { python: config.python, engine: config.engine }
+      : await findPython({ configured: config.python, engine: config.engine });
+
+  const store = new DynamoDbJobStore({
+    client: createDocumentClient({ endpoint: config.dynamodbEndpoint, region: config.region }),
+    tableName: config.table,
+  });
 
   const control = new RunnerControl();
-  process.on('SIGTERM', () => control.stop('cancel'));
+  let artifacts: Artifacts;
+  let logs: LogSink & { close?: () => Promise<void> };
+  let events: JobEventPublisher | undefined;
+  if (config.storage.mode === 's3') {
+    const { bucket, eventBus } = config.storage;
+    artifacts = new S3Artifacts(new S3Client({ region: config.region }), { bucket });
+    logs = new StdoutLogSink();
+    if (eventBus)
+      events = new EventBridgePublisher(new EventBridgeClient({ region: config.region }), { eventBus });
+    let terminated = false;
+    process.on('SIGTERM', () => {
+      if (terminated) return;
+      terminated = true;
+      void stopReasonOnSigterm(store, jobId).then((reason) => control.stop(reason));
+    });
+  } else {
+    artifacts = new FileArtifacts({
+      root: config.storage.artifactsRoot,
+      workspace: config.storage.workspace,
+    });
+    logs = new FileLogSink(jobLogPath(config.storage.logsFolder, jobId));
+    process.on('SIGTERM', () => control.stop('cancel'));
+  }
   process.on('SIGINT', () => control.stop('cancel'));
-  if (env.NOTEBOOK_JOBS_WATCH_STDIN === '1') {
+  if (config.watchStdin) {
     process.stdin.on('end', () => control.stop('orphaned'));
     process.stdin.on('error', () => control.stop('orphaned'));
     process.stdin.resume();
   }
 
-  const store = new DynamoDbJobStore({
-    client: createDocumentClient({
-      endpoint: optionalEnv(env, 'NOTEBOOK_JOBS_DYNAMODB_ENDPOINT'),
-      region: optionalEnv(env, 'AWS_REGION'),
-    }),
-    tableName: table,
-  });
-  const artifacts = new FileArtifacts({
-    root: join(data, 'artifacts'),
-    workspace: optionalEnv(env, 'NOTEBOOK_JOBS_WORKSPACE') ?? process.cwd(),
-  });
-  const logs = new FileLogSink(jobLogPath(join(data, 'logs'), jobId));
-  const workDir = join(data, 'work', jobId);
+  const workDir = join(config.workRoot, jobId);
   try {
     const outcome = await runJob(
       jobId,
@@ -71,18 +94,42 @@ async function main(): Promise<number> {
         store,
         artifacts,
         logs,
+        events,
         python: python.python,
         engine: python.engine,
         workDir,
-        enginesDir: optionalEnv(env, 'NOTEBOOK_JOBS_ENGINES_DIR'),
-        progressIntervalMs: intEnv(env, 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS', 2000, 0, 600_000),
+        enginesDir: config.enginesDir,
+        progressIntervalMs: config.progressIntervalMs,
       },
       control,
     );
     return outcome.status === 'completed' || outcome.status === 'skipped' ? 0 : 1;
   } finally {
-    await logs.close();
+    await (logs.close ? logs.close() : logs.flush());
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * ECS sends SIGTERM both for StopTask after a user's cancel and when it stops a task for its own
+ * reasons (Fargate Spot interruption, maintenance). A cancel is written to the store before
+ * StopTask, so only a job the store already shows as cancelled was cancelled; any other SIGTERM
+ * must end the job as failed (infrastructure): 'interrupted'. If the store does not answer,
+ * 'interrupted' is still right:
+ * the runner's final write is conditional on `running`, so a stored cancel stands either way.
+ */
+async function stopReasonOnSigterm(store: JobStore, jobId: string): Promise<StopReason> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<null>(
+    (resolve) => (timer = setTimeout(() => resolve(null), SIGTERM_LOOKUP_MS)),
+  );
+  try {
+    const job = await Promise.race([store.get(jobId), timeout]);
+    return job?.status === 'cancelled' ? 'cancel' : 'interrupted';
+  } catch {
+    return 'interrupted';
+  } finally {
+    clearTimeout(timer);
   }
 }
 

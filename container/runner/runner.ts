@@ -39,7 +39,12 @@ export function engineScript(engine: EngineName, dir = ENGINES_DIR): string {
   return join(dir, `${engine}_driver.py`);
 }
 
-export type StopReason = 'cancel' | 'timeout' | 'orphaned';
+/**
+ * Why a running job is asked to stop: cancelled by its caller; past its timeout; its local server
+ * is gone; or its container was stopped by the platform (ECS SIGTERM without a cancel, e.g. a
+ * Fargate Spot interruption).
+ */
+export type StopReason = 'cancel' | 'timeout' | 'orphaned' | 'interrupted';
 
 export interface RunnerDeps {
   store: JobStore;
@@ -264,6 +269,16 @@ function outcomeOf(
     };
   }
   if (stopReason === 'cancel') return { status: 'cancelled', error: null };
+  if (stopReason === 'interrupted') {
+    return {
+      status: 'failed',
+      error: {
+        type: 'infrastructure',
+        message:
+          'the task running the job was stopped (SIGTERM) without a cancel, e.g. a Fargate Spot interruption; the partial notebook was saved',
+      },
+    };
+  }
   if (stopReason === 'orphaned') {
     return {
       status: 'failed',

@@ -21,7 +21,7 @@ import {
   type JobRecord,
   type JobStatus,
 } from '../../lambda/core/job.ts';
-import { runJob } from '../../container/runner/runner.ts';
+import { RunnerControl, runJob } from '../../container/runner/runner.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { jobRecord } from '../helpers/jobs.ts';
@@ -71,18 +71,22 @@ async function runningJob(notebook: object): Promise<JobRecord> {
 }
 
 /** Runs a job with the nbclient engine and a log file, as the runner entry point would. */
-async function run(job: JobRecord, progressIntervalMs?: number) {
+async function run(job: JobRecord, progressIntervalMs?: number, control?: RunnerControl) {
   const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
   try {
-    return await runJob(job.job_id, {
-      store,
-      artifacts,
-      logs,
-      python: TEST_PYTHON,
-      engine: 'nbclient',
-      workDir: join(work, 'w', job.job_id),
-      progressIntervalMs,
-    });
+    return await runJob(
+      job.job_id,
+      {
+        store,
+        artifacts,
+        logs,
+        python: TEST_PYTHON,
+        engine: 'nbclient',
+        workDir: join(work, 'w', job.job_id),
+        progressIntervalMs,
+      },
+      control,
+    );
   } finally {
     await logs.close();
   }
@@ -121,5 +125,23 @@ describe('runner', () => {
     expect(outcome.status).toBe('skipped');
     expect((await store.get(job.job_id))?.status).toBe('cancelled');
     expect(await artifacts.exists(job.output_uri)).toBe(false);
+  });
+
+  it('fails a job whose task was stopped without a cancel (Spot interruption), keeping the partial notebook', async () => {
+    const job = await runningJob(
+      makeNotebook([codeCell('print("started", flush=True)'), codeCell('import time\ntime.sleep(120)')]),
+    );
+    const control = new RunnerControl();
+    const running = run(job, 100, control);
+    for (let i = 0; i < 200 && (await store.get(job.job_id))?.progress.cells_executed !== 1; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    control.stop('interrupted');
+    const outcome = await running;
+    expect(outcome).toMatchObject({ status: 'failed', error: { type: 'infrastructure' } });
+    const final = await store.get(job.job_id);
+    expect(final).toMatchObject({ status: 'failed', output_saved: true });
+    expect(final?.error?.message).toMatch(/stopped \(SIGTERM\) without a cancel/);
+    const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
+    expect(saved.cells[0].outputs[0].text.join('')).toBe('started\n');
   });
 });

@@ -1,0 +1,83 @@
+/**
+ * The runner's configuration, read once from the environment (see main.ts for the variables).
+ * Local mode keeps artifacts and logs under a data folder; AWS mode (NOTEBOOK_JOBS_ARTIFACTS=s3)
+ * keeps notebooks in S3, writes logs to stdout for the awslogs driver, and may publish events.
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { intEnv, oneOfEnv, optionalEnv, requireEnv, type Env } from '../../lambda/core/config.ts';
+import type { EngineName } from './python.ts';
+
+/** Local mode: artifacts and logs are files under the data folder. */
+export interface FileStorageConfig {
+  mode: 'file';
+  artifactsRoot: string;
+  logsFolder: string;
+  /** Folder file:// submissions may come from. */
+  workspace: string;
+}
+
+/** AWS mode: notebooks in S3, logs on stdout (-> CloudWatch), state changes to EventBridge. */
+export interface S3StorageConfig {
+  mode: 's3';
+  bucket: string;
+  /** Event bus for state changes; unset: none are published. */
+  eventBus: string | undefined;
+}
+
+export interface RunnerConfig {
+  jobId: string;
+  table: string;
+  dynamodbEndpoint: string | undefined;
+  region: string | undefined;
+  engine: 'auto' | EngineName;
+  python: string | undefined;
+  enginesDir: string | undefined;
+  progressIntervalMs: number;
+  watchStdin: boolean;
+  /** Scratch folder; each job works in `<workRoot>/<job id>`. */
+  workRoot: string;
+  storage: FileStorageConfig | S3StorageConfig;
+}
+
+/**
+ * Reads and checks the runner's environment; throws ConfigError naming the first missing or
+ * malformed variable. `args` are the command line arguments after the script (a job id may be one).
+ */
+export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = process.cwd()): RunnerConfig {
+  const jobId = args[0] ?? requireEnv(env, 'NOTEBOOK_JOBS_JOB_ID');
+  const mode = oneOfEnv(env, 'NOTEBOOK_JOBS_ARTIFACTS', ['file', 's3'] as const, 'file');
+  const table = requireEnv(env, 'NOTEBOOK_JOBS_TABLE');
+  let storage: RunnerConfig['storage'];
+  let workRoot: string;
+  if (mode === 's3') {
+    storage = {
+      mode,
+      bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
+      eventBus: optionalEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
+    };
+    workRoot = join(optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? tmpdir(), 'work');
+  } else {
+    const data = requireEnv(env, 'NOTEBOOK_JOBS_DATA');
+    storage = {
+      mode,
+      artifactsRoot: join(data, 'artifacts'),
+      logsFolder: join(data, 'logs'),
+      workspace: optionalEnv(env, 'NOTEBOOK_JOBS_WORKSPACE') ?? cwd,
+    };
+    workRoot = join(data, 'work');
+  }
+  return {
+    jobId,
+    table,
+    dynamodbEndpoint: optionalEnv(env, 'NOTEBOOK_JOBS_DYNAMODB_ENDPOINT'),
+    region: optionalEnv(env, 'AWS_REGION'),
+    engine: oneOfEnv(env, 'NOTEBOOK_JOBS_ENGINE', ['auto', 'nbclient', 'papermill'] as const, 'auto'),
+    python: optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
+    enginesDir: optionalEnv(env, 'NOTEBOOK_JOBS_ENGINES_DIR'),
+    progressIntervalMs: intEnv(env, 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS', 2000, 0, 600_000),
+    watchStdin: env.NOTEBOOK_JOBS_WATCH_STDIN === '1',
+    workRoot,
+    storage,
+  };
+}

@@ -1,0 +1,272 @@
+/**
+ * Runs each job as one ECS Fargate task (RunTask), stops it on cancel or timeout (StopTask), and
+ * tells reconciliation whether a task is still there (DescribeTasks). Capacity shortages (reported
+ * by RunTask in `failures`, not thrown) and throttling or server errors (thrown) are retried with
+ * exponential backoff and jitter; anything else fails at once with the reason ECS gave.
+ */
+import {
+  DescribeTasksCommand,
+  RunTaskCommand,
+  StopTaskCommand,
+  type ECSClient,
+  type Failure,
+  type RunTaskCommandInput,
+} from '@aws-sdk/client-ecs';
+import { errorMessage, InvalidRequestError } from '../../core/errors.ts';
+import type { JobRecord } from '../../core/job.ts';
+import type { LaunchResult, Launcher } from '../../core/ports.ts';
+
+export interface EcsLauncherConfig {
+  cluster: string;
+  taskDefinition: string;
+  containerName: string;
+  subnets: string[];
+  securityGroups: string[];
+  assignPublicIp: boolean;
+  capacity: 'FARGATE' | 'FARGATE_SPOT';
+  /** RunTask attempts for capacity/throttling failures (default 4) and the first backoff delay (default 500 ms, doubling, with jitter). */
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Task-level cpu units and the memory sizes (MiB) Fargate accepts with each. */
+const FARGATE_SIZES: ReadonlyArray<{
+  cpu: number;
+  from: number;
+  to: number;
+  step: number;
+  extra?: number[];
+}> = [
+  { cpu: 256, from: 1024, to: 2048, step: 1024, extra: [512] },
+  { cpu: 512, from: 1024, to: 4096, step: 1024 },
+  { cpu: 1024, from: 2048, to: 8192, step: 1024 },
+  { cpu: 2048, from: 4096, to: 16384, step: 1024 },
+  { cpu: 4096, from: 8192, to: 30720, step: 1024 },
+  { cpu: 8192, from: 16384, to: 61440, step: 4096 },
+  { cpu: 16384, from: 32768, to: 122880, step: 8192 },
+];
+
+function describeMemory(size: (typeof FARGATE_SIZES)[number]): string {
+  const range = `${size.from}-${size.to} in steps of ${size.step}`;
+  return size.extra ? `${size.extra.join(', ')} or ${range}` : range;
+}
+
+const VALID_SIZES_TEXT = FARGATE_SIZES.map((size) => `cpu ${size.cpu}: memory ${describeMemory(size)}`).join(
+  '; ',
+);
+
+/** Throws InvalidRequestError listing the valid combinations when cpu/memory is not a Fargate size. */
+export function checkFargateSize(cpu: number | null, memory: number | null): void {
+  if (cpu === null && memory === null) return;
+  const details = { cpu, memory, valid_sizes: VALID_SIZES_TEXT };
+  if (cpu === null || memory === null) {
+    // One alone would be paired with the task definition's default for the other, which may not be
+    // a valid Fargate size; asking for both keeps the request checkable here.
+    throw new InvalidRequestError(
+      `give cpu and memory together (got ${cpu === null ? `memory ${memory} without cpu` : `cpu ${cpu} without memory`}); Fargate sizes (memory in MiB): ${VALID_SIZES_TEXT}`,
+      details,
+    );
+  }
+  const size = FARGATE_SIZES.find((s) => s.cpu === cpu);
+  if (!size) {
+    throw new InvalidRequestError(
+      `cpu ${cpu} is not a Fargate size; cpu must be one of ${FARGATE_SIZES.map((s) => s.cpu).join(', ')} (memory in MiB: ${VALID_SIZES_TEXT})`,
+      details,
+    );
+  }
+  const fits =
+    size.extra?.includes(memory) ||
+    (memory >= size.from && memory <= size.to && (memory - size.from) % size.step === 0);
+  if (!fits) {
+    throw new InvalidRequestError(
+      `memory ${memory} MiB does not fit cpu ${cpu} on Fargate; with cpu ${cpu} memory must be ${describeMemory(size)} MiB (all sizes: ${VALID_SIZES_TEXT})`,
+      details,
+    );
+  }
+}
+
+/** RunTask `failures` reasons that mean "no capacity right now": worth another try. */
+const CAPACITY_REASONS = [/capacity is unavailable/i, /^RESOURCE:/];
+
+/** Thrown errors that mean "try again later" (throttling, server-side trouble). */
+const RETRYABLE_ERRORS = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'ServerException',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'InternalFailure',
+]);
+
+interface AwsErrorShape {
+  name?: string;
+  $retryable?: unknown;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** Whether an AWS SDK error is throttling or a server-side failure (retry later) rather than our fault. */
+export function isRetryableAwsError(error: unknown): boolean {
+  const e = (error ?? {}) as AwsErrorShape;
+  if (e.name && RETRYABLE_ERRORS.has(e.name)) return true;
+  if (e.$retryable) return true;
+  const status = e.$metadata?.httpStatusCode;
+  return status === 429 || (status !== undefined && status >= 500);
+}
+
+function failureText(failures: Failure[]): string {
+  return failures.map((f) => [f.reason, f.detail].filter(Boolean).join(': ') || 'unknown failure').join('; ');
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** One Fargate task per job; the task ARN is the job's runner_ref. */
+export class EcsLauncher implements Launcher {
+  private readonly maxAttempts: number;
+  private readonly baseDelayMs: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    private readonly ecs: ECSClient,
+    private readonly config: EcsLauncherConfig,
+  ) {
+    if (config.subnets.length === 0) throw new Error('EcsLauncher needs at least one subnet');
+    this.maxAttempts = config.maxAttempts ?? 4;
+    this.baseDelayMs = config.baseDelayMs ?? 500;
+    this.sleep = config.sleep ?? defaultSleep;
+    if (!Number.isInteger(this.maxAttempts) || this.maxAttempts < 1)
+      throw new Error(`EcsLauncher maxAttempts must be a positive integer, got ${this.maxAttempts}`);
+  }
+
+  checkResources({ cpu, memory }: { cpu: number | null; memory: number | null }): void {
+    checkFargateSize(cpu, memory);
+  }
+
+  async launch(job: JobRecord): Promise<LaunchResult> {
+    checkFargateSize(job.cpu, job.memory);
+    let lastReason = '';
+    // A definite "no capacity" answer launched nothing, so the next try gets a fresh client token; a
+    // thrown error may hide a task that did start, so its retry reuses the token and ECS dedupes it.
+    let tokenGeneration = 0;
+    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+      if (attempt > 1) await this.sleep(this.backoff(attempt - 1));
+      const input = this.runTaskInput(job, `${job.job_id}-${job.attempt}-${tokenGeneration}`);
+      let failures: Failure[];
+      try {
+        const out = await this.ecs.send(new RunTaskCommand(input));
+        const arn = out.tasks?.[0]?.taskArn;
+        if (arn) return { runner_ref: arn };
+        failures = out.failures ?? [];
+      } catch (error) {
+        const name = (error as AwsErrorShape).name ?? 'Error';
+        if (!isRetryableAwsError(error))
+          throw new Error(`ECS RunTask failed (${name}): ${errorMessage(error)}`, { cause: error });
+        lastReason = `${name}: ${errorMessage(error)}`;
+        continue;
+      }
+      const reason = failures.length ? failureText(failures) : 'RunTask returned no task and no failure';
+      const capacity = failures.some((f) => CAPACITY_REASONS.some((re) => re.test(f.reason ?? '')));
+      if (!capacity) throw new Error(`ECS RunTask failed: ${reason}`);
+      lastReason = reason;
+      tokenGeneration += 1;
+    }
+    throw new Error(
+      `ECS RunTask failed after ${this.maxAttempts} attempts (${this.config.capacity}): ${lastReason}`,
+    );
+  }
+
+  /** Stops the job's task with a reason ECS shows in the console; a task that is gone is a no-op. */
+  async stop(job: JobRecord): Promise<void> {
+    if (!job.runner_ref) return;
+    try {
+      await this.ecs.send(
+        new StopTaskCommand({
+          cluster: this.config.cluster,
+          task: job.runner_ref,
+          reason: `notebook-jobs: job ${job.job_id} ${job.status}`.slice(0, 255),
+        }),
+      );
+    } catch (error) {
+      // ECS answers InvalidParameterException ("The referenced task was not found") for a task that
+      // stopped long enough ago to be forgotten: there is nothing left to stop.
+      if ((error as AwsErrorShape).name === 'InvalidParameterException') return;
+      throw error;
+    }
+  }
+
+  /**
+   * False once the task is stopped (or deprovisioning after its containers stopped) or unknown to
+   * ECS; true while it runs, including while a stop is pending and the runner saves its notebook.
+   */
+  async isAlive(runnerRef: string): Promise<boolean | null> {
+    let out;
+    try {
+      out = await this.ecs.send(
+        new DescribeTasksCommand({ cluster: this.config.cluster, tasks: [runnerRef] }),
+      );
+    } catch (error) {
+      if (isRetryableAwsError(error)) return null;
+      throw error;
+    }
+    const task = out.tasks?.find((t) => t.taskArn === runnerRef) ?? out.tasks?.[0];
+    if (!task) {
+      const failures = out.failures ?? [];
+      return failures.length === 0 || failures.some((f) => f.reason === 'MISSING') ? false : null;
+    }
+    if (task.lastStatus === 'STOPPED' || task.lastStatus === 'DELETED') return false;
+    if (task.desiredStatus === 'STOPPED' && task.lastStatus === 'DEPROVISIONING') return false;
+    return true;
+  }
+
+  /** Delay before retry `n` (1-based): base * 2^(n-1), the upper half of it randomised. */
+  private backoff(n: number): number {
+    const ceiling = this.baseDelayMs * 2 ** (n - 1);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  private runTaskInput(job: JobRecord, clientToken: string): RunTaskCommandInput {
+    const { config } = this;
+    const placement: Pick<RunTaskCommandInput, 'launchType' | 'capacityProviderStrategy'> =
+      config.capacity === 'FARGATE_SPOT'
+        ? { capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }] }
+        : { launchType: 'FARGATE' };
+    const resources =
+      job.cpu !== null && job.memory !== null ? { cpu: String(job.cpu), memory: String(job.memory) } : {};
+    return {
+      cluster: config.cluster,
+      taskDefinition: config.taskDefinition,
+      ...placement,
+      count: 1,
+      startedBy: job.job_id,
+      clientToken,
+      networkConfiguration: {
+        awsvpcConfiguration: {
+          subnets: config.subnets,
+          securityGroups: config.securityGroups,
+          assignPublicIp: config.assignPublicIp ? 'ENABLED' : 'DISABLED',
+        },
+      },
+      overrides: {
+        containerOverrides: [
+          { name: config.containerName, environment: [{ name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id }] },
+        ],
+        ...resources,
+      },
+      tags: [
+        { key: 'notebook-jobs:job-id', value: job.job_id },
+        { key: 'notebook-jobs:tenant', value: tagValue(job.tenant) },
+      ],
+      propagateTags: 'TASK_DEFINITION',
+    };
+  }
+}
+
+/**
+ * ECS tag values allow letters, digits, spaces and `+ - = . _ : / @`, up to 256 characters; a tenant
+ * name outside that would make RunTask fail, so other characters become `_`.
+ */
+function tagValue(value: string): string {
+  return value.replace(/[^\p{L}\p{N} +\-=._:/@]/gu, '_').slice(0, 256);
+}

@@ -1,0 +1,240 @@
+/**
+ * Notebooks in S3 (AWS mode): relative keys ("inputs/<job>/x.ipynb") live in one bucket and are
+ * named by s3:// URIs. Submissions may also be read from a few allowed buckets, and nowhere else.
+ * Presigned URLs let callers download outputs and upload notebooks without going through Lambda.
+ */
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { InvalidRequestError, NotFoundError } from '../../core/errors.ts';
+import { JOB_ID_PATTERN } from '../../core/ids.ts';
+import type { Artifacts, UploadUrls } from '../../core/ports.ts';
+
+/** SigV4 presigned URLs are valid for at most 7 days. */
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.ipynb': 'application/x-ipynb+json',
+  '.html': 'text/html; charset=utf-8',
+  '.json': 'application/json',
+};
+
+function contentTypeOf(key: string): string {
+  const ext = /\.[^./]+$/.exec(key)?.[0]?.toLowerCase() ?? '';
+  return CONTENT_TYPES[ext] ?? 'application/octet-stream';
+}
+
+/** A relative key without empty, "." or ".." segments (so a key can never name another prefix). */
+function checkKey(key: string): string {
+  const segments = key.split('/');
+  if (!key || key.length > 1024 || segments.some((s) => s === '' || s === '.' || s === '..')) {
+    throw new InvalidRequestError(
+      `invalid artifact key "${key}": use a relative path like inputs/<job>/name.ipynb`,
+    );
+  }
+  return key;
+}
+
+/** Bucket and key of an s3:// URI, or null when it is not one. */
+export function parseS3Uri(uri: string): { bucket: string; key: string } | null {
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/.exec(uri);
+  return match ? { bucket: match[1] as string, key: match[2] as string } : null;
+}
+
+interface AwsErrorShape {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+const errorName = (error: unknown) => (error as AwsErrorShape).name;
+const httpStatus = (error: unknown) => (error as AwsErrorShape).$metadata?.httpStatusCode;
+
+/**
+ * The SDK adds flexible-checksum headers (a CRC32 of the still empty body for PUT, checksum mode for
+ * GET) which the presigner would bake into the URL's query: a PUT of the real notebook would then
+ * fail its checksum. Presigned commands drop them before signing, so the URL carries only what the
+ * caller's request can honour.
+ */
+function dropChecksumHeaders(request: unknown): void {
+  const headers = (request as { headers?: Record<string, string> }).headers ?? {};
+  for (const name of Object.keys(headers)) {
+    if (/^x-amz-(checksum-|sdk-checksum-)/i.test(name)) delete headers[name];
+  }
+}
+
+const DROP_CHECKSUMS = {
+  step: 'build',
+  priority: 'low',
+  name: 'notebookJobsPresignWithoutChecksums',
+} as const;
+
+function presignSeconds(seconds: number): number {
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PRESIGN_SECONDS)
+    throw new Error(`a presigned URL must last 1 to ${MAX_PRESIGN_SECONDS} s, got ${seconds}`);
+  return seconds;
+}
+
+export class S3Artifacts implements Artifacts {
+  private readonly readable: string[];
+
+  constructor(
+    private readonly s3: S3Client,
+    private readonly config: {
+      bucket: string;
+      /** extra buckets submissions may be read from by s3:// URI */
+      readableBuckets?: string[];
+    },
+  ) {
+    this.readable = [config.bucket, ...(config.readableBuckets ?? []).filter((b) => b !== config.bucket)];
+  }
+
+  uriFor(key: string): string {
+    return `s3://${this.config.bucket}/${checkKey(key)}`;
+  }
+
+  async put(key: string, body: Buffer | string): Promise<string> {
+    await this.s3.send(
+      new PutObjectCommand({
+        Bucket: this.config.bucket,
+        Key: checkKey(key),
+        Body: body,
+        ContentType: contentTypeOf(key),
+      }),
+    );
+    return this.uriFor(key);
+  }
+
+  async read(uri: string): Promise<Buffer> {
+    const { bucket, key } = this.readableLocation(uri);
+    try {
+      const out = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      if (!out.Body) throw new Error(`S3 returned no body for ${uri}`);
+      return Buffer.from(await out.Body.transformToByteArray());
+    } catch (error) {
+      const name = errorName(error);
+      if (name === 'NoSuchKey' || name === 'NoSuchBucket')
+        throw new NotFoundError(`no object at ${uri}`, { uri });
+      if (name === 'AccessDenied' && bucket !== this.config.bucket) {
+        throw new InvalidRequestError(
+          `access denied reading ${uri}: this deployment's role may not read that object`,
+          { uri },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async exists(uri: string): Promise<boolean> {
+    const location = parseS3Uri(uri);
+    if (!location || !this.readable.includes(location.bucket)) return false;
+    try {
+      await this.s3.send(new HeadObjectCommand({ Bucket: location.bucket, Key: location.key }));
+      return true;
+    } catch (error) {
+      // HEAD has no error body: a missing object is only a 404 (named NotFound by the SDK).
+      if (errorName(error) === 'NotFound' || errorName(error) === 'NoSuchKey' || httpStatus(error) === 404)
+        return false;
+      throw error;
+    }
+  }
+
+  async deleteJob(jobId: string): Promise<void> {
+    if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidRequestError(`not a job id: "${jobId}"`);
+    for (const prefix of [`inputs/${jobId}/`, `outputs/${jobId}/`]) {
+      let token: string | undefined;
+      do {
+        const page = await this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        // A list page holds at most 1,000 keys, which is also DeleteObjects' limit.
+        const objects = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+        if (objects.length > 0) {
+          const out = await this.s3.send(
+            new DeleteObjectsCommand({
+              Bucket: this.config.bucket,
+              Delete: { Objects: objects, Quiet: true },
+            }),
+          );
+          if (out.Errors?.length) {
+            const first = out.Errors.slice(0, 3)
+              .map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`.trim())
+              .join('; ');
+            throw new Error(`could not delete ${out.Errors.length} objects of job ${jobId}: ${first}`);
+          }
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    }
+  }
+
+  /** A presigned GET URL for an artifact URI (short-lived). */
+  async downloadUrl(uri: string, expiresInSeconds: number): Promise<string> {
+    const location = parseS3Uri(uri);
+    if (!location || location.bucket !== this.config.bucket) {
+      throw new InvalidRequestError(
+        `no download URL for ${uri}: only objects in s3://${this.config.bucket}/ are served`,
+        { uri },
+      );
+    }
+    const command = new GetObjectCommand({ Bucket: location.bucket, Key: location.key });
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        dropChecksumHeaders(args.request);
+        return next(args);
+      },
+      DROP_CHECKSUMS,
+    );
+    return getSignedUrl(this.s3, command, { expiresIn: presignSeconds(expiresInSeconds) });
+  }
+
+  /** The bucket and key of a URI this deployment may read, or an error saying what may be read. */
+  private readableLocation(uri: string): { bucket: string; key: string } {
+    const allowed = this.readable.map((b) => `s3://${b}/`).join(', ');
+    const location = parseS3Uri(uri);
+    if (!location) {
+      throw new InvalidRequestError(
+        `unsupported notebook URI "${uri}": this deployment reads s3:// URIs under ${allowed}`,
+        { uri, allowed: this.readable },
+      );
+    }
+    if (!this.readable.includes(location.bucket)) {
+      throw new InvalidRequestError(
+        `bucket ${location.bucket} is not readable by this deployment; submit notebooks from ${allowed} (or upload them with POST /v1/uploads)`,
+        { uri, allowed: this.readable },
+      );
+    }
+    return location;
+  }
+}
+
+/**
+ * Upload URLs: a presigned S3 PUT for exactly one key. Only the host is signed, not Content-Type:
+ * callers may PUT with any (or no) Content-Type header, since the service reads the notebook by its
+ * content. Signing the type would make every PUT without that exact header fail with
+ * SignatureDoesNotMatch, a common and confusing failure for `curl -T`.
+ */
+export class S3UploadUrls implements UploadUrls {
+  constructor(
+    private readonly s3: S3Client,
+    private readonly config: { bucket: string },
+  ) {}
+
+  async create(key: string, expiresAt: Date): Promise<string> {
+    const seconds = Math.ceil((expiresAt.getTime() - Date.now()) / 1000);
+    const command = new PutObjectCommand({ Bucket: this.config.bucket, Key: checkKey(key) });
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        dropChecksumHeaders(args.request);
+        return next(args);
+      },
+      DROP_CHECKSUMS,
+    );
+    return getSignedUrl(this.s3, command, { expiresIn: presignSeconds(seconds) });
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The stdout log sink (AWS mode) and its parser: every LogLine becomes one JSON line that
+ * parseLogLine turns back into the same LogLine, whatever the text holds.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseLogLine, StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
+import type { LogLine } from '../../lambda/core/ports.ts';
+
+function capture(): { sink: StdoutLogSink; written: string[] } {
+  const written: string[] = [];
+  return { sink: new StdoutLogSink((line) => void written.push(line)), written };
+}
+
+const streams = fc.constantFrom<LogLine['stream']>('stdout', 'stderr', 'output', 'runner');
+
+describe('StdoutLogSink + parseLogLine', () => {
+  it('writes one line per LogLine and reads it back unchanged: newlines, quotes, unicode', async () => {
+    const { sink, written } = capture();
+    const lines: LogLine[] = [
+      { ts: '2026-05-01T10:00:00.000Z', stream: 'stdout', text: 'loss=0.25' },
+      {
+        ts: '2026-05-01T10:00:01.000Z',
+        stream: 'stderr',
+        text: 'Traceback:\n  File "x.py"\r\n\tZeroDivisionError',
+      },
+      { ts: '2026-05-01T10:00:02.000Z', stream: 'output', text: 'héllo 世界 🚀 \u0000\u001f \\ "' },
+      { ts: '2026-05-01T10:00:03.000Z', stream: 'runner', text: '' },
+    ];
+    for (const line of lines) sink.write(line);
+    await sink.flush();
+
+    expect(written).toHaveLength(4);
+    for (const text of written) expect(text).not.toMatch(/[\n\r]/);
+    expect(written.map(parseLogLine)).toEqual(lines);
+  });
+
+  it('round-trips any text', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 300 }), streams, (text, stream) => {
+        const { sink, written } = capture();
+        const line = { ts: '2026-05-01T10:00:00.000Z', stream, text };
+        sink.write(line);
+        expect(written).toHaveLength(1);
+        expect(parseLogLine(written[0]!)).toEqual(line);
+      }),
+    );
+  });
+
+  it('splits a text too long for one Docker log message into lines that each stay parseable', () => {
+    const { sink, written } = capture();
+    // Three UTF-16 units per repeat, so a naive cut at a fixed length would split a surrogate pair.
+    const text = `${'\n🚀'.repeat(8000)}end`; // ~48 KB of JSON once escaped
+    sink.write({ ts: '2026-05-01T10:00:00.000Z', stream: 'stdout', text });
+
+    expect(written.length).toBeGreaterThan(1);
+    const parsed = written.map(parseLogLine);
+    for (const [i, raw] of written.entries()) {
+      expect(Buffer.byteLength(raw)).toBeLessThan(16 * 1024);
+      expect(parsed[i]).toMatchObject({ ts: '2026-05-01T10:00:00.000Z', stream: 'stdout' });
+    }
+    // Nothing lost, nothing duplicated, no surrogate pair cut in half.
+    expect(parsed.map((l) => l!.text).join('')).toBe(text);
+    const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+    for (const line of parsed) expect(line!.text).not.toMatch(loneSurrogate);
+  });
+
+  it('does not take other output for a log line', () => {
+    for (const text of [
+      '',
+      'plain text',
+      '{"ts": "x", "stream": "stdout"}',
+      '{"ts": "x", "stream": "bogus", "text": "t"}',
+      '{"ts": 1, "stream": "stdout", "text": "t"}',
+      '[1,2]',
+      '{broken',
+      'null',
+    ]) {
+      expect(parseLogLine(text)).toBeNull();
+    }
+  });
+});
