@@ -1,6 +1,7 @@
 /**
- * The notebook-jobs CLI. `serve` runs the local service; every other command talks to a service's
- * REST API (URL from --url or NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080).
+ * The notebook-jobs CLI. `serve` runs the local service; `tokens` manages the API tokens of an AWS
+ * deployment directly in its DynamoDB table (with the caller's AWS credentials); every other command
+ * talks to a service's REST API (URL from --url or NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
@@ -37,9 +38,18 @@ Commands:
   inspect <notebook.ipynb>      kernel, parameters and cells of a notebook
   delete <job_id>               delete an ended job
   cleanup --older-than HOURS    delete ended jobs older than HOURS
+  tokens create --tenant T      create an API token for an AWS deployment (printed once)
+      --scopes read,write       read: GET requests; write: everything else (default both)
+      --expires-in-days N       the token stops working after N days (default: never)
+      --description TEXT        what the token is for
+  tokens list --tenant T        a tenant's tokens (ids, scopes, expiry; never the tokens)
+  tokens revoke --tenant T ID   revoke a token by its id (tok_...)
+      --table NAME              the deployment's table (NOTEBOOK_JOBS_TABLE); uses your AWS
+                                credentials and region (AWS_PROFILE, AWS_REGION)
 
 Global options:
   --url URL                     service URL (NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080)
+                                an AWS deployment also needs NOTEBOOK_JOBS_TOKEN (see tokens create)
   --json                        print raw JSON
   -h, --help                    this help
 
@@ -72,6 +82,11 @@ const OPTIONS = {
   limit: { type: 'string' },
   output: { type: 'string', short: 'o' },
   'older-than': { type: 'string' },
+  tenant: { type: 'string' },
+  scopes: { type: 'string' },
+  'expires-in-days': { type: 'string' },
+  description: { type: 'string' },
+  table: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parse>['values'];
@@ -128,7 +143,11 @@ interface Job {
 }
 
 class Api {
-  constructor(readonly base: string) {}
+  constructor(
+    readonly base: string,
+    /** Bearer token for an AWS deployment (NOTEBOOK_JOBS_TOKEN); local mode needs none. */
+    private readonly token?: string,
+  ) {}
 
   async call<T>(
     method: string,
@@ -154,7 +173,11 @@ class Api {
     try {
       return await fetch(`${this.base}${path}`, {
         method,
-        headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+        headers: {
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
@@ -296,6 +319,71 @@ async function follow(api: Api, jobId: string, json: boolean): Promise<Job> {
   }
 }
 
+/** `tokens create|list|revoke`: straight to the deployment's table, not through its API. */
+async function tokens(values: Values, positionals: string[], print: (data: unknown, human: string) => void) {
+  const [, action, tokenId] = positionals;
+  if (!action || !['create', 'list', 'revoke'].includes(action))
+    throw new CliError('tokens needs create, list or revoke (see notebook-jobs --help)');
+  if (!values.tenant) throw new CliError(`tokens ${action} needs --tenant TENANT`);
+  const table = values.table ?? process.env.NOTEBOOK_JOBS_TABLE;
+  if (!table) throw new CliError("name the deployment's table with --table NAME or NOTEBOOK_JOBS_TABLE");
+  // Loaded here so the other commands never load the AWS SDK.
+  const { AppError, InvalidRequestError } = await import('../lambda/core/errors.ts');
+  const { createDocumentClient } = await import('../lambda/adapters/dynamodb/client.ts');
+  const { DynamoDbTokenStore, parseScopes } = await import('../lambda/adapters/dynamodb/token-store.ts');
+  const store = new DynamoDbTokenStore({
+    client: createDocumentClient({
+      endpoint: process.env.NOTEBOOK_JOBS_DYNAMODB_ENDPOINT || undefined,
+      region: process.env.AWS_REGION || undefined,
+    }),
+    tableName: table,
+  });
+  const describeToken = (t: { token_id: string; scopes: string[]; expires_at: string | null }) =>
+    `${t.token_id}  scopes ${t.scopes.join(',')}  expires ${t.expires_at ?? 'never'}`;
+  try {
+    if (action === 'create') {
+      const created = await store.create({
+        tenant: values.tenant,
+        scopes: values.scopes === undefined ? undefined : parseScopes(values.scopes),
+        expiresInDays: intOption(values, 'expires-in-days'),
+        description: values.description,
+      });
+      print(
+        created,
+        [
+          created.token,
+          `id ${describeToken(created)}  tenant ${created.tenant}`,
+          'This is the only time the token is shown: store it now (e.g. export NOTEBOOK_JOBS_TOKEN=...).',
+        ].join('\n'),
+      );
+    } else if (action === 'list') {
+      const list = await store.list(values.tenant);
+      const now = Date.now();
+      const state = (t: (typeof list)[number]) =>
+        t.revoked_at
+          ? `revoked ${t.revoked_at}`
+          : t.expires_at && Date.parse(t.expires_at) <= now
+            ? 'expired'
+            : 'active';
+      const rows = list.map(
+        (t) =>
+          `${describeToken(t)}  ${state(t)}  created ${t.created_at}${t.description ? `  ${t.description}` : ''}`,
+      );
+      print({ tokens: list }, rows.join('\n') || `no tokens for tenant ${values.tenant}`);
+    } else {
+      if (!tokenId) throw new CliError('tokens revoke needs the token id: tokens revoke --tenant T tok_...');
+      const revoked = await store.revoke(values.tenant, tokenId);
+      print(revoked, `revoked ${revoked.token_id} (tenant ${revoked.tenant}) at ${revoked.revoked_at}`);
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    if (error instanceof InvalidRequestError) throw new CliError(error.message, 2);
+    if (error instanceof AppError) throw new CliError(error.message, 1);
+    throw new CliError(`cannot use table ${table}: ${(error as Error).message}`, 1);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv);
   const [command, arg] = positionals;
@@ -305,6 +393,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const api = new Api(
     (values.url ?? process.env.NOTEBOOK_JOBS_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, ''),
+    process.env.NOTEBOOK_JOBS_TOKEN || undefined,
   );
   const print = (data: unknown, human: string) =>
     console.log(values.json ? JSON.stringify(data, null, 2) : human);
@@ -447,6 +536,8 @@ async function main(argv: string[]): Promise<number> {
       print(data, `deleted ${data.count} job(s)${data.count ? `: ${data.deleted.join(', ')}` : ''}`);
       return 0;
     }
+    case 'tokens':
+      return tokens(values, positionals, print);
     default:
       throw new CliError(`unknown command "${command}"; see notebook-jobs --help`);
   }

@@ -1,0 +1,98 @@
+/**
+ * Configuration of the AWS entry points, read once per cold start from the NOTEBOOK_JOBS_* variables
+ * the CDK stack sets. Every cloud setting is required: a missing or malformed one fails at start-up
+ * with the variable's name, never later as a confusing AWS error.
+ */
+import { ConfigError, intEnv, optionalEnv, requireEnv, type Env } from '../core/config.ts';
+
+export const CAPACITIES = ['FARGATE', 'FARGATE_SPOT'] as const;
+export type Capacity = (typeof CAPACITIES)[number];
+
+/** Everything the api, mcp, task-events and sweeper Lambdas need to build the JobService. */
+export interface AwsConfig {
+  /** AWS_REGION (set by Lambda); undefined lets the SDK resolve it. */
+  region: string | undefined;
+  table: string;
+  /** Endpoint override for a DynamoDB-compatible server (tests: dynalite). Unset on AWS. */
+  dynamodbEndpoint: string | undefined;
+  /** Days ended jobs are kept before DynamoDB TTL removes them. */
+  retentionDays: number;
+  bucket: string;
+  ecs: {
+    cluster: string;
+    taskDefinition: string;
+    containerName: string;
+    subnets: string[];
+    securityGroups: string[];
+    assignPublicIp: boolean;
+    capacity: Capacity;
+  };
+  logs: { logGroup: string; streamPrefix: string };
+  eventBus: string;
+  maxConcurrentJobs: number;
+  cursorSecretArn: string;
+}
+
+/** What the authorizer and the `tokens` CLI need: only the table. */
+export interface TokenTableConfig {
+  region: string | undefined;
+  table: string;
+  dynamodbEndpoint: string | undefined;
+}
+
+/** Reads and validates the JobService configuration; throws ConfigError naming the variable. */
+export function readAwsConfig(env: Env): AwsConfig {
+  return {
+    ...readTokenTableConfig(env),
+    retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
+    bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
+    ecs: {
+      cluster: requireEnv(env, 'NOTEBOOK_JOBS_CLUSTER'),
+      taskDefinition: requireEnv(env, 'NOTEBOOK_JOBS_TASK_DEFINITION'),
+      containerName: requireEnv(env, 'NOTEBOOK_JOBS_CONTAINER'),
+      subnets: idList(env, 'NOTEBOOK_JOBS_SUBNETS', 'subnet-'),
+      securityGroups: idList(env, 'NOTEBOOK_JOBS_SECURITY_GROUPS', 'sg-'),
+      assignPublicIp:
+        requireOneOf(env, 'NOTEBOOK_JOBS_ASSIGN_PUBLIC_IP', ['ENABLED', 'DISABLED']) === 'ENABLED',
+      capacity: requireOneOf(env, 'NOTEBOOK_JOBS_CAPACITY', CAPACITIES),
+    },
+    logs: {
+      logGroup: requireEnv(env, 'NOTEBOOK_JOBS_LOG_GROUP'),
+      streamPrefix: requireEnv(env, 'NOTEBOOK_JOBS_LOG_STREAM_PREFIX'),
+    },
+    eventBus: requireEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
+    maxConcurrentJobs: intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', 5, 1, 10_000),
+    cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
+  };
+}
+
+/** Reads the table settings alone (authorizer Lambda, `notebook-jobs tokens`). */
+export function readTokenTableConfig(env: Env): TokenTableConfig {
+  return {
+    region: optionalEnv(env, 'AWS_REGION'),
+    table: requireEnv(env, 'NOTEBOOK_JOBS_TABLE'),
+    dynamodbEndpoint: optionalEnv(env, 'NOTEBOOK_JOBS_DYNAMODB_ENDPOINT'),
+  };
+}
+
+function requireOneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T {
+  const raw = requireEnv(env, name);
+  if (!allowed.includes(raw as T))
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+/** A comma-separated, non-empty list of AWS resource ids that all start with `prefix`. */
+function idList(env: Env, name: string, prefix: string): string[] {
+  const ids = requireEnv(env, name)
+    .split(',')
+    .map((id) => id.trim())
+    .filter(Boolean);
+  const bad = ids.filter((id) => !id.startsWith(prefix));
+  if (ids.length === 0 || bad.length > 0) {
+    throw new ConfigError(
+      `${name} must be a comma-separated list of ${prefix}... ids, got "${env[name] ?? ''}"`,
+    );
+  }
+  return ids;
+}

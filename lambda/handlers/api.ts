@@ -1,0 +1,47 @@
+/**
+ * REST API Lambda (API Gateway REST API, Lambda proxy integration). Translates only: the caller's
+ * tenant and scopes from the authorizer, a scope check, then the same routes as local mode.
+ */
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { AppError } from '../core/errors.ts';
+import { errorResponse } from '../http/errors.ts';
+import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { readAwsConfig } from '../aws/config.ts';
+import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from './apigw.ts';
+
+/** Routes that answer without a token, if the stack leaves them open (no business data). */
+const PUBLIC_ROUTES = new Set(['GET /v1/health', 'GET /openapi.json']);
+
+// Wired once per cold start, at the first event (so a configuration error is reported per request
+// with the variable's name in the log, and a failed start is retried).
+const context = once(async (): Promise<ApiContext> => {
+  const { service, health } = await createAwsService(readAwsConfig(process.env));
+  return { service, health };
+});
+
+const logError = (message: string) => logger.error(message);
+
+/** The Lambda entry point. */
+export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  try {
+    const method = event.httpMethod;
+    const path = routePath(event);
+    const auth = authOf(event);
+    if (!auth && !PUBLIC_ROUTES.has(`${method} ${path}`)) {
+      // Only reachable when a route is deployed without the authorizer: refuse rather than guess.
+      return toProxyResult(
+        errorResponse(new AppError('unauthorized', 'send Authorization: Bearer <token>'), logError),
+      );
+    }
+    if (auth) {
+      const scope = requiredScope(method);
+      if (!auth.scopes.includes(scope)) return toProxyResult(forbidden(scope, method, path));
+    }
+    const response = await handleApiRequest(await context(), toApiRequest(event, auth?.tenant ?? ''));
+    return toProxyResult(response);
+  } catch (error) {
+    // Configuration and wiring failures: logged in full, answered as a generic 500.
+    return toProxyResult(errorResponse(error, logError));
+  }
+}

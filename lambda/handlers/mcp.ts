@@ -1,0 +1,57 @@
+/**
+ * MCP Lambda (API Gateway REST API, Lambda proxy integration on /mcp). Translates only: proxy event
+ * -> web Request -> the same handleMcpRequest as the local server -> web Response -> proxy result.
+ * The authorizer has already checked the bearer token; its tenant becomes the caller.
+ */
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { optionalEnv } from '../core/config.ts';
+import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
+import { readAwsConfig } from '../aws/config.ts';
+import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { authOf, fromWebResponse, toWebRequest } from './apigw.ts';
+
+/** API Gateway accepts 10 MB; inline notebooks are limited to 5 MB, the JSON-RPC around them less. */
+const MAX_BODY_BYTES = 6 * 1024 * 1024;
+/** A Lambda response is at most 6 MB; a notebook's JSON is escaped once more inside JSON-RPC. */
+const MAX_RESOURCE_BYTES = 4 * 1024 * 1024;
+
+const logError = (message: string) => logger.error(message);
+
+const endpoint = once(async (): Promise<McpEndpoint> => {
+  const env = process.env;
+  const config = readAwsConfig(env);
+  const { service } = await createAwsService(config);
+  return {
+    service,
+    allowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
+    maxBodyBytes: MAX_BODY_BYTES,
+    pollIntervalSeconds: 10,
+    taskTtlMs: config.retentionDays * 24 * 3600 * 1000,
+    maxResourceBytes: MAX_RESOURCE_BYTES,
+    log: logError,
+  };
+});
+
+/** The Lambda entry point. */
+export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+  try {
+    const auth = authOf(event);
+    // MCP mixes reading and submitting in one endpoint: it needs a token with both scopes.
+    if (auth && !(auth.scopes.includes('read') && auth.scopes.includes('write'))) {
+      return fromWebResponse(
+        rpcError(403, -32000, 'the MCP endpoint needs a token with the read and write scopes'),
+      );
+    }
+    const caller = auth ? { tenant: auth.tenant } : null;
+    return await fromWebResponse(await handleMcpRequest(await endpoint(), toWebRequest(event), caller));
+  } catch (error) {
+    // Configuration and wiring failures: logged in full, answered without internals.
+    logError(
+      `mcp handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
+    return fromWebResponse(rpcError(500, -32603, 'internal error; the function log has the details'));
+  }
+}

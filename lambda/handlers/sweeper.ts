@@ -1,0 +1,61 @@
+/**
+ * Scheduled sweep (every minute): JobService.sweep() stops jobs past their deadline plus grace,
+ * fails jobs whose task is gone, frees leaked slots and dispatches queued jobs. Then it publishes
+ * the gauges JobsQueued and JobsRunning (namespace NotebookJobs, no dimensions) as CloudWatch
+ * embedded metric format on stdout.
+ *
+ * The EMF document is written here rather than with Powertools Metrics: Powertools always adds a
+ * `service` dimension, and clearing it yields `"Dimensions": []`, which the EMF schema does not allow
+ * (at least one dimension set). A dimensionless metric is `"Dimensions": [[]]`.
+ */
+import { readAwsConfig } from '../aws/config.ts';
+import { createAwsService, logger, once } from '../aws/wiring.ts';
+
+export const METRICS_NAMESPACE = 'NotebookJobs';
+/**
+ * Counting the queue reads queued jobs; past this many the gauge saturates (and says so in the log)
+ * rather than reading an unbounded queue every minute.
+ */
+export const QUEUED_COUNT_LIMIT = 1000;
+
+const ready = once(async () => createAwsService(readAwsConfig(process.env)));
+
+export interface SweepOutcome {
+  timed_out: string[];
+  lost: string[];
+  released: string[];
+  queued: number;
+  running: number;
+}
+
+/** The Lambda entry point. */
+export async function handler(): Promise<SweepOutcome> {
+  const { service, store } = await ready();
+  const swept = await service.sweep();
+  const [queued, running] = await Promise.all([store.listQueued(QUEUED_COUNT_LIMIT), store.listRunning()]);
+  if (queued.length >= QUEUED_COUNT_LIMIT)
+    logger.warn(`JobsQueued is reported as ${QUEUED_COUNT_LIMIT}: the queue holds at least that many jobs`);
+  writeEmf({ JobsQueued: queued.length, JobsRunning: running.length });
+  const outcome = { ...swept, queued: queued.length, running: running.length };
+  if (swept.timed_out.length + swept.lost.length + swept.released.length > 0)
+    logger.info('sweep repaired jobs', outcome);
+  return outcome;
+}
+
+/** One EMF document with dimensionless Count gauges, as a single stdout line. */
+export function writeEmf(gauges: Record<string, number>, now = Date.now()): void {
+  const document = {
+    _aws: {
+      Timestamp: now,
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS_NAMESPACE,
+          Dimensions: [[]],
+          Metrics: Object.keys(gauges).map((name) => ({ Name: name, Unit: 'Count' })),
+        },
+      ],
+    },
+    ...gauges,
+  };
+  process.stdout.write(`${JSON.stringify(document)}\n`);
+}

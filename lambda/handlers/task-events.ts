@@ -1,0 +1,92 @@
+/**
+ * EventBridge `ECS Task State Change` -> reconciliation. When a job's task has STOPPED, the job's
+ * runner is gone: JobService.runnerExited fails the job if it is still running (with why the task
+ * stopped and the runner's exit code), releases its slot and dispatches the next queued job.
+ *
+ * Ignored, with a log line: other statuses, tasks of another cluster, tasks not started for a job
+ * (startedBy is not a job id), unknown jobs, and a task of an older attempt while the job's current
+ * runner is another task (its stop says nothing about the job as it runs now).
+ */
+import type { EventBridgeEvent } from 'aws-lambda';
+import { JOB_ID_PATTERN } from '../core/ids.ts';
+import { readAwsConfig } from '../aws/config.ts';
+import { createAwsService, logger, once } from '../aws/wiring.ts';
+
+/** The fields of the task detail this handler reads (the event carries the whole ECS Task). */
+export interface EcsTaskStateChangeDetail {
+  taskArn: string;
+  clusterArn?: string;
+  lastStatus: string;
+  desiredStatus?: string;
+  startedBy?: string;
+  stopCode?: string;
+  stoppedReason?: string;
+  containers?: Array<{ name: string; exitCode?: number; reason?: string; lastStatus?: string }>;
+}
+
+export type EcsTaskStateChangeEvent = EventBridgeEvent<'ECS Task State Change', EcsTaskStateChangeDetail>;
+
+export type TaskEventOutcome =
+  { action: 'reconciled'; job_id: string } | { action: 'ignored'; reason: string; job_id?: string };
+
+const ready = once(async () => createAwsService(readAwsConfig(process.env)));
+
+/** The Lambda entry point. */
+export async function handler(event: EcsTaskStateChangeEvent): Promise<TaskEventOutcome> {
+  const outcome = await reconcile(event);
+  if (outcome.action === 'ignored')
+    logger.info(`ignored task event: ${outcome.reason}`, {
+      taskArn: event.detail?.taskArn,
+      job_id: outcome.job_id,
+    });
+  else logger.info('reconciled a stopped task', { taskArn: event.detail.taskArn, job_id: outcome.job_id });
+  return outcome;
+}
+
+async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutcome> {
+  const detail = event.detail;
+  if (event['detail-type'] !== 'ECS Task State Change' || !detail?.taskArn)
+    return { action: 'ignored', reason: `not an ECS task state change (${event['detail-type']})` };
+  if (detail.lastStatus !== 'STOPPED') return { action: 'ignored', reason: `task is ${detail.lastStatus}` };
+  const jobId = detail.startedBy ?? '';
+  if (!JOB_ID_PATTERN.test(jobId))
+    return { action: 'ignored', reason: `task was not started for a job (startedBy "${jobId}")` };
+
+  const { config, service, store } = await ready();
+  const cluster = config.ecs.cluster;
+  if (cluster.startsWith('arn:') && detail.clusterArn && detail.clusterArn !== cluster)
+    return { action: 'ignored', reason: `task of another cluster (${detail.clusterArn})`, job_id: jobId };
+  const job = await store.get(jobId);
+  if (!job) return { action: 'ignored', reason: 'no such job', job_id: jobId };
+  // runner_ref is null only between RunTask and recording its ARN; then this task is the job's.
+  if (job.runner_ref !== null && job.runner_ref !== detail.taskArn) {
+    return {
+      action: 'ignored',
+      reason: `task of an earlier attempt; the job's runner is ${job.runner_ref}`,
+      job_id: jobId,
+    };
+  }
+  await service.runnerExited(jobId, stopReason(detail, config.ecs.containerName));
+  return { action: 'reconciled', job_id: jobId };
+}
+
+/**
+ * Why the task stopped, for the job's error message: stop code and reason, and the runner
+ * container's exit code (137 = killed after the stop timeout) and reason if ECS gave one.
+ */
+export function stopReason(detail: EcsTaskStateChangeDetail, containerName: string): string {
+  const taskId = detail.taskArn.split('/').pop();
+  const parts = [
+    `ECS task ${taskId} stopped` +
+      (detail.stopCode ? ` (${detail.stopCode})` : '') +
+      (detail.stoppedReason ? `: ${detail.stoppedReason}` : ''),
+  ];
+  const container = detail.containers?.find((c) => c.name === containerName);
+  if (container) {
+    const exit = container.exitCode === undefined ? 'no exit code' : `exit code ${container.exitCode}`;
+    parts.push(`container ${container.name}: ${exit}${container.reason ? ` (${container.reason})` : ''}`);
+  } else {
+    parts.push(`container ${containerName} not reported`);
+  }
+  return parts.join('; ');
+}

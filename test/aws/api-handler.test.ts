@@ -1,0 +1,272 @@
+/**
+ * The api Lambda driven by REST proxy events shaped like API Gateway's (fixtures under
+ * test/fixtures/aws-events), with the job table in dynalite and ECS/S3/CloudWatch/EventBridge/
+ * Secrets Manager mocked: the exact commands sent are asserted.
+ */
+import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
+import { RunTaskCommand } from '@aws-sdk/client-ecs';
+import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  BUCKET,
+  CURSOR_SECRET_ARN,
+  Dynalite,
+  LOG_GROUP,
+  coldStart,
+  createBody,
+  expectedRunTask,
+  fixture,
+  handlerLogger,
+  mockAws,
+  proxyEvent,
+  stackEnv,
+} from './aws-harness.ts';
+
+type ApiModule = typeof import('../../lambda/handlers/api.ts');
+
+let db: Dynalite;
+const aws = mockAws();
+let table: string;
+let api: ApiModule['handler'];
+
+beforeAll(async () => {
+  db = await Dynalite.start();
+});
+
+afterAll(async () => {
+  await db?.close();
+});
+
+beforeEach(async () => {
+  aws.reset();
+  table = await db.newTable();
+  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', stackEnv(table, db.endpoint)));
+});
+
+function body(result: APIGatewayProxyResult): any {
+  expect(result.isBase64Encoded).toBe(false);
+  return JSON.parse(result.body);
+}
+
+async function createJob(tenant = 'acme'): Promise<any> {
+  const result = await api(proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody(), tenant }));
+  expect(result.statusCode, result.body).toBe(201);
+  return body(result);
+}
+
+describe('POST /v1/jobs with the base64 fixture, then GET', () => {
+  it('stores the notebook in S3, launches the task with the exact RunTask input, and reads the job back', async () => {
+    const event = fixture<APIGatewayProxyEvent>('apigw-post-jobs-base64.json');
+
+    const created = await api(event);
+
+    expect(created.statusCode, created.body).toBe(201);
+    const job = body(created);
+    expect(job).toMatchObject({
+      status: 'running',
+      stage: 'provisioning',
+      kernel: 'python3',
+      parameters: { name: 'Ada' },
+      tags: { team: 'ml' },
+      notebook: { name: 'hello.ipynb', uri: `s3://${BUCKET}/inputs/${job.job_id}/hello.ipynb` },
+      attempt: 1,
+    });
+    expect(aws.secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input)).toEqual([
+      { SecretId: CURSOR_SECRET_ARN },
+    ]);
+    const puts = aws.s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+    expect(puts).toHaveLength(1);
+    expect(puts[0]).toMatchObject({
+      Bucket: BUCKET,
+      Key: `inputs/${job.job_id}/hello.ipynb`,
+      ContentType: 'application/x-ipynb+json',
+    });
+    const decoded = JSON.parse(Buffer.from(event.body as string, 'base64').toString('utf8'));
+    expect(JSON.parse(puts[0]?.Body as string)).toEqual(decoded.notebook.content);
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job.job_id, 'acme'),
+    ]);
+    // Published: created (queued), then started (running).
+    const published = aws.events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries?.[0]);
+    expect(
+      published.map((e) => [e?.DetailType, e?.EventBusName, JSON.parse(e?.Detail ?? '{}').status]),
+    ).toEqual([
+      ['Notebook Job State Change', 'default', 'queued'],
+      ['Notebook Job State Change', 'default', 'running'],
+    ]);
+    const stored = await db.store(table).get(job.job_id);
+    expect(stored).toMatchObject({
+      tenant: 'acme',
+      runner_ref: aws.tasks.get(job.job_id),
+      idempotency_key: 'nightly-2026-11-23',
+    });
+
+    const got = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}` }));
+    expect(got.statusCode).toBe(200);
+    expect(body(got)).toMatchObject({ job_id: job.job_id, status: 'running', notebook: job.notebook });
+
+    // The Idempotency-Key header made it through the translation: a replay is the same job.
+    const replay = await api(fixture<APIGatewayProxyEvent>('apigw-post-jobs-base64.json'));
+    expect(body(replay).job_id).toBe(job.job_id);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('reads the cursor secret once per cold start, not per request', async () => {
+    await createJob();
+    await createJob();
+    await api(proxyEvent({ path: '/v1/jobs' }));
+    expect(aws.secrets.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+  });
+
+  it('answers 400 naming the problem for a bad body, and creates nothing', async () => {
+    const result = await api(
+      proxyEvent({ method: 'POST', path: '/v1/jobs', body: { notebook: { content: {} } } }),
+    );
+    expect(result.statusCode).toBe(400);
+    expect(body(result).error.code).toBe('invalid_request');
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+});
+
+describe('tenants and scopes', () => {
+  it("never shows a tenant another tenant's job (404, as if it did not exist)", async () => {
+    const job = await createJob('acme');
+
+    const other = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}`, tenant: 'globex' }));
+    const list = await api(proxyEvent({ path: '/v1/jobs', tenant: 'globex' }));
+
+    expect(other.statusCode).toBe(404);
+    expect(body(other).error).toMatchObject({ code: 'not_found', message: `job ${job.job_id} not found` });
+    expect(body(list).jobs).toEqual([]);
+    const own = await api(proxyEvent({ path: '/v1/jobs', tenant: 'acme' }));
+    expect(body(own).jobs.map((j: any) => j.job_id)).toEqual([job.job_id]);
+  });
+
+  it('refuses a POST from a read-only token with 403 in the house format, and sends nothing', async () => {
+    const result = await api(
+      proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody(), scopes: 'read' }),
+    );
+
+    expect(result.statusCode).toBe(403);
+    expect(body(result)).toEqual({
+      error: {
+        code: 'forbidden',
+        message: expect.stringContaining('lacks the "write" scope that POST /v1/jobs needs'),
+        details: { required_scope: 'write' },
+      },
+    });
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+
+  it('lets a read-only token read', async () => {
+    const job = await createJob();
+    const result = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}`, scopes: 'read' }));
+    expect(result.statusCode).toBe(200);
+  });
+
+  it('answers 401 when no authorizer ran, except on the open health route', async () => {
+    const jobs = await api(proxyEvent({ path: '/v1/jobs', tenant: null }));
+    const health = await api(proxyEvent({ path: '/v1/health', tenant: null }));
+
+    expect(jobs.statusCode).toBe(401);
+    expect(body(jobs).error.code).toBe('unauthorized');
+    expect(health.statusCode).toBe(200);
+    expect(body(health)).toMatchObject({
+      status: 'ok',
+      mode: 'aws',
+      kernels: ['python3', '.net-csharp', '.net-fsharp', '.net-pwsh'],
+      max_concurrent_jobs: 5,
+    });
+  });
+});
+
+describe('GET /v1/jobs/{id}/logs', () => {
+  it('reads the task stream through CloudWatch Logs with the exact GetLogEvents input', async () => {
+    const job = await createJob();
+    const taskId = aws.tasks.get(job.job_id)?.split('/').pop();
+    const end = 'f/38150582420812395840101208581275438223123880163223011328/s';
+    aws.logs.on(GetLogEventsCommand).callsFake((input: { nextToken?: string }) => ({
+      // Resuming from the last token yields nothing new and hands the same token back: the end.
+      events:
+        input.nextToken === end
+          ? []
+          : [
+              {
+                timestamp: 1795440310000,
+                message: JSON.stringify({
+                  ts: '2026-11-23T13:45:10.000Z',
+                  stream: 'runner',
+                  text: 'starting kernel python3',
+                }),
+                ingestionTime: 1795440310100,
+              },
+              {
+                timestamp: 1795440311000,
+                message: JSON.stringify({
+                  ts: '2026-11-23T13:45:11.000Z',
+                  stream: 'stdout',
+                  text: 'hello Ada',
+                }),
+                ingestionTime: 1795440311100,
+              },
+            ],
+      nextForwardToken: end,
+      nextBackwardToken: 'b/38150582398507406015347891203834095867234871098567123456/s',
+    }));
+    // The fixture repeats limit (?limit=100&limit=50): the last value counts, as in local mode.
+    const event = proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { limit: ['100', '50'] } });
+
+    const result = await api(event);
+
+    expect(result.statusCode, result.body).toBe(200);
+    const calls = aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input);
+    expect(calls).toEqual([
+      { logGroupName: LOG_GROUP, logStreamName: `runner/runner/${taskId}`, startFromHead: true, limit: 50 },
+      {
+        logGroupName: LOG_GROUP,
+        logStreamName: `runner/runner/${taskId}`,
+        startFromHead: true,
+        limit: 48,
+        nextToken: end,
+      },
+    ]);
+    const page = body(result);
+    expect(page.lines).toEqual([
+      { ts: '2026-11-23T13:45:10.000Z', stream: 'runner', text: 'starting kernel python3' },
+      { ts: '2026-11-23T13:45:11.000Z', stream: 'stdout', text: 'hello Ada' },
+    ]);
+    expect(page.at_end).toBe(true);
+    // The next page resumes from CloudWatch's token, signed by the service (opaque to callers).
+    aws.logs.resetHistory();
+    const next = await api(
+      proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { cursor: [page.next_cursor] } }),
+    );
+    expect(body(next).lines).toEqual([]);
+    expect(aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input.nextToken)).toEqual([end]);
+  });
+});
+
+describe('cold start configuration', () => {
+  it('answers a generic 500 for a missing variable and logs the variable name', async () => {
+    const env = stackEnv(table, db.endpoint);
+    delete (env as Record<string, string | undefined>).NOTEBOOK_JOBS_BUCKET;
+    const broken = await coldStart<ApiModule>('lambda/handlers/api.ts', env);
+    const logError = vi.spyOn(await handlerLogger(), 'error').mockImplementation(() => undefined);
+
+    const result = await broken.handler(proxyEvent({ path: '/v1/jobs' }));
+
+    const logged = logError.mock.calls.map((c) => String(c[0])).join('\n');
+
+    expect(result.statusCode).toBe(500);
+    expect(JSON.parse(result.body)).toEqual({
+      error: { code: 'internal', message: 'internal error; the server log has the details' },
+    });
+    expect(result.body).not.toContain('NOTEBOOK_JOBS_BUCKET');
+    expect(logged).toContain('missing required environment variable NOTEBOOK_JOBS_BUCKET');
+  });
+});

@@ -1,0 +1,168 @@
+/**
+ * The mcp Lambda driven by REST proxy events for POST /mcp (base64 JSON-RPC bodies, as API Gateway
+ * sends them), with the table in dynalite and the AWS services mocked: the same endpoint code as
+ * the local server, reached through event -> Request -> transport -> Response -> proxy result.
+ */
+import { RunTaskCommand } from '@aws-sdk/client-ecs';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  Dynalite,
+  coldStart,
+  createBody,
+  expectedRunTask,
+  mockAws,
+  proxyEvent,
+  stackEnv,
+} from './aws-harness.ts';
+
+type McpModule = typeof import('../../lambda/handlers/mcp.ts');
+
+let db: Dynalite;
+const aws = mockAws();
+let mcp: McpModule['handler'];
+
+beforeAll(async () => {
+  db = await Dynalite.start();
+});
+afterAll(async () => {
+  await db?.close();
+});
+beforeEach(async () => {
+  aws.reset();
+  const table = await db.newTable();
+  ({ handler: mcp } = await coldStart<McpModule>(
+    'lambda/handlers/mcp.ts',
+    stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://console.example.com' }),
+  ));
+});
+
+let nextId = 1;
+
+/** A POST /mcp proxy event carrying one JSON-RPC request as a base64 body. */
+function rpcEvent(
+  method: string,
+  params: unknown,
+  options: { tenant?: string | null; scopes?: string; headers?: Record<string, string> } = {},
+): APIGatewayProxyEvent {
+  const event = proxyEvent({
+    method: 'POST',
+    path: '/mcp',
+    body: { jsonrpc: '2.0', id: nextId++, method, params },
+    tenant: options.tenant,
+    scopes: options.scopes,
+  });
+  const headers: Record<string, string> = {
+    Accept: 'application/json, text/event-stream',
+    'Content-Type': 'application/json',
+    'MCP-Protocol-Version': '2025-11-25',
+    ...options.headers,
+  };
+  for (const [name, value] of Object.entries(headers)) {
+    event.headers[name] = value;
+    event.multiValueHeaders[name] = [value];
+  }
+  return event;
+}
+
+function result(response: APIGatewayProxyResult): any {
+  expect(response.statusCode, response.body).toBe(200);
+  expect(response.isBase64Encoded).toBe(false);
+  const message = JSON.parse(response.body);
+  expect(message.error).toBeUndefined();
+  return message.result;
+}
+
+describe('POST /mcp through the Lambda', () => {
+  it('initializes, lists the tools, and submits a job that launches exactly one Fargate task', async () => {
+    const init = result(
+      await mcp(
+        rpcEvent('initialize', {
+          protocolVersion: '2025-11-25',
+          capabilities: {},
+          clientInfo: { name: 'lambda-test', version: '1' },
+        }),
+      ),
+    );
+    expect(init.capabilities.tasks.requests.tools.call).toEqual({});
+    const tools = result(await mcp(rpcEvent('tools/list', {})));
+    expect(tools.tools.map((t: { name: string }) => t.name).sort()).toEqual([
+      'execute_notebook',
+      'inspect_notebook',
+      'manage_async_job',
+    ]);
+
+    const { notebook, parameters } = createBody();
+    const call = result(
+      await mcp(
+        rpcEvent('tools/call', {
+          name: 'execute_notebook',
+          arguments: { notebook, parameters, sync_timeout_seconds: 0 },
+        }),
+      ),
+    );
+    expect(call.isError).toBeUndefined();
+    const { job, done, next } = call.structuredContent;
+    expect(done).toBe(false);
+    expect(job).toMatchObject({ status: 'running', stage: 'provisioning' });
+    expect(next.arguments).toEqual({ action: 'status', job_id: job.job_id });
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job.job_id, 'acme'),
+    ]);
+
+    // Another invocation (any instance) reads the same job as a task, bound to the same tenant.
+    const task = result(await mcp(rpcEvent('tasks/get', { taskId: job.job_id })));
+    expect(task).toMatchObject({ taskId: job.job_id, status: 'working' });
+    const foreign = await mcp(rpcEvent('tasks/get', { taskId: job.job_id }, { tenant: 'globex' }));
+    expect(JSON.parse(foreign.body).error.message).toMatch(/not found/i);
+  });
+
+  it('creates a task for a task-augmented call, without waiting', async () => {
+    const { notebook } = createBody();
+    const created = result(
+      await mcp(
+        rpcEvent('tools/call', { name: 'execute_notebook', arguments: { notebook }, task: { ttl: 60_000 } }),
+      ),
+    );
+    expect(created.task).toMatchObject({
+      status: 'working',
+      ttl: 30 * 24 * 3600 * 1000,
+      pollInterval: 10_000,
+    });
+    expect(aws.ecs.commandCalls(RunTaskCommand)[0]?.args[0].input.startedBy).toBe(created.task.taskId);
+  });
+
+  it('answers bad arguments as an isError result and launches nothing', async () => {
+    const call = result(
+      await mcp(rpcEvent('tools/call', { name: 'manage_async_job', arguments: { action: 'cancel' } })),
+    );
+    expect(call.isError).toBe(true);
+    expect(call.content[0].text).toMatch(/job_id is required for action "cancel"/);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+});
+
+describe('transport hygiene in the Lambda', () => {
+  it('answers GET with 405 and Allow: POST', async () => {
+    const event = proxyEvent({ method: 'GET', path: '/mcp' });
+    const response = await mcp(event);
+    expect(response.statusCode).toBe(405);
+    expect(response.headers?.allow).toBe('POST');
+  });
+
+  it('refuses a foreign Origin and accepts a configured one', async () => {
+    const foreign = await mcp(rpcEvent('tools/list', {}, { headers: { Origin: 'https://evil.example' } }));
+    expect(foreign.statusCode).toBe(403);
+    const allowed = await mcp(
+      rpcEvent('tools/list', {}, { headers: { Origin: 'https://console.example.com' } }),
+    );
+    expect(allowed.statusCode).toBe(200);
+  });
+
+  it('needs the authorizer and a token with both scopes', async () => {
+    expect((await mcp(rpcEvent('tools/list', {}, { tenant: null }))).statusCode).toBe(401);
+    const readOnly = await mcp(rpcEvent('tools/list', {}, { scopes: 'read' }));
+    expect(readOnly.statusCode).toBe(403);
+    expect(JSON.parse(readOnly.body).error.message).toMatch(/read and write scopes/);
+  });
+});

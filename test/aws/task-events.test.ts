@@ -1,0 +1,192 @@
+/**
+ * The task-events Lambda driven by EventBridge "ECS Task State Change" events shaped like AWS's
+ * documented example (STOPPED variants under test/fixtures/aws-events), against dynalite, with jobs
+ * created through the api Lambda so each has a real task ARN from the (mocked) RunTask.
+ */
+import { RunTaskCommand } from '@aws-sdk/client-ecs';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { EcsTaskStateChangeEvent } from '../../lambda/handlers/task-events.ts';
+import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import {
+  Dynalite,
+  coldStart,
+  createBody,
+  expectedRunTask,
+  fixture,
+  handlerLogger,
+  mockAws,
+  proxyEvent,
+  stackEnv,
+} from './aws-harness.ts';
+
+type ApiModule = typeof import('../../lambda/handlers/api.ts');
+type TaskEventsModule = typeof import('../../lambda/handlers/task-events.ts');
+
+let db: Dynalite;
+const aws = mockAws();
+let store: DynamoDbJobStore;
+let api: ApiModule['handler'];
+let onEvent: TaskEventsModule['handler'];
+
+beforeAll(async () => {
+  db = await Dynalite.start();
+});
+
+afterAll(async () => {
+  await db?.close();
+});
+
+beforeEach(async () => {
+  aws.reset();
+  const table = await db.newTable();
+  store = db.store(table);
+  // One slot, so a second job waits in the queue until the first one's task is gone.
+  const env = stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
+  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', env));
+  ({ handler: onEvent } = await import('../../lambda/handlers/task-events.ts'));
+});
+
+async function createJob(): Promise<string> {
+  const result = await api(proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody() }));
+  expect(result.statusCode, result.body).toBe(201);
+  return JSON.parse(result.body).job_id as string;
+}
+
+/** A STOPPED event from a fixture, for this job and task. */
+function stopped(name: string, jobId: string, taskArn: string): EcsTaskStateChangeEvent {
+  const event = structuredClone(fixture<EcsTaskStateChangeEvent>(name));
+  event.resources = [taskArn];
+  event.detail.taskArn = taskArn;
+  event.detail.startedBy = jobId;
+  for (const container of event.detail.containers ?? []) Object.assign(container, { taskArn });
+  return event;
+}
+
+describe('a STOPPED task of a running job', () => {
+  it('fails the job with the stop reason and exit code, frees the slot and starts the next job', async () => {
+    const first = await createJob();
+    const second = await createJob();
+    expect((await store.get(second))?.status).toBe('queued');
+    const task = aws.tasks.get(first) as string;
+    aws.ecs.resetHistory();
+
+    const outcome = await onEvent(stopped('ecs-task-stopped-137-stoptask.json', first, task));
+
+    expect(outcome).toEqual({ action: 'reconciled', job_id: first });
+    const failed = await store.get(first);
+    expect(failed?.status).toBe('failed');
+    expect(failed?.error).toEqual({
+      type: 'infrastructure',
+      message:
+        "the job's runner stopped before reporting a result: ECS task " +
+        `${task.split('/').pop()} stopped (UserInitiated): Task stopped by user; container runner: exit code 137`,
+    });
+    expect(await store.slotHolders()).toEqual([second]);
+    expect((await store.get(second))?.status).toBe('running');
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(second, 'acme'),
+    ]);
+  });
+
+  it('names the image pull failure of a task that never started', async () => {
+    const job = await createJob();
+    const task = aws.tasks.get(job) as string;
+
+    await onEvent(stopped('ecs-task-failed-to-start.json', job, task));
+
+    const failed = await store.get(job);
+    expect(failed?.status).toBe('failed');
+    expect(failed?.error?.message).toContain(
+      'stopped (TaskFailedToStart): CannotPullContainerError: pull image manifest',
+    );
+    expect(failed?.error?.message).toContain('container runner: no exit code (CannotPullContainerError:');
+    expect(await store.slotHolders()).toEqual([]);
+  });
+});
+
+describe('a STOPPED task of a job that already ended', () => {
+  it('leaves the job as the runner reported it and only releases the slot', async () => {
+    const job = await createJob();
+    const task = aws.tasks.get(job) as string;
+    const now = new Date().toISOString();
+    // The runner reports completion itself before its task stops.
+    await store.update(job, ['running'], {
+      status: 'completed',
+      stage: null,
+      ended_at: now,
+      updated_at: now,
+    });
+    const before = await store.get(job);
+    expect(await store.slotHolders()).toEqual([job]);
+
+    const outcome = await onEvent(stopped('ecs-task-stopped-exit-0.json', job, task));
+
+    expect(outcome).toEqual({ action: 'reconciled', job_id: job });
+    expect(await store.get(job)).toEqual(before);
+    expect(await store.slotHolders()).toEqual([]);
+  });
+});
+
+describe('events that are not about a current job', () => {
+  it('ignores a task not started for a job, with a log line', async () => {
+    const job = await createJob();
+    const event = stopped('ecs-task-stopped-exit-0.json', job, aws.tasks.get(job) as string);
+    event.detail.startedBy = 'ecs-svc/9223370545345641169';
+    const info = vi.spyOn(await handlerLogger(), 'info');
+
+    const outcome = await onEvent(event);
+
+    expect(outcome).toEqual({
+      action: 'ignored',
+      reason: 'task was not started for a job (startedBy "ecs-svc/9223370545345641169")',
+    });
+    expect(info).toHaveBeenCalledWith(
+      'ignored task event: task was not started for a job (startedBy "ecs-svc/9223370545345641169")',
+      expect.objectContaining({ taskArn: event.detail.taskArn }),
+    );
+    expect((await store.get(job))?.status).toBe('running');
+    expect(await store.slotHolders()).toEqual([job]);
+  });
+
+  it('ignores a job id that does not exist', async () => {
+    const ghost = 'job_01KAB3C4D5E6F7G8H9JKMNPQRSTVWX';
+    const outcome = await onEvent(
+      stopped(
+        'ecs-task-stopped-exit-0.json',
+        ghost,
+        'arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/0123456789abcdef0123456789abcdef',
+      ),
+    );
+    expect(outcome).toEqual({ action: 'ignored', reason: 'no such job', job_id: ghost });
+  });
+
+  it("ignores an earlier attempt's task while the job runs on another task", async () => {
+    const job = await createJob();
+    const current = aws.tasks.get(job) as string;
+    const earlier = 'arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld00';
+
+    const outcome = await onEvent(stopped('ecs-task-stopped-137-stoptask.json', job, earlier));
+
+    expect(outcome).toEqual({
+      action: 'ignored',
+      reason: `task of an earlier attempt; the job's runner is ${current}`,
+      job_id: job,
+    });
+    expect(await store.get(job)).toMatchObject({ status: 'running', runner_ref: current, error: null });
+    expect(await store.slotHolders()).toEqual([job]);
+  });
+
+  it('ignores tasks of another cluster and states other than STOPPED', async () => {
+    const job = await createJob();
+    const task = aws.tasks.get(job) as string;
+    const otherCluster = stopped('ecs-task-stopped-137-stoptask.json', job, task);
+    otherCluster.detail.clusterArn = 'arn:aws:ecs:us-west-2:111122223333:cluster/someone-else';
+    const running = stopped('ecs-task-stopped-137-stoptask.json', job, task);
+    running.detail.lastStatus = 'RUNNING';
+    running.detail.desiredStatus = 'RUNNING';
+
+    expect((await onEvent(otherCluster)).action).toBe('ignored');
+    expect(await onEvent(running)).toEqual({ action: 'ignored', reason: 'task is RUNNING' });
+    expect((await store.get(job))?.status).toBe('running');
+  });
+});
