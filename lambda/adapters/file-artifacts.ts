@@ -6,7 +6,7 @@ import { mkdir, readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { InvalidRequestError, NotFoundError } from '../core/errors.ts';
+import { checkSize, InvalidRequestError, NotFoundError } from '../core/errors.ts';
 import type { Artifacts } from '../core/ports.ts';
 import { JOB_ID_PATTERN } from '../core/ids.ts';
 
@@ -33,9 +33,10 @@ export class FileArtifacts implements Artifacts {
     return pathToFileURL(path).href;
   }
 
-  async read(uri: string): Promise<Buffer> {
+  async read(uri: string, maxBytes?: number): Promise<Buffer> {
     const path = this.allowedPath(uri);
     try {
+      if (maxBytes !== undefined) checkSize(uri, (await stat(path)).size, maxBytes);
       return await readFile(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT')

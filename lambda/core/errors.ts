@@ -49,6 +49,17 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+/** Refuses an object over a size limit before it is read (what it is, how big, the limit). */
+export function checkSize(uri: string, size: number, limit: number): void {
+  if (size > limit) {
+    throw new PayloadTooLargeError(`${uri} is ${size} bytes; the limit is ${limit} bytes`, {
+      uri,
+      size,
+      limit,
+    });
+  }
+}
+
 /** A conditional state write lost: the job is not in the expected state. */
 export class StateConflictError extends ConflictError {
   constructor(readonly current: JobRecord) {

@@ -618,8 +618,8 @@ export class JobService {
     } else {
       const uriName = decodeURIComponent(source.uri.split(/[/?#]/).filter(Boolean).pop() ?? '');
       name = source.name ?? (uriName.endsWith('.ipynb') ? uriName : 'notebook.ipynb');
-      text = (await this.deps.artifacts.read(source.uri)).toString('utf8');
       limit = this.config.maxNotebookBytes;
+      text = (await this.deps.artifacts.read(source.uri, limit)).toString('utf8');
     }
     const size = Buffer.byteLength(text);
     if (size > limit) {

@@ -78,8 +78,11 @@ export interface Artifacts {
   /** The URI a key is stored at (file:///... or s3://...). */
   uriFor(key: string): string;
   put(key: string, body: Buffer | string): Promise<string>;
-  /** Reads a URI this deployment may read (its own artifacts, or an allowed submission location). */
-  read(uri: string): Promise<Buffer>;
+  /**
+   * Reads a URI this deployment may read (its own artifacts, or an allowed submission location).
+   * With `maxBytes`, a larger object fails with PayloadTooLargeError before its body is read.
+   */
+  read(uri: string, maxBytes?: number): Promise<Buffer>;
   exists(uri: string): Promise<boolean>;
   /** Deletes every artifact of a job (inputs and outputs). */
   deleteJob(jobId: string): Promise<void>;

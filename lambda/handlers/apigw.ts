@@ -16,7 +16,8 @@
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { TOKEN_SCOPES, type TokenScope } from '../adapters/dynamodb/token-store.ts';
-import { json } from '../http/errors.ts';
+import { AppError } from '../core/errors.ts';
+import { errorResponse } from '../http/errors.ts';
 import type { ApiRequest, ApiResponse } from '../http/types.ts';
 
 /** What the authorizer established about the caller (its `context`, as API Gateway passes it on). */
@@ -46,13 +47,13 @@ export function requiredScope(method: string): TokenScope {
 
 /** 403 in the house error format, for a caller whose token lacks a scope. */
 export function forbidden(scope: TokenScope, method: string, path: string): ApiResponse {
-  return json(403, {
-    error: {
-      code: 'forbidden',
-      message: `this token lacks the "${scope}" scope that ${method} ${path} needs; create a token with --scopes read,write`,
-      details: { required_scope: scope },
-    },
-  });
+  return errorResponse(
+    new AppError(
+      'forbidden',
+      `this token lacks the "${scope}" scope that ${method} ${path} needs; create a token with --scopes read,write`,
+      { required_scope: scope },
+    ),
+  );
 }
 
 /** Headers with lower-cased names; repeated headers joined with ", " (as node:http does). */

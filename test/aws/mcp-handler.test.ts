@@ -92,7 +92,9 @@ describe('POST /mcp through the Lambda', () => {
       'manage_async_job',
     ]);
 
-    const { notebook, parameters } = createBody();
+    const { notebook, parameters } = createBody() as ReturnType<typeof createBody> & {
+      parameters: Record<string, unknown>;
+    };
     const call = result(
       await mcp(
         rpcEvent('tools/call', {

@@ -84,6 +84,21 @@ describe('S3Artifacts: keys, put, read, exists', () => {
     ]);
   });
 
+  it('refuses an object over the size limit from its Content-Length, without reading its body', async () => {
+    const read = vi.fn(async () => new Uint8Array(10));
+    const destroy = vi.fn();
+    s3.on(GetObjectCommand).resolves({
+      ContentLength: 2048,
+      Body: { transformToByteArray: read, destroy } as any,
+    });
+    const uri = `s3://${BUCKET}/uploads/abc/big.ipynb`;
+
+    await expect(artifacts.read(uri, 1024)).rejects.toThrow(`${uri} is 2048 bytes; the limit is 1024 bytes`);
+    expect(read).not.toHaveBeenCalled();
+    expect(destroy).toHaveBeenCalledOnce();
+    await expect(artifacts.read(uri, 4096)).resolves.toHaveLength(10);
+  });
+
   it('rejects other buckets and other schemes without calling S3, saying what may be read', async () => {
     const foreign = artifacts.read('s3://someone-else/secret.ipynb');
     await expect(foreign).rejects.toBeInstanceOf(InvalidRequestError);

@@ -2,7 +2,16 @@
  * Small core pieces the rest relies on: job ids (ordering = creation order), signed cursors, and
  * local artifacts (which files a request may make the service read).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -11,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { ConfigError, intEnv, oneOfEnv, requireEnv } from '../../lambda/core/config.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
-import { InvalidRequestError, NotFoundError } from '../../lambda/core/errors.ts';
+import { InvalidRequestError, NotFoundError, PayloadTooLargeError } from '../../lambda/core/errors.ts';
 import { JOB_ID_PATTERN, MonotonicJobIds, jobIdTimeBound } from '../../lambda/core/ids.ts';
 
 const T0 = Date.parse('2026-03-04T05:06:07.089Z');
@@ -238,6 +247,17 @@ describe('FileArtifacts', () => {
     }
     throw new Error('expected a rejection');
   }
+
+  it('refuses a file over the size limit before reading it (a sparse 200 MB file is never read)', async () => {
+    const path = join(workspace, 'huge.ipynb');
+    writeFileSync(path, '');
+    truncateSync(path, 200 * 1024 * 1024);
+    const uri = pathToFileURL(path).href;
+    const error = await rejection(artifacts.read(uri, 100 * 1024 * 1024));
+    expect(error).toBeInstanceOf(PayloadTooLargeError);
+    expect(error.message).toBe(`${uri} is 209715200 bytes; the limit is 104857600 bytes`);
+    rmSync(path);
+  });
 
   it('reads names that merely start with two dots, but no link that leads out of the workspace', async () => {
     const dotted = join(workspace, '..notes.ipynb');

@@ -12,7 +12,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { InvalidRequestError, NotFoundError } from '../../core/errors.ts';
+import { checkSize, InvalidRequestError, NotFoundError } from '../../core/errors.ts';
 import { JOB_ID_PATTERN } from '../../core/ids.ts';
 import type { Artifacts, UploadUrls } from '../../core/ports.ts';
 
@@ -110,11 +110,20 @@ export class S3Artifacts implements Artifacts {
     return this.uriFor(key);
   }
 
-  async read(uri: string): Promise<Buffer> {
+  async read(uri: string, maxBytes?: number): Promise<Buffer> {
     const { bucket, key } = this.readableLocation(uri);
     try {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       if (!out.Body) throw new Error(`S3 returned no body for ${uri}`);
+      if (maxBytes !== undefined && out.ContentLength !== undefined) {
+        try {
+          checkSize(uri, out.ContentLength, maxBytes);
+        } catch (error) {
+          // Do not download what will be refused: close the response stream.
+          (out.Body as { destroy?: () => void }).destroy?.();
+          throw error;
+        }
+      }
       return Buffer.from(await out.Body.transformToByteArray());
     } catch (error) {
       const name = errorName(error);
