@@ -1,6 +1,6 @@
 /**
  * The single DynamoDB table, defined in one place: key attributes, indexes, the TTL attribute and the
- * key encodings. The store, local mode, tests and (later) the CDK stack all read these names from
+ * key encodings. The store, local mode, tests and the CDK stack all read these names from
  * here, so a renamed attribute cannot drift between the code that writes items and the table that
  * indexes them.
  *
@@ -8,10 +8,12 @@
  * - job:         `JOB#<job_id>` / `JOB`            the JobRecord fields plus the index keys below
  * - idempotency: `IDEMP#<tenant>#<key>` / `IDEMP`  job_id, request_hash, created_at, expires_at
  * - slots:       `SLOTS` / `SLOTS`                 holders (string set of job ids)
+ * - token:       `TOKEN#<sha256>` / `TOKEN`        an API token's hash, tenant, scopes (token-store.ts)
+ * - token list:  `TOKENS#<tenant>` / `<token_id>`  a tenant's tokens, listed by Query
  *
  * Every index key below is a dedicated attribute that only job items carry, and the sparse ones are
  * present only while they apply (queue: while queued; active: while not terminal; runner: while a
- * runner ref is set). That keeps idempotency and slot items out of every index, and lets one
+ * runner ref is set). That keeps idempotency, slot and token items out of every index, and lets one
  * UpdateItem move a job between index partitions without reading it first.
  */
 import {
