@@ -34,6 +34,7 @@ import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
 import { S3Artifacts } from '../../lambda/adapters/aws/s3-artifacts.ts';
 import { EventBridgePublisher } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
+import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lambda/core/ports.ts';
 import { readRunnerConfig } from './config.ts';
 import { findPython } from './python.ts';
@@ -95,6 +96,7 @@ async function main(): Promise<number> {
         artifacts,
         logs,
         events,
+        renderer: config.storage.mode === 's3' ? new NbconvertRenderer(python.python) : undefined,
         python: python.python,
         engine: python.engine,
         workDir,

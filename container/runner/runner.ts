@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
+  htmlOutputKey,
   JOB_STATUSES,
   outputKey,
   percentOf,
@@ -22,7 +23,14 @@ import {
   type Progress,
   type Stage,
 } from '../../lambda/core/job.ts';
-import type { Artifacts, JobEventPublisher, JobStore, LogLine, LogSink } from '../../lambda/core/ports.ts';
+import type {
+  Artifacts,
+  JobEventPublisher,
+  JobStore,
+  LogLine,
+  LogSink,
+  NotebookRenderer,
+} from '../../lambda/core/ports.ts';
 import {
   cellSource,
   executableCodeCells,
@@ -62,6 +70,11 @@ export interface RunnerDeps {
   stopGraceMs?: number;
   /** Where the final state change is published (AWS: EventBridge). */
   events?: JobEventPublisher;
+  /**
+   * Renders an HTML copy of the executed notebook beside it before the job ends (AWS, where the
+   * API cannot run nbconvert). Local mode renders on request instead.
+   */
+  renderer?: NotebookRenderer;
 }
 
 interface EngineEvent {
@@ -235,9 +248,12 @@ async function execute(
 
   await reporter.stage('saving');
   if (existsSync(outputPath)) {
-    await deps.artifacts.put(outputKey(job.job_id, job.notebook.name), await readFile(outputPath));
+    const executed = await readFile(outputPath);
+    await deps.artifacts.put(outputKey(job.job_id, job.notebook.name), executed);
     reporter.outputSaved = true;
     say('executed notebook saved');
+    // Not for a stopped job: its stop timeout is for saving the notebook, not for extras.
+    if (deps.renderer && !stopReason) await saveHtml(job, executed, deps.renderer, deps.artifacts, say);
   } else {
     say('the engine wrote no output notebook');
   }
@@ -247,6 +263,22 @@ async function execute(
     killLeftover(kernelPid);
   });
   return { outcome, engineGone };
+}
+
+/** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */
+async function saveHtml(
+  job: JobRecord,
+  executed: Buffer,
+  renderer: NotebookRenderer,
+  artifacts: Artifacts,
+  say: (text: string) => void,
+): Promise<void> {
+  try {
+    await artifacts.put(htmlOutputKey(job.job_id, job.notebook.name), await renderer.html(executed));
+    say('HTML copy saved');
+  } catch (error) {
+    say(`no HTML copy: ${errorMessage(error)}`);
+  }
 }
 
 function outcomeOf(

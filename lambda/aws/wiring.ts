@@ -44,8 +44,8 @@ export const lambdaRenderer: NotebookRenderer = {
   html: () =>
     Promise.reject(
       new InvalidRequestError(
-        'format=html is not available from this deployment (HTML rendering needs nbconvert, which does ' +
-          'not run in AWS Lambda); download the notebook with ?format=ipynb and render it with ' +
+        'no HTML copy of this notebook was saved (the runner renders one with nbconvert when the job ' +
+          'completes, and AWS Lambda cannot render it); download it with ?format=ipynb and run ' +
           '`jupyter nbconvert --to html`',
       ),
     ),

@@ -14,6 +14,8 @@ import {
 import {
   durationSeconds,
   emptyProgress,
+  htmlName,
+  htmlOutputKey,
   inputKey,
   outputKey,
   isTerminal,
@@ -348,12 +350,15 @@ export class JobService {
       if (url) return { name: job.notebook.name, url };
       return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
     }
-    const name = job.notebook.name.replace(/\.ipynb$/, '.html');
-    const htmlUri = this.deps.artifacts.uriFor(outputKey(jobId, name));
-    if (await this.deps.artifacts.exists(htmlUri))
-      return { name, body: await this.deps.artifacts.read(htmlUri) };
+    const name = htmlName(job.notebook.name);
+    const htmlUri = this.deps.artifacts.uriFor(htmlOutputKey(jobId, job.notebook.name));
+    if (await this.deps.artifacts.exists(htmlUri)) {
+      const url = allowUrl ? await this.downloadUrl(htmlUri) : undefined;
+      return url ? { name, url } : { name, body: await this.deps.artifacts.read(htmlUri) };
+    }
+    // Rendered on demand (local mode); the AWS runner renders it before the job ends.
     const body = await this.deps.renderer.html(await this.deps.artifacts.read(job.output_uri));
-    if (isTerminal(job.status)) await this.deps.artifacts.put(outputKey(jobId, name), body);
+    if (isTerminal(job.status)) await this.deps.artifacts.put(htmlOutputKey(jobId, job.notebook.name), body);
     return { name, body };
   }
 

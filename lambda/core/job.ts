@@ -143,6 +143,15 @@ export function outputKey(jobId: string, name: string): string {
   return `outputs/${jobId}/${name}`;
 }
 
+/** Where the HTML rendering of a job's executed notebook is kept, beside the notebook. */
+export function htmlOutputKey(jobId: string, notebookName: string): string {
+  return outputKey(jobId, htmlName(notebookName));
+}
+
+export function htmlName(notebookName: string): string {
+  return notebookName.replace(/\.ipynb$/, '.html');
+}
+
 /** A published state change (EventBridge "Notebook Job State Change"; local: not published). */
 export interface JobStateChange {
   job_id: string;

@@ -262,6 +262,17 @@ describe('output', () => {
       [view.output.uri, 900],
       [view.output.uri, 900],
     ]);
+    // An HTML copy saved by the runner is also handed out by URL, never rendered again.
+    await artifacts.put(`outputs/${a.job_id}/notebook.html`, '<html>saved</html>');
+    expect(await service.output('t', a.job_id, 'html')).toEqual({
+      name: 'notebook.html',
+      url: `https://download.invalid/${a.job_id}?ttl=900`,
+    });
+    expect(signed.at(-1)?.[0]).toMatch(/outputs\/job_\w+\/notebook\.html$/);
+    expect(await service.output('t', a.job_id, 'html', { allowUrl: false })).toEqual({
+      name: 'notebook.html',
+      body: Buffer.from('<html>saved</html>'),
+    });
   });
 
   it('asks the launcher to check cpu/memory before anything is created', async () => {

@@ -15,6 +15,7 @@ import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import {
+  htmlOutputKey,
   inputKey,
   outputKey,
   type JobChanges,
@@ -22,6 +23,8 @@ import {
   type JobStatus,
 } from '../../lambda/core/job.ts';
 import { RunnerControl, runJob } from '../../container/runner/runner.ts';
+import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
+import type { NotebookRenderer } from '../../lambda/core/ports.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { jobRecord } from '../helpers/jobs.ts';
@@ -71,7 +74,12 @@ async function runningJob(notebook: object): Promise<JobRecord> {
 }
 
 /** Runs a job with the nbclient engine and a log file, as the runner entry point would. */
-async function run(job: JobRecord, progressIntervalMs?: number, control?: RunnerControl) {
+async function run(
+  job: JobRecord,
+  progressIntervalMs?: number,
+  control?: RunnerControl,
+  renderer?: NotebookRenderer,
+) {
   const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
   try {
     return await runJob(
@@ -84,6 +92,7 @@ async function run(job: JobRecord, progressIntervalMs?: number, control?: Runner
         engine: 'nbclient',
         workDir: join(work, 'w', job.job_id),
         progressIntervalMs,
+        renderer,
       },
       control,
     );
@@ -143,5 +152,21 @@ describe('runner', () => {
     expect(final?.error?.message).toMatch(/stopped \(SIGTERM\) without a cancel/);
     const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
     expect(saved.cells[0].outputs[0].text.join('')).toBe('started\n');
+  });
+
+  it('saves an HTML copy beside the executed notebook when given a renderer; a failing one costs nothing else', async () => {
+    const job = await runningJob(makeNotebook([codeCell('print("rendered " + str(6 * 7))')]));
+    const outcome = await run(job, undefined, undefined, new NbconvertRenderer(TEST_PYTHON));
+    expect(outcome.status).toBe('completed');
+    const html = (await artifacts.read(artifacts.uriFor(htmlOutputKey(job.job_id, 'nb.ipynb')))).toString();
+    expect(html).toContain('<html');
+    expect(html).toContain('rendered 42');
+
+    const other = await runningJob(makeNotebook([codeCell('x = 1')]));
+    const broken: NotebookRenderer = { html: async () => Promise.reject(new Error('no nbconvert here')) };
+    expect((await run(other, undefined, undefined, broken)).status).toBe('completed');
+    expect(await artifacts.exists(artifacts.uriFor(htmlOutputKey(other.job_id, 'nb.ipynb')))).toBe(false);
+    const log = readFileSync(jobLogPath(join(work, 'logs'), other.job_id), 'utf8');
+    expect(log).toContain('no HTML copy: no nbconvert here');
   });
 });
