@@ -1,0 +1,165 @@
+/**
+ * The notebook-jobs deployment: API Gateway -> Lambda handlers -> DynamoDB job records and ECS
+ * Fargate runner tasks, notebooks in S3, logs in CloudWatch, reconciliation by ECS events and a
+ * one-minute sweep, a dashboard and alarms. Settings come from StackConfig (CDK context); every
+ * construct lives in its own file under lib/.
+ */
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { EventBus } from 'aws-cdk-lib/aws-events';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import { ARTIFACT_PREFIXES, ArtifactBucket } from './artifact-bucket.ts';
+import { HouseFunction, type HandlerName, type HouseFunctionProps } from './house-function.ts';
+import { JobMetrics } from './job-metrics.ts';
+import { JobTable } from './job-table.ts';
+import { acknowledge } from './nag-acknowledgements.ts';
+import { Network } from './network.ts';
+import { Observability } from './observability.ts';
+import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliation.ts';
+import { NotebookJobsApi } from './rest-api.ts';
+import { RunnerTask } from './runner-task.ts';
+import type { StackConfig } from './stack-config.ts';
+
+export interface NotebookJobsStackProps extends StackProps {
+  readonly config: StackConfig;
+}
+
+/** Partition keys of API token items, as an IAM pattern (the authorizer may read nothing else). */
+export const TOKEN_KEY_PATTERN = 'TOKEN#*';
+
+/** Timeout and memory of each handler. api and mcp stay under API Gateway's 29 s integration limit. */
+const HANDLERS: Record<HandlerName, { timeout: Duration; memorySize: number; description: string }> = {
+  api: { timeout: Duration.seconds(29), memorySize: 512, description: 'notebook-jobs REST API' },
+  mcp: { timeout: Duration.seconds(29), memorySize: 512, description: 'notebook-jobs MCP endpoint' },
+  'task-events': {
+    timeout: Duration.seconds(60),
+    memorySize: 256,
+    description: 'notebook-jobs: reconcile a job when its ECS task stops',
+  },
+  sweeper: {
+    timeout: Duration.seconds(60),
+    memorySize: 256,
+    description: 'notebook-jobs: deadlines, slot leaks, queued launches, vanished tasks (every minute)',
+  },
+  authorizer: {
+    timeout: Duration.seconds(5),
+    memorySize: 256,
+    description: 'notebook-jobs: bearer token authorizer',
+  },
+};
+
+/** The whole deployment. */
+export class NotebookJobsStack extends Stack {
+  readonly api: NotebookJobsApi;
+  readonly functions: Record<HandlerName, HouseFunction>;
+  readonly runner: RunnerTask;
+  readonly table: JobTable;
+  readonly artifacts: ArtifactBucket;
+
+  constructor(scope: Construct, id: string, props: NotebookJobsStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const removalPolicy = config.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+    // Logs follow their retention; deleting the stack deletes what is left of them.
+    const logs = { logRetention: config.logRetentionDays, logRemovalPolicy: RemovalPolicy.DESTROY };
+
+    this.table = new JobTable(this, 'Jobs', { removalPolicy });
+    this.artifacts = new ArtifactBucket(this, 'Artifacts', {
+      retentionDays: config.retentionDays,
+      removalPolicy,
+    });
+    const eventBus = EventBus.fromEventBusName(this, 'DefaultBus', 'default');
+    const cursorSecret = new Secret(this, 'CursorSecret', {
+      description: 'notebook-jobs: HMAC key that signs list and log paging cursors',
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      removalPolicy,
+    });
+    acknowledge(
+      cursorSecret,
+      'SMG4',
+      'The key only signs paging cursors; rotating it merely invalidates cursors in flight (callers restart from page 1), so it is rotated by hand when needed.',
+    );
+    const network = new Network(this, 'Network', {
+      vpcId: config.vpcId,
+      taskSubnets: config.taskSubnets,
+      ...logs,
+    });
+    this.runner = new RunnerTask(this, 'Runner', {
+      network,
+      table: this.table.table,
+      bucket: this.artifacts.bucket,
+      eventBus,
+      cpu: config.taskCpu,
+      memoryMiB: config.taskMemory,
+      architecture: config.taskArchitecture,
+      useFargateSpot: config.useFargateSpot,
+      retentionDays: config.retentionDays,
+      ...logs,
+    });
+
+    const deadLetterQueue = createTaskEventsDeadLetterQueue(this, 'TaskEventsDeadLetters');
+    const make = (name: HandlerName, id: string, extra: Partial<HouseFunctionProps> = {}) =>
+      new HouseFunction(this, id, { handler: name, ...HANDLERS[name], ...logs, ...extra });
+    this.functions = {
+      api: make('api', 'ApiHandler'),
+      mcp: make('mcp', 'McpHandler'),
+      'task-events': make('task-events', 'TaskEventsHandler', { deadLetterQueue }),
+      sweeper: make('sweeper', 'SweeperHandler', { retryAttempts: 0 }),
+      authorizer: make('authorizer', 'AuthorizerHandler'),
+    };
+    const services = [
+      this.functions.api,
+      this.functions.mcp,
+      this.functions['task-events'],
+      this.functions.sweeper,
+    ];
+    for (const fn of services) {
+      fn.bindTable(this.table.table)
+        .bindBucket(this.artifacts.bucket, Object.values(ARTIFACT_PREFIXES))
+        .bindSecret(cursorSecret, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN')
+        .bindEventBus(eventBus)
+        .addEnvironment('NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', String(config.maxConcurrentJobs))
+        .addEnvironment('NOTEBOOK_JOBS_RETENTION_DAYS', String(config.retentionDays));
+      this.runner.bindLauncher(fn);
+    }
+    this.functions.mcp.addEnvironment(
+      'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
+      config.mcpAllowedOrigins.join(','),
+    );
+    // The authorizer reads token items only (lambda/adapters/dynamodb/token-store.ts: TOKEN#<sha256>).
+    this.functions.authorizer.bindTableItems(this.table.table, [TOKEN_KEY_PATTERN]);
+
+    this.api = new NotebookJobsApi(this, 'Api', {
+      api: this.functions.api,
+      mcp: this.functions.mcp,
+      authorizer: this.functions.authorizer,
+      throttleRate: config.throttleRate,
+      throttleBurst: config.throttleBurst,
+      mcpAllowedOrigins: config.mcpAllowedOrigins,
+      webAclArn: config.webAclArn,
+      ...logs,
+    });
+    new Reconciliation(this, 'Reconciliation', {
+      cluster: this.runner.cluster,
+      taskEvents: this.functions['task-events'],
+      sweeper: this.functions.sweeper,
+      deadLetterQueue,
+    });
+    new JobMetrics(this, 'JobMetrics', logs);
+    const observability = new Observability(this, 'Observability', {
+      functions: Object.values(this.functions),
+      restApi: this.api.restApi,
+      deadLetterQueue,
+      maxConcurrentJobs: config.maxConcurrentJobs,
+      alarmEmail: config.alarmEmail,
+    });
+
+    new CfnOutput(this, 'ApiUrl', { description: 'REST API base URL', value: this.api.restApi.url });
+    new CfnOutput(this, 'McpUrl', { description: 'MCP endpoint (streamable HTTP)', value: this.api.mcpUrl });
+    new CfnOutput(this, 'BucketName', { value: this.artifacts.bucket.bucketName });
+    new CfnOutput(this, 'TableName', { value: this.table.table.tableName });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${observability.dashboard.dashboardName}`,
+    });
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * What an operator looks at: one CloudWatch dashboard (submitted, queued, running, completed,
+ * failed, run time p50/p95, queue wait, handler errors, API traffic) and the alarms worth waking
+ * someone for, optionally mailed through SNS (context alarmEmail).
+ *
+ * Alarms, and why each is shaped the way it is:
+ * - FailureRate: failed / (completed + failed) above 20% over 15 minutes, only once at least
+ *   FAILURE_RATE_MIN_JOBS jobs ended (two failures out of three is noise, not an outage).
+ * - StuckQueue: for 15 minutes jobs were waiting, a slot was free the whole time (running below
+ *   maxConcurrentJobs) and nothing started. A full deployment with a queue is normal; a queue that
+ *   does not drain while capacity is idle means launches are failing (capacity, image pull, IAM).
+ * - HandlerErrors: any error of the five Lambda functions in 5 minutes.
+ * - TaskEventsDeadLetters: an ECS task event could not be delivered (the sweeper still repairs it).
+ */
+import { Duration, Stack } from 'aws-cdk-lib';
+import {
+  Alarm,
+  AlarmStatusWidget,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  MathExpression,
+  TextWidget,
+  TreatMissingData,
+  type IMetric,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { RestApi } from 'aws-cdk-lib/aws-apigateway';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { HouseFunction } from './house-function.ts';
+import { jobMetric } from './job-metrics.ts';
+
+/** Percentage of ended jobs that failed above which FailureRate alarms. */
+export const FAILURE_RATE_THRESHOLD = 20;
+/** Ended jobs (completed + failed) in the window before a failure rate means anything. */
+export const FAILURE_RATE_MIN_JOBS = 5;
+
+export interface ObservabilityProps {
+  readonly functions: readonly HouseFunction[];
+  readonly restApi: RestApi;
+  readonly deadLetterQueue: IQueue;
+  readonly maxConcurrentJobs: number;
+  readonly alarmEmail: string | undefined;
+}
+
+/** The dashboard, the alarms and (with an alarm email) their SNS topic. */
+export class Observability extends Construct {
+  readonly dashboard: Dashboard;
+  readonly alarms: Alarm[] = [];
+  readonly alarmTopic: Topic | undefined;
+
+  constructor(scope: Construct, id: string, props: ObservabilityProps) {
+    super(scope, id);
+    const minutes = (n: number) => Duration.minutes(n);
+    const fifteen = minutes(15);
+
+    const failureRate = new MathExpression({
+      label: 'Failed jobs, % of ended',
+      period: fifteen,
+      expression:
+        `IF((FILL(completed, 0) + FILL(failed, 0)) >= ${FAILURE_RATE_MIN_JOBS}, ` +
+        `100 * FILL(failed, 0) / (FILL(completed, 0) + FILL(failed, 0)), 0)`,
+      usingMetrics: {
+        completed: jobMetric('JobsCompleted', 'Sum', fifteen),
+        failed: jobMetric('JobsFailed', 'Sum', fifteen),
+      },
+    });
+    this.alarms.push(
+      new Alarm(this, 'FailureRate', {
+        alarmDescription: `More than ${FAILURE_RATE_THRESHOLD}% of the jobs that ended in 15 minutes failed (at least ${FAILURE_RATE_MIN_JOBS} ended). Look at the failed jobs' error.type: infrastructure points at the platform, cell_error at the notebooks.`,
+        metric: failureRate,
+        threshold: FAILURE_RATE_THRESHOLD,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    const five = minutes(5);
+    const stuck = new MathExpression({
+      label: 'Queue waiting with a free slot and no start',
+      period: five,
+      expression: `IF(FILL(queued, 0) > 0 AND FILL(running, 0) < ${props.maxConcurrentJobs} AND FILL(started, 0) == 0, 1, 0)`,
+      usingMetrics: {
+        // Minimum: jobs waited through the whole 5 minutes, not just for a moment.
+        queued: jobMetric('JobsQueued', 'Minimum', five),
+        // Maximum: a slot stayed free through the whole 5 minutes.
+        running: jobMetric('JobsRunning', 'Maximum', five),
+        started: jobMetric('JobsStarted', 'Sum', five),
+      },
+    });
+    this.alarms.push(
+      new Alarm(this, 'StuckQueue', {
+        alarmDescription: `For 15 minutes jobs waited queued while fewer than ${props.maxConcurrentJobs} ran and none started: launches are failing. Check the sweeper and api logs for RunTask errors and the ECS console for stopped tasks.`,
+        metric: stuck,
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    const errorMetrics: Record<string, IMetric> = {};
+    props.functions.forEach((fn, index) => {
+      errorMetrics[`e${index}`] = fn.function.metricErrors({ period: five, label: fn.handlerName });
+    });
+    const handlerErrors = new MathExpression({
+      label: 'Lambda errors, all handlers',
+      period: five,
+      expression: Object.keys(errorMetrics)
+        .map((name) => `FILL(${name}, 0)`)
+        .join(' + '),
+      usingMetrics: errorMetrics,
+    });
+    this.alarms.push(
+      new Alarm(this, 'HandlerErrors', {
+        alarmDescription:
+          'A Lambda handler (api, mcp, task-events, sweeper, authorizer) failed in the last 5 minutes. Its log group has the stack trace.',
+        metric: handlerErrors,
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+    this.alarms.push(
+      new Alarm(this, 'TaskEventsDeadLetters', {
+        alarmDescription:
+          'ECS task events could not be delivered to task-events; the sweeper reconciles those jobs, but the cause (permissions, a failing handler) needs a look.',
+        metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          period: five,
+          statistic: 'Maximum',
+        }),
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    if (props.alarmEmail) {
+      this.alarmTopic = new Topic(this, 'AlarmTopic', {
+        displayName: 'notebook-jobs alarms',
+        enforceSSL: true,
+      });
+      this.alarmTopic.addSubscription(new EmailSubscription(props.alarmEmail));
+      const action = new SnsAction(this.alarmTopic);
+      for (const alarm of this.alarms) {
+        alarm.addAlarmAction(action);
+        alarm.addOkAction(action);
+      }
+    }
+
+    this.dashboard = this.buildDashboard(props, handlerErrors, failureRate);
+  }
+
+  private buildDashboard(props: ObservabilityProps, handlerErrors: IMetric, failureRate: IMetric): Dashboard {
+    const five = Duration.minutes(5);
+    const one = Duration.minutes(1);
+    const dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(24) });
+    const api = props.restApi;
+    dashboard.addWidgets(
+      new TextWidget({
+        markdown: `# notebook-jobs (${Stack.of(this).stackName})\nJob counts come from the job state-change events; queued and running from the sweeper, every minute.`,
+        width: 24,
+        height: 2,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Jobs per 5 minutes',
+        width: 12,
+        left: [
+          jobMetric('JobsSubmitted', 'Sum', five, 'submitted'),
+          jobMetric('JobsStarted', 'Sum', five, 'started'),
+          jobMetric('JobsCompleted', 'Sum', five, 'completed'),
+          jobMetric('JobsFailed', 'Sum', five, 'failed'),
+          jobMetric('JobsCancelled', 'Sum', five, 'cancelled'),
+        ],
+      }),
+      new GraphWidget({
+        title: 'Queued and running',
+        width: 12,
+        left: [
+          jobMetric('JobsQueued', 'Maximum', one, 'queued'),
+          jobMetric('JobsRunning', 'Maximum', one, 'running'),
+        ],
+        leftAnnotations: [{ value: props.maxConcurrentJobs, label: 'max concurrent jobs' }],
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Run time (seconds)',
+        width: 8,
+        left: [jobMetric('JobDuration', 'p50', five, 'p50'), jobMetric('JobDuration', 'p95', five, 'p95')],
+      }),
+      new GraphWidget({
+        title: 'Queue wait (seconds)',
+        width: 8,
+        left: [jobMetric('QueueWait', 'p50', five, 'p50'), jobMetric('QueueWait', 'p95', five, 'p95')],
+      }),
+      new GraphWidget({
+        title: 'Failed, % of ended jobs (15 min)',
+        width: 8,
+        left: [failureRate],
+        leftAnnotations: [{ value: FAILURE_RATE_THRESHOLD, label: 'alarm' }],
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Lambda errors',
+        width: 12,
+        left: props.functions.map((fn) => fn.function.metricErrors({ period: five, label: fn.handlerName })),
+        right: [handlerErrors],
+      }),
+      new GraphWidget({
+        title: 'API requests and errors',
+        width: 12,
+        left: [
+          api.metricCount({ period: five, label: 'requests' }),
+          api.metricClientError({ period: five, label: '4XX' }),
+          api.metricServerError({ period: five, label: '5XX' }),
+        ],
+        right: [api.metricLatency({ period: five, statistic: 'p95', label: 'latency p95 (ms)' })],
+      }),
+    );
+    dashboard.addWidgets(new AlarmStatusWidget({ title: 'Alarms', width: 24, alarms: this.alarms }));
+    return dashboard;
+  }
+}

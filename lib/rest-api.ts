@@ -1,0 +1,206 @@
+/**
+ * The public API: one regional REST API in front of the api and mcp Lambdas (proxy integrations),
+ * with a Lambda authorizer for `Authorization: Bearer <token>`, stage throttling, JSON access logs
+ * and errors in the service's own `{"error": {...}}` shape for what the gateway answers itself.
+ *
+ * Routes: `/v1/{proxy+}` and `/openapi.json` -> api; `/v1/health` -> api without a token; `/mcp` ->
+ * mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
+ * notebooks up to 5 MB and takes larger ones through presigned uploads.
+ */
+import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import {
+  AccessLogField,
+  AccessLogFormat,
+  AuthorizationType,
+  Cors,
+  EndpointType,
+  IdentitySource,
+  LambdaIntegration,
+  LogGroupLogDestination,
+  MethodLoggingLevel,
+  RequestAuthorizer,
+  ResponseType,
+  RestApi,
+  type MethodOptions,
+} from 'aws-cdk-lib/aws-apigateway';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import type { HouseFunction } from './house-function.ts';
+import { acknowledge } from './nag-acknowledgements.ts';
+
+/** The stage name: URLs look like https://<id>.execute-api.<region>.amazonaws.com/api/v1/jobs. */
+export const STAGE_NAME = 'api';
+/** How long an authorizer decision is reused for the same Authorization header. */
+export const AUTHORIZER_CACHE_TTL = Duration.seconds(60);
+
+export interface RestApiProps {
+  readonly api: HouseFunction;
+  readonly mcp: HouseFunction;
+  readonly authorizer: HouseFunction;
+  readonly throttleRate: number;
+  readonly throttleBurst: number;
+  readonly mcpAllowedOrigins: readonly string[];
+  readonly webAclArn: string | undefined;
+  readonly logRetention: RetentionDays;
+  readonly logRemovalPolicy: RemovalPolicy;
+}
+
+/**
+ * Errors API Gateway answers itself, in the service's error shape. The DEFAULT_* entries keep the
+ * gateway's own status (a 415 stays a 415); the others set theirs.
+ */
+const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: string }[] = [
+  { type: ResponseType.UNAUTHORIZED, status: '401', code: 'unauthorized' },
+  { type: ResponseType.ACCESS_DENIED, status: '403', code: 'forbidden' },
+  // An unknown route: API Gateway calls it a missing token (403); callers expect a 404.
+  { type: ResponseType.MISSING_AUTHENTICATION_TOKEN, status: '404', code: 'not_found' },
+  { type: ResponseType.REQUEST_TOO_LARGE, status: '413', code: 'payload_too_large' },
+  { type: ResponseType.THROTTLED, status: '429', code: 'rate_limited' },
+  { type: ResponseType.INTEGRATION_TIMEOUT, status: '504', code: 'timeout' },
+  { type: ResponseType.DEFAULT_4XX, code: 'invalid_request' },
+  { type: ResponseType.DEFAULT_5XX, code: 'internal' },
+];
+
+/** The REST API, its authorizer, stage and routes. */
+export class NotebookJobsApi extends Construct {
+  readonly restApi: RestApi;
+  readonly accessLogs: LogGroup;
+
+  constructor(scope: Construct, id: string, props: RestApiProps) {
+    super(scope, id);
+    this.accessLogs = new LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention,
+      removalPolicy: props.logRemovalPolicy,
+    });
+    this.restApi = new RestApi(this, 'RestApi', {
+      description: 'notebook-jobs: run Jupyter notebooks as asynchronous jobs (REST and MCP)',
+      endpointTypes: [EndpointType.REGIONAL],
+      // Executed notebooks and logs are large JSON; compress when the client accepts it.
+      minCompressionSize: Size.kibibytes(1),
+      // Execution logging (ERROR level) needs API Gateway's account-wide CloudWatch role; kept on
+      // stack deletion because other APIs in the account may rely on the same setting.
+      cloudWatchRole: true,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      deployOptions: {
+        stageName: STAGE_NAME,
+        throttlingRateLimit: props.throttleRate,
+        throttlingBurstLimit: props.throttleBurst,
+        loggingLevel: MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        accessLogDestination: new LogGroupLogDestination(this.accessLogs),
+        accessLogFormat: AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: AccessLogField.contextRequestId(),
+            time: AccessLogField.contextRequestTime(),
+            ip: AccessLogField.contextIdentitySourceIp(),
+            method: AccessLogField.contextHttpMethod(),
+            path: AccessLogField.contextPath(),
+            status: AccessLogField.contextStatus(),
+            responseLength: AccessLogField.contextResponseLength(),
+            latencyMs: AccessLogField.contextResponseLatency(),
+            principal: AccessLogField.contextAuthorizerPrincipalId(),
+            authorizerError: AccessLogField.contextAuthorizeError(),
+            integrationError: AccessLogField.contextIntegrationErrorMessage(),
+            userAgent: AccessLogField.contextIdentityUserAgent(),
+          }),
+        ),
+      },
+    });
+    // The stack exports the URL as ApiUrl; drop RestApi's own duplicate output.
+    this.restApi.node.tryRemoveChild('Endpoint');
+    for (const error of GATEWAY_ERRORS) {
+      this.restApi.addGatewayResponse(`Gateway${error.code}`, {
+        type: error.type,
+        statusCode: error.status,
+        responseHeaders:
+          error.type === ResponseType.UNAUTHORIZED ? { 'WWW-Authenticate': "'Bearer'" } : undefined,
+        templates: {
+          'application/json': `{"error":{"code":"${error.code}","message":$context.error.messageString}}`,
+        },
+      });
+    }
+
+    // REQUEST type: a missing Authorization header is refused by API Gateway without invoking the
+    // Lambda. Decisions are cached per header value, so a revoked token keeps working for up to the
+    // TTL, and the authorizer must allow the whole API (not just the method called) in its policy.
+    const authorizer = new RequestAuthorizer(this, 'BearerAuthorizer', {
+      handler: props.authorizer.function,
+      identitySources: [IdentitySource.header('Authorization')],
+      resultsCacheTtl: AUTHORIZER_CACHE_TTL,
+    });
+    const authorized: MethodOptions = { authorizer, authorizationType: AuthorizationType.CUSTOM };
+    const api = new LambdaIntegration(props.api.function, { proxy: true, allowTestInvoke: false });
+    const mcp = new LambdaIntegration(props.mcp.function, { proxy: true, allowTestInvoke: false });
+
+    const v1 = this.restApi.root.addResource('v1');
+    v1.addProxy({ defaultIntegration: api, defaultMethodOptions: authorized, anyMethod: true });
+    const health = v1
+      .addResource('health')
+      .addMethod('GET', api, { authorizationType: AuthorizationType.NONE });
+    acknowledge(
+      health,
+      'APIG4',
+      'The health check is public on purpose: load balancers and uptime probes call it without a token; it reveals nothing about jobs.',
+    );
+    acknowledge(health, 'COG4', 'The health check is public on purpose (see APIG4).');
+    this.restApi.root.addResource('openapi.json').addMethod('GET', api, authorized);
+    // ANY: the handler itself answers GET and DELETE with 405 and `Allow: POST`, as MCP expects.
+    const mcpResource = this.restApi.root.addResource('mcp', {
+      defaultCorsPreflightOptions:
+        props.mcpAllowedOrigins.length > 0
+          ? {
+              allowOrigins: [...props.mcpAllowedOrigins],
+              allowMethods: ['POST', 'OPTIONS'],
+              allowHeaders: [
+                ...Cors.DEFAULT_HEADERS,
+                'Mcp-Session-Id',
+                'MCP-Protocol-Version',
+                'Last-Event-ID',
+              ],
+              exposeHeaders: ['Mcp-Session-Id'],
+            }
+          : undefined,
+    });
+    mcpResource.addMethod('ANY', mcp, authorized);
+
+    if (props.webAclArn) {
+      new CfnWebACLAssociation(this, 'WebAcl', {
+        resourceArn: Stack.of(this).formatArn({
+          service: 'apigateway',
+          account: '',
+          resource: '/restapis',
+          resourceName: `${this.restApi.restApiId}/stages/${this.restApi.deploymentStage.stageName}`,
+        }),
+        webAclArn: props.webAclArn,
+      });
+    } else {
+      acknowledge(
+        this.restApi.deploymentStage,
+        'APIG3',
+        'WAF is opt-in (context webAclArn) because a web ACL costs at least $5 a month plus per-request fees; every route but /v1/health needs a bearer token and the stage is throttled.',
+      );
+    }
+    acknowledge(
+      this.restApi,
+      'APIG2',
+      'Requests are validated by the handlers against the same zod schemas that generate /openapi.json, with error messages naming the field; a gateway model would duplicate them.',
+    );
+    acknowledge(
+      this.restApi,
+      'COG4',
+      'Callers are programs and MCP clients with bearer tokens (stored hashed in the job table, bound to a tenant and scopes) checked by a Lambda authorizer, not Cognito users.',
+    );
+    acknowledge(
+      this.restApi,
+      'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      'The AWS managed policy made for API Gateway execution logging; it only writes logs.',
+    );
+  }
+
+  /** The MCP endpoint URL. */
+  get mcpUrl(): string {
+    return `${this.restApi.url}mcp`;
+  }
+}

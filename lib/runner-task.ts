@@ -1,0 +1,259 @@
+/**
+ * The ECS side of a job: the cluster, the Fargate task definition whose one container (`runner`)
+ * runs container/runner from the image in container/Dockerfile, its log group, and the task role.
+ * `bindLauncher` gives a Lambda what it needs to start, stop and follow these tasks: the
+ * environment variables and exactly the ECS, IAM and Logs permissions for this task definition in
+ * this cluster.
+ */
+import { Duration, Stack, ArnFormat, type RemovalPolicy } from 'aws-cdk-lib';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import {
+  AwsLogDriverMode,
+  Cluster,
+  ContainerImage,
+  ContainerInsights,
+  CpuArchitecture,
+  FargateTaskDefinition,
+  LinuxParameters,
+  LogDrivers,
+  OperatingSystemFamily,
+  type ContainerDefinition,
+} from 'aws-cdk-lib/aws-ecs';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { jobPartitionKey } from '../lambda/adapters/dynamodb/table.ts';
+import { ARTIFACT_PREFIXES } from './artifact-bucket.ts';
+import { REPOSITORY_ROOT, type HouseFunction } from './house-function.ts';
+import { eventPublishStatement } from './job-events.ts';
+import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
+import type { Network } from './network.ts';
+import type { TaskArchitecture } from './stack-config.ts';
+
+/** Name of the runner container (NOTEBOOK_JOBS_CONTAINER; RunTask overrides address it by name). */
+export const RUNNER_CONTAINER = 'runner';
+/** awslogs stream prefix: a task's stream is `runner/runner/<task id>`. */
+export const LOG_STREAM_PREFIX = 'runner';
+/** The non-root user of the image (container/Dockerfile creates it with this uid and gid). */
+export const RUNNER_USER = '1000:1000';
+/** The runner user's home in the image; mounted writable because the root filesystem is not. */
+export const RUNNER_HOME = '/home/runner';
+/** Fargate's maximum: time between SIGTERM and SIGKILL, for saving the partial notebook. */
+export const STOP_TIMEOUT = Duration.seconds(120);
+
+export interface RunnerTaskProps {
+  readonly network: Network;
+  readonly table: ITable;
+  readonly bucket: IBucket;
+  readonly eventBus: IEventBus;
+  readonly cpu: number;
+  readonly memoryMiB: number;
+  readonly architecture: TaskArchitecture;
+  readonly useFargateSpot: boolean;
+  readonly retentionDays: number;
+  readonly logRetention: RetentionDays;
+  readonly logRemovalPolicy: RemovalPolicy;
+}
+
+/** The cluster, task definition, runner log group and roles of job tasks. */
+export class RunnerTask extends Construct {
+  readonly cluster: Cluster;
+  readonly taskDefinition: FargateTaskDefinition;
+  readonly container: ContainerDefinition;
+  readonly logGroup: LogGroup;
+  readonly taskRole: Role;
+  private readonly props: RunnerTaskProps;
+
+  constructor(scope: Construct, id: string, props: RunnerTaskProps) {
+    super(scope, id);
+    this.props = props;
+    const stack = Stack.of(this);
+    this.cluster = new Cluster(this, 'Cluster', {
+      vpc: props.network.vpc,
+      containerInsightsV2: ContainerInsights.ENABLED,
+      // FARGATE and FARGATE_SPOT, so RunTask can ask for either (useFargateSpot picks which).
+      enableFargateCapacityProviders: true,
+    });
+    this.logGroup = new LogGroup(this, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: props.logRemovalPolicy,
+    });
+    this.taskRole = new Role(this, 'TaskRole', {
+      description: 'notebook-jobs runner: reads its job, updates it, reads its notebook, writes the output',
+      assumedBy: new ServicePrincipal('ecs-tasks.amazonaws.com', {
+        // Only ECS acting for this account may assume it (confused-deputy guard).
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': stack.account },
+          ArnLike: { 'aws:SourceArn': stack.formatArn({ service: 'ecs', resource: '*' }) },
+        },
+      }),
+    });
+    this.grantRunner(props);
+
+    const arm = props.architecture === 'arm64';
+    this.taskDefinition = new FargateTaskDefinition(this, 'TaskDefinition', {
+      cpu: props.cpu,
+      memoryLimitMiB: props.memoryMiB,
+      taskRole: this.taskRole,
+      runtimePlatform: {
+        operatingSystemFamily: OperatingSystemFamily.LINUX,
+        // ARM64 (Graviton) Fargate costs about 20% less than x86 for the same size; conda-forge and
+        // .NET both ship arm64 builds. The image must be built for the same platform (below).
+        cpuArchitecture: arm ? CpuArchitecture.ARM64 : CpuArchitecture.X86_64,
+      },
+      volumes: [{ name: 'tmp' }, { name: 'home' }],
+    });
+    this.container = this.taskDefinition.addContainer(RUNNER_CONTAINER, {
+      containerName: RUNNER_CONTAINER,
+      image: ContainerImage.fromAsset(REPOSITORY_ROOT, {
+        file: 'container/Dockerfile',
+        platform: arm ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
+      }),
+      essential: true,
+      user: RUNNER_USER,
+      // Writable only where papermill, kernels, pip --user and NuGet write: /tmp and HOME, each an
+      // empty task-storage volume (the Dockerfile declares both as VOLUMEs owned by the runner).
+      readonlyRootFilesystem: true,
+      stopTimeout: STOP_TIMEOUT,
+      // An init process as PID 1 forwards SIGTERM to node and reaps orphaned kernel processes.
+      linuxParameters: new LinuxParameters(this, 'LinuxParameters', { initProcessEnabled: true }),
+      logging: LogDrivers.awsLogs({
+        streamPrefix: LOG_STREAM_PREFIX,
+        logGroup: this.logGroup,
+        // The log is the job's log that users page through: block rather than drop lines when
+        // CloudWatch is slow (non-blocking mode discards lines once its buffer is full).
+        mode: AwsLogDriverMode.BLOCKING,
+      }),
+      environment: {
+        NOTEBOOK_JOBS_TABLE: props.table.tableName,
+        NOTEBOOK_JOBS_BUCKET: props.bucket.bucketName,
+        NOTEBOOK_JOBS_EVENT_BUS: props.eventBus.eventBusName,
+        NOTEBOOK_JOBS_RETENTION_DAYS: String(props.retentionDays),
+        NOTEBOOK_JOBS_ARTIFACTS: 's3',
+        NOTEBOOK_JOBS_ENGINE: 'papermill',
+        NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
+        NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
+        AWS_REGION: stack.region,
+      },
+    });
+    this.container.addMountPoints(
+      { sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false },
+      { sourceVolume: 'home', containerPath: RUNNER_HOME, readOnly: false },
+    );
+
+    acknowledge(
+      this.taskDefinition,
+      'ECS2',
+      'The environment holds only names (table, bucket, bus) and fixed settings; the runner has no secrets.',
+    );
+    const executionRole = this.taskDefinition.obtainExecutionRole();
+    acknowledge(
+      executionRole,
+      'IAM5[Resource::*]',
+      'ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are limited to the asset repository.',
+    );
+  }
+
+  /** Gives a Lambda the variables and permissions to run, stop and follow this task definition's tasks. */
+  bindLauncher(fn: HouseFunction): void {
+    const stack = Stack.of(this);
+    const { network } = this.props;
+    fn.addEnvironment('NOTEBOOK_JOBS_CLUSTER', this.cluster.clusterArn)
+      .addEnvironment('NOTEBOOK_JOBS_TASK_DEFINITION', this.taskDefinition.taskDefinitionArn)
+      .addEnvironment('NOTEBOOK_JOBS_CONTAINER', RUNNER_CONTAINER)
+      .addEnvironment('NOTEBOOK_JOBS_SUBNETS', network.subnetIdList())
+      .addEnvironment('NOTEBOOK_JOBS_SECURITY_GROUPS', network.taskSecurityGroup.securityGroupId)
+      .addEnvironment('NOTEBOOK_JOBS_ASSIGN_PUBLIC_IP', network.assignPublicIp ? 'ENABLED' : 'DISABLED')
+      .addEnvironment('NOTEBOOK_JOBS_CAPACITY', this.props.useFargateSpot ? 'FARGATE_SPOT' : 'FARGATE')
+      .addEnvironment('NOTEBOOK_JOBS_LOG_GROUP', this.logGroup.logGroupName)
+      .addEnvironment('NOTEBOOK_JOBS_LOG_STREAM_PREFIX', LOG_STREAM_PREFIX);
+
+    const inThisCluster = { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } };
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['ecs:RunTask'],
+        resources: [this.taskDefinition.taskDefinitionArn],
+        conditions: inThisCluster,
+      }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['iam:PassRole'],
+        resources: [this.taskRole.roleArn, this.taskDefinition.obtainExecutionRole().roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+      }),
+    );
+    const tasks = stack.formatArn({
+      service: 'ecs',
+      resource: 'task',
+      resourceName: `${this.cluster.clusterName}/*`,
+    });
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
+        resources: [tasks],
+        conditions: inThisCluster,
+      }),
+    );
+    // RunTask tags each task with its job id and tenant (lambda/adapters/aws/ecs-launcher.ts); ECS
+    // authorizes those tags as ecs:TagResource, allowed here only as part of a RunTask.
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['ecs:TagResource'],
+        resources: [tasks],
+        conditions: { StringEquals: { 'ecs:CreateAction': 'RunTask' } },
+      }),
+    );
+    const streams = stack.formatArn({
+      service: 'logs',
+      resource: 'log-group',
+      resourceName: `${this.logGroup.logGroupName}:log-stream:*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['logs:GetLogEvents', 'logs:DeleteLogStream'], resources: [streams] }),
+    );
+    acknowledgeWildcardResources(
+      fn,
+      [tasks],
+      'Task ids are only known once RunTask returns; the grant covers tasks of this one cluster (Stop/Describe also under an ecs:cluster condition, tagging only as part of RunTask).',
+    );
+    acknowledgeWildcardResources(
+      fn,
+      [streams],
+      'Each job task writes its own log stream (runner/runner/<task id>) in the runner log group; the grant covers that group only.',
+    );
+  }
+
+  /**
+   * The task role: only what the runner does (container/runner/runner.ts through the DynamoDB
+   * store): read its job (GetItem) and update it (UpdateItem), on job items only; read the input
+   * notebook; write the output notebook; publish its final state change.
+   */
+  private grantRunner(props: RunnerTaskProps): void {
+    this.taskRole.addToPolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        resources: [props.table.tableArn],
+        // Job items only: their partition keys are JOB#<job id> (never the slot or token items).
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [jobPartitionKey('*')] } },
+      }),
+    );
+    const readable = [
+      props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.inputs}*`),
+      props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.uploads}*`),
+    ];
+    const writable = [props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.outputs}*`)];
+    this.taskRole.addToPolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: readable }));
+    this.taskRole.addToPolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: writable }));
+    this.taskRole.addToPolicy(eventPublishStatement(props.eventBus));
+    acknowledgeWildcardResources(
+      this.taskRole,
+      [...readable, ...writable],
+      'The runner reads the job input (inputs/<job>/ or uploads/) and writes the executed notebook under outputs/<job>/; job ids are only known at run time.',
+    );
+  }
+}

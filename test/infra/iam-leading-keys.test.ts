@@ -1,0 +1,125 @@
+/**
+ * The stack limits the runner's task role and the authorizer to certain DynamoDB items with
+ * `dynamodb:LeadingKeys` patterns. A pattern that does not match the keys the code really uses would
+ * only show up on AWS as AccessDenied, so this drives the real stores against dynalite, records the
+ * keys of every item request they send, and checks them against the patterns in the template.
+ */
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo, Server } from 'node:net';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import type { IRole } from 'aws-cdk-lib/aws-iam';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
+import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
+import { DynamoDbTokenStore } from '../../lambda/adapters/dynamodb/token-store.ts';
+import { NotebookJobsStack } from '../../lib/notebook-jobs-stack.ts';
+import { readStackConfig } from '../../lib/stack-config.ts';
+import { jobRecord } from '../helpers/jobs.ts';
+
+const require = createRequire(import.meta.url);
+const dynalite = require('dynalite') as (options: { createTableMs?: number }) => Server;
+
+const CDK_JSON = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
+  context: Record<string, unknown>;
+};
+
+/** The LeadingKeys patterns of the DynamoDB statements attached to a role. */
+function leadingKeyPatterns(template: Template, stack: NotebookJobsStack, role: IRole): string[] {
+  const roleId = stack.getLogicalId(role.node.defaultChild as never);
+  return Object.values(template.findResources('AWS::IAM::Policy'))
+    .filter((policy) => JSON.stringify(policy.Properties.Roles).includes(`"${roleId}"`))
+    .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+    .flatMap(
+      (statement: { Condition?: Record<string, Record<string, string[]>> }) =>
+        statement.Condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] ?? [],
+    );
+}
+
+/** IAM StringLike: `*` any run of characters, `?` one character, the rest literal. */
+function iamLike(pattern: string): RegExp {
+  const escaped = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${escaped}$`);
+}
+
+/** Records the partition key of every single-item request sent through a document client. */
+function recordKeys(client: ReturnType<typeof createDocumentClient>): { keys: string[]; commands: string[] } {
+  const seen = { keys: [] as string[], commands: [] as string[] };
+  const send = client.send.bind(client) as (command: unknown) => Promise<unknown>;
+  (client as unknown as { send: (command: unknown) => Promise<unknown> }).send = (command) => {
+    const input = (command as { input: { Key?: Record<string, unknown>; Item?: Record<string, unknown> } })
+      .input;
+    seen.commands.push((command as object).constructor.name);
+    const key = input.Key ?? input.Item;
+    if (key) seen.keys.push(String(key.pk));
+    return send(command);
+  };
+  return seen;
+}
+
+describe('dynamodb:LeadingKeys patterns match the keys the code uses', () => {
+  let server: Server;
+  let endpoint: string;
+  let template: Template;
+  let stack: NotebookJobsStack;
+
+  beforeAll(async () => {
+    server = dynalite({ createTableMs: 0 });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await createJobTable(createDocumentClient({ endpoint }), 'jobs');
+    const app = new App({ context: { ...CDK_JSON.context, 'aws:cdk:bundling-stacks': [] } });
+    stack = new NotebookJobsStack(app, 'Keys', { config: readStackConfig(app.node) });
+    template = Template.fromStack(stack);
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('the runner task role: the job it reads and every update it makes', async () => {
+    const patterns = leadingKeyPatterns(template, stack, stack.runner.taskRole);
+    expect(patterns).toEqual(['JOB#*']);
+    const client = createDocumentClient({ endpoint });
+    const store = new DynamoDbJobStore({ client, tableName: 'jobs' });
+    const job = jobRecord('job_01leadingkeys', { status: 'running', started_at: new Date().toISOString() });
+    await store.create(job); // the api does this, not the runner: not recorded
+    const seen = recordKeys(client);
+    // What container/runner/runner.ts does: read the job, write progress, write the final state.
+    await store.get(job.job_id);
+    await store.update(job.job_id, ['running'], { stage: 'executing', updated_at: new Date().toISOString() });
+    await store.update(job.job_id, ['running'], {
+      status: 'completed',
+      ended_at: new Date().toISOString(),
+      updated_at: new Date().toISOString(),
+    });
+    expect(seen.commands).toEqual(['GetCommand', 'UpdateCommand', 'UpdateCommand']);
+    for (const key of seen.keys)
+      expect(
+        patterns.some((p) => iamLike(p).test(key)),
+        key,
+      ).toBe(true);
+  });
+
+  it('the authorizer: the token item it reads, and no job item', async () => {
+    const patterns = leadingKeyPatterns(template, stack, stack.functions.authorizer.function.role as IRole);
+    expect(patterns).toEqual(['TOKEN#*']);
+    const client = createDocumentClient({ endpoint });
+    const tokens = new DynamoDbTokenStore({ client, tableName: 'jobs' });
+    const created = await tokens.create({ tenant: 'acme' });
+    const seen = recordKeys(client);
+    await expect(tokens.verify(created.token)).resolves.toMatchObject({ ok: true });
+    expect(seen.commands).toEqual(['GetCommand']);
+    for (const key of seen.keys)
+      expect(
+        patterns.some((p) => iamLike(p).test(key)),
+        key,
+      ).toBe(true);
+    expect(patterns.some((p) => iamLike(p).test('JOB#job_01'))).toBe(false);
+  });
+});
