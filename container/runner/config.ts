@@ -34,6 +34,8 @@ export interface RunnerConfig {
   python: string | undefined;
   enginesDir: string | undefined;
   progressIntervalMs: number;
+  /** Days an ended job is kept (DynamoDB TTL on the final write); the same as the Lambdas use. */
+  retentionDays: number;
   watchStdin: boolean;
   /** Scratch folder; each job works in `<workRoot>/<job id>`. */
   workRoot: string;
@@ -76,6 +78,7 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     python: optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     enginesDir: optionalEnv(env, 'NOTEBOOK_JOBS_ENGINES_DIR'),
     progressIntervalMs: intEnv(env, 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS', 2000, 0, 600_000),
+    retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
     watchStdin: env.NOTEBOOK_JOBS_WATCH_STDIN === '1',
     workRoot,
     storage,

@@ -17,6 +17,7 @@
  *   NOTEBOOK_JOBS_ENGINES_DIR         folder of the engine drivers (default: ../engines from here;
  *                                     set when the runner runs bundled)
  *   NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS  minimum time between progress writes (default 2000)
+ *   NOTEBOOK_JOBS_RETENTION_DAYS      days an ended job is kept before DynamoDB TTL removes it (30)
  *   NOTEBOOK_JOBS_WATCH_STDIN         1: stop the job when stdin closes (the local server died)
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
  *
@@ -54,6 +55,7 @@ async function main(): Promise<number> {
   const store = new DynamoDbJobStore({
     client: createDocumentClient({ endpoint: config.dynamodbEndpoint, region: config.region }),
     tableName: config.table,
+    retentionDays: config.retentionDays,
   });
 
   const control = new RunnerControl();

@@ -17,6 +17,7 @@ const AWS_ENV = {
   NOTEBOOK_JOBS_ENGINE: 'papermill',
   NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
   NOTEBOOK_JOBS_ENGINES_DIR: '/app/container/engines',
+  NOTEBOOK_JOBS_RETENTION_DAYS: '14',
   AWS_REGION: 'eu-west-1',
 };
 
@@ -41,6 +42,7 @@ describe('readRunnerConfig', () => {
       python: '/opt/conda/bin/python',
       enginesDir: '/app/container/engines',
       progressIntervalMs: 2000,
+      retentionDays: 14,
       watchStdin: false,
       workRoot: join(tmpdir(), 'work'),
       storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default' },
@@ -82,6 +84,7 @@ describe('readRunnerConfig', () => {
       dynamodbEndpoint: 'http://127.0.0.1:4567',
       engine: 'auto',
       progressIntervalMs: 50,
+      retentionDays: 30,
       watchStdin: true,
       workRoot: join('/data', 'work'),
       storage: {
