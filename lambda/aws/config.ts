@@ -4,6 +4,7 @@
  * with the variable's name, never later as a confusing AWS error.
  */
 import { ConfigError, intEnv, optionalEnv, requireEnv, type Env } from '../core/config.ts';
+import type { EcsLauncherConfig } from '../adapters/aws/ecs-launcher.ts';
 
 export const CAPACITIES = ['FARGATE', 'FARGATE_SPOT'] as const;
 export type Capacity = (typeof CAPACITIES)[number];
@@ -18,15 +19,8 @@ export interface AwsConfig {
   /** Days ended jobs are kept before DynamoDB TTL removes them. */
   retentionDays: number;
   bucket: string;
-  ecs: {
-    cluster: string;
-    taskDefinition: string;
-    containerName: string;
-    subnets: string[];
-    securityGroups: string[];
-    assignPublicIp: boolean;
-    capacity: Capacity;
-  };
+  /** The launcher's settings (its retry tuning keeps its defaults). */
+  ecs: Omit<EcsLauncherConfig, 'maxAttempts' | 'baseDelayMs' | 'sleep'>;
   logs: { logGroup: string; streamPrefix: string };
   eventBus: string;
   maxConcurrentJobs: number;

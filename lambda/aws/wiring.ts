@@ -104,15 +104,7 @@ export async function createAwsDeps(
       retentionDays: config.retentionDays,
     }),
     artifacts: new S3Artifacts(clients.s3, { bucket: config.bucket }),
-    launcher: new EcsLauncher(clients.ecs, {
-      cluster: config.ecs.cluster,
-      taskDefinition: config.ecs.taskDefinition,
-      containerName: config.ecs.containerName,
-      subnets: config.ecs.subnets,
-      securityGroups: config.ecs.securityGroups,
-      assignPublicIp: config.ecs.assignPublicIp,
-      capacity: config.ecs.capacity,
-    }),
+    launcher: new EcsLauncher(clients.ecs, config.ecs),
     logs: new CloudWatchLogReader(clients.logs, {
       logGroup: config.logs.logGroup,
       streamPrefix: config.logs.streamPrefix,

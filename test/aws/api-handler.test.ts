@@ -9,11 +9,11 @@ import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   BUCKET,
   CURSOR_SECRET_ARN,
-  Dynalite,
+  dynaliteForThisFile,
   LOG_GROUP,
   coldStart,
   createBody,
@@ -27,23 +27,15 @@ import {
 
 type ApiModule = typeof import('../../lambda/handlers/api.ts');
 
-let db: Dynalite;
+const db = dynaliteForThisFile();
 const aws = mockAws();
 let table: string;
 let api: ApiModule['handler'];
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-
-afterAll(async () => {
-  await db?.close();
-});
-
 beforeEach(async () => {
   aws.reset();
-  table = await db.newTable();
-  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', stackEnv(table, db.endpoint)));
+  table = await db().newTable();
+  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', stackEnv(table, db().endpoint)));
 });
 
 function body(result: APIGatewayProxyResult): any {
@@ -97,7 +89,7 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
       ['Notebook Job State Change', 'default', 'queued'],
       ['Notebook Job State Change', 'default', 'running'],
     ]);
-    const stored = await db.store(table).get(job.job_id);
+    const stored = await db().store(table).get(job.job_id);
     expect(stored).toMatchObject({
       tenant: 'acme',
       runner_ref: aws.tasks.get(job.job_id),
@@ -253,7 +245,7 @@ describe('GET /v1/jobs/{id}/logs', () => {
 
 describe('cold start configuration', () => {
   it('answers a generic 500 for a missing variable and logs the variable name', async () => {
-    const env = stackEnv(table, db.endpoint);
+    const env = stackEnv(table, db().endpoint);
     delete (env as Record<string, string | undefined>).NOTEBOOK_JOBS_BUCKET;
     const broken = await coldStart<ApiModule>('lambda/handlers/api.ts', env);
     const logError = vi.spyOn(await handlerLogger(), 'error').mockImplementation(() => undefined);

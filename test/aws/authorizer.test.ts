@@ -4,43 +4,43 @@
  * Gateway passes the authorizer's principalId and context on in requestContext.authorizer.
  */
 import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { DynamoDbTokenStore } from '../../lambda/adapters/dynamodb/token-store.ts';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
-import { Dynalite, coldStart, createBody, fixture, mockAws, proxyEvent, stackEnv } from './aws-harness.ts';
+import {
+  dynaliteForThisFile,
+  coldStart,
+  createBody,
+  fixture,
+  mockAws,
+  proxyEvent,
+  stackEnv,
+} from './aws-harness.ts';
 
 type AuthorizerModule = typeof import('../../lambda/handlers/authorizer.ts');
 type ApiModule = typeof import('../../lambda/handlers/api.ts');
 
 const DAY = 86_400_000;
-let db: Dynalite;
+const db = dynaliteForThisFile();
 const aws = mockAws();
 let tokens: DynamoDbTokenStore;
 let jobs: DynamoDbJobStore;
 let authorize: AuthorizerModule['handler'];
 let env: Record<string, string>;
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-
-afterAll(async () => {
-  await db?.close();
-});
-
 beforeEach(async () => {
   aws.reset();
-  const table = await db.newTable();
-  tokens = new DynamoDbTokenStore({ client: db.client, tableName: table });
-  jobs = db.store(table);
-  env = stackEnv(table, db.endpoint);
+  const table = await db().newTable();
+  tokens = new DynamoDbTokenStore({ client: db().client, tableName: table });
+  jobs = db().store(table);
+  env = stackEnv(table, db().endpoint);
   // The authorizer Lambda gets only the table settings.
   const authorizerEnv = {
     AWS_REGION: env.AWS_REGION as string,
     AWS_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID as string,
     AWS_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY as string,
     NOTEBOOK_JOBS_TABLE: table,
-    NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db.endpoint,
+    NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db().endpoint,
   };
   ({ handler: authorize } = await coldStart<AuthorizerModule>(
     'lambda/handlers/authorizer.ts',

@@ -24,7 +24,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { vi } from 'vitest';
+import { afterAll, beforeAll, vi } from 'vitest';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 
@@ -82,6 +82,21 @@ export class Dynalite {
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** One dynalite for the whole test file (started before its tests, closed after them). */
+export function dynaliteForThisFile(): () => Dynalite {
+  let db: Dynalite | undefined;
+  beforeAll(async () => {
+    db = await Dynalite.start();
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+  return () => {
+    if (!db) throw new Error('dynalite is not started yet: use it inside tests or hooks');
+    return db;
+  };
 }
 
 /** The environment the CDK stack sets for the Lambdas, pointing the table at dynalite. */
@@ -258,4 +273,14 @@ export function createBody(name = 'hello.ipynb', extra: Record<string, unknown> 
     notebook: { content: unknown; name: string };
   };
   return { ...body, notebook: { ...body.notebook, name }, ...extra };
+}
+
+/** Creates a job through the api handler (POST /v1/jobs with the fixture notebook); returns its id. */
+export async function createJobVia(
+  api: (event: APIGatewayProxyEvent) => Promise<{ statusCode: number; body: string }>,
+  tenant = 'acme',
+): Promise<string> {
+  const result = await api(proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody(), tenant }));
+  if (result.statusCode !== 201) throw new Error(`create failed: ${result.statusCode} ${result.body}`);
+  return (JSON.parse(result.body) as { job_id: string }).job_id;
 }

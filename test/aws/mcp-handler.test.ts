@@ -5,9 +5,9 @@
  */
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
-  Dynalite,
+  dynaliteForThisFile,
   coldStart,
   createBody,
   expectedRunTask,
@@ -18,22 +18,16 @@ import {
 
 type McpModule = typeof import('../../lambda/handlers/mcp.ts');
 
-let db: Dynalite;
+const db = dynaliteForThisFile();
 const aws = mockAws();
 let mcp: McpModule['handler'];
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-afterAll(async () => {
-  await db?.close();
-});
 beforeEach(async () => {
   aws.reset();
-  const table = await db.newTable();
+  const table = await db().newTable();
   ({ handler: mcp } = await coldStart<McpModule>(
     'lambda/handlers/mcp.ts',
-    stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://console.example.com' }),
+    stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://console.example.com' }),
   ));
 });
 

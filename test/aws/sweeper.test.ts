@@ -9,50 +9,37 @@ import {
   StopTaskCommand,
   type DescribeTasksCommandInput,
 } from '@aws-sdk/client-ecs';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
   CLUSTER_ARN,
-  Dynalite,
+  dynaliteForThisFile,
   coldStart,
-  createBody,
+  createJobVia,
   expectedRunTask,
   mockAws,
-  proxyEvent,
   stackEnv,
 } from './aws-harness.ts';
 
 type ApiModule = typeof import('../../lambda/handlers/api.ts');
 type SweeperModule = typeof import('../../lambda/handlers/sweeper.ts');
 
-let db: Dynalite;
+const db = dynaliteForThisFile();
 const aws = mockAws();
 let store: DynamoDbJobStore;
 let api: ApiModule['handler'];
 let sweep: SweeperModule['handler'];
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-
-afterAll(async () => {
-  await db?.close();
-});
-
 beforeEach(async () => {
   aws.reset();
-  const table = await db.newTable();
-  store = db.store(table);
-  const env = stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
+  const table = await db().newTable();
+  store = db().store(table);
+  const env = stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
   ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', env));
   ({ handler: sweep } = await import('../../lambda/handlers/sweeper.ts'));
 });
 
-async function createJob(): Promise<string> {
-  const result = await api(proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody() }));
-  expect(result.statusCode, result.body).toBe(201);
-  return JSON.parse(result.body).job_id as string;
-}
+const createJob = () => createJobVia(api);
 
 /** ECS answers DescribeTasks with these task states (ARN -> lastStatus); others are MISSING. */
 function describeTasks(states: Record<string, string>) {

@@ -4,53 +4,40 @@
  * created through the api Lambda so each has a real task ARN from the (mocked) RunTask.
  */
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { EcsTaskStateChangeEvent } from '../../lambda/handlers/task-events.ts';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
-  Dynalite,
+  dynaliteForThisFile,
   coldStart,
-  createBody,
+  createJobVia,
   expectedRunTask,
   fixture,
   handlerLogger,
   mockAws,
-  proxyEvent,
   stackEnv,
 } from './aws-harness.ts';
 
 type ApiModule = typeof import('../../lambda/handlers/api.ts');
 type TaskEventsModule = typeof import('../../lambda/handlers/task-events.ts');
 
-let db: Dynalite;
+const db = dynaliteForThisFile();
 const aws = mockAws();
 let store: DynamoDbJobStore;
 let api: ApiModule['handler'];
 let onEvent: TaskEventsModule['handler'];
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-
-afterAll(async () => {
-  await db?.close();
-});
-
 beforeEach(async () => {
   aws.reset();
-  const table = await db.newTable();
-  store = db.store(table);
+  const table = await db().newTable();
+  store = db().store(table);
   // One slot, so a second job waits in the queue until the first one's task is gone.
-  const env = stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
+  const env = stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
   ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', env));
   ({ handler: onEvent } = await import('../../lambda/handlers/task-events.ts'));
 });
 
-async function createJob(): Promise<string> {
-  const result = await api(proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody() }));
-  expect(result.statusCode, result.body).toBe(201);
-  return JSON.parse(result.body).job_id as string;
-}
+const createJob = () => createJobVia(api);
 
 /** A STOPPED event from a fixture, for this job and task. */
 function stopped(name: string, jobId: string, taskArn: string): EcsTaskStateChangeEvent {

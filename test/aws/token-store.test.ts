@@ -3,7 +3,7 @@
  * and expiry are enforced by verify, and token items stay out of every job index.
  */
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   DynamoDbTokenStore,
   hashToken,
@@ -12,28 +12,20 @@ import {
 } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { ALL_INDEXES, INDEXES } from '../../lambda/adapters/dynamodb/table.ts';
 import { InvalidRequestError, NotFoundError } from '../../lambda/core/errors.ts';
-import { Dynalite } from './aws-harness.ts';
+import { dynaliteForThisFile } from './aws-harness.ts';
 
 const DAY = 86_400_000;
-let db: Dynalite;
+const db = dynaliteForThisFile();
 let table: string;
 let tokens: DynamoDbTokenStore;
 
-beforeAll(async () => {
-  db = await Dynalite.start();
-});
-
-afterAll(async () => {
-  await db?.close();
-});
-
 beforeEach(async () => {
-  table = await db.newTable();
-  tokens = new DynamoDbTokenStore({ client: db.client, tableName: table });
+  table = await db().newTable();
+  tokens = new DynamoDbTokenStore({ client: db().client, tableName: table });
 });
 
 async function rawItem(pk: string, sk: string): Promise<Record<string, unknown> | undefined> {
-  return (await db.client.send(new GetCommand({ TableName: table, Key: { pk, sk } }))).Item;
+  return (await db().client.send(new GetCommand({ TableName: table, Key: { pk, sk } }))).Item;
 }
 
 describe('create', () => {
@@ -72,7 +64,7 @@ describe('create', () => {
     ]) {
       expect(Object.keys(item ?? {}).filter((k) => keys.has(k))).toEqual([]);
     }
-    const byTenant = await db.client.send(
+    const byTenant = await db().client.send(
       new QueryCommand({
         TableName: table,
         IndexName: INDEXES.byTenant.name,
