@@ -12,13 +12,15 @@ const HELP = `notebook-jobs: run Jupyter notebooks as asynchronous jobs
 Usage: notebook-jobs <command> [options]
 
 Commands:
-  serve                         run the local service (REST API on 127.0.0.1)
+  serve                         run the local service (REST API and MCP at /mcp on 127.0.0.1)
       --port N                  port (NOTEBOOK_JOBS_PORT, default 8080)
       --host H                  interface (default 127.0.0.1)
       --data DIR                data folder (NOTEBOOK_JOBS_DATA, default ./.notebook-jobs)
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
       --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
+                                /mcp requires Authorization: Bearer $NOTEBOOK_JOBS_MCP_TOKEN if set;
+                                NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: more browser origins for /mcp
   run <notebook.ipynb>          submit a notebook as a job and print its id
       -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
       --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
