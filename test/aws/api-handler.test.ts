@@ -177,6 +177,43 @@ describe('tenants and scopes', () => {
   });
 });
 
+describe('the executed notebook', () => {
+  it('is handed out as a short-lived presigned S3 URL (302), and so is the HTML copy the runner saved', async () => {
+    const job = await createJob();
+    const store = db().store(table);
+    const outputKey = `outputs/${job.job_id}/hello.ipynb`;
+    aws.objects.set(`${BUCKET}/${outputKey}`, Buffer.from('{"cells": []}'));
+    await store.update(job.job_id, ['running'], {
+      status: 'completed',
+      ended_at: new Date().toISOString(),
+      output_saved: true,
+    });
+
+    const shown = body(await api(proxyEvent({ path: `/v1/jobs/${job.job_id}` })));
+    const signed = new URL(shown.output.download_url);
+    expect(signed.host).toBe(`${BUCKET}.s3.us-west-2.amazonaws.com`);
+    expect(signed.pathname).toBe(`/${outputKey}`);
+    expect(signed.searchParams.get('X-Amz-Expires')).toBe('900');
+
+    const output = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/output` }));
+    expect(output.statusCode).toBe(302);
+    expect(new URL(output.headers?.location as string).pathname).toBe(`/${outputKey}`);
+
+    const noHtml = await api(
+      proxyEvent({ path: `/v1/jobs/${job.job_id}/output`, query: { format: ['html'] } }),
+    );
+    expect(noHtml.statusCode).toBe(400);
+    expect(body(noHtml).error.message).toMatch(/no HTML copy of this notebook was saved/);
+
+    aws.objects.set(`${BUCKET}/outputs/${job.job_id}/hello.html`, Buffer.from('<html></html>'));
+    const html = await api(
+      proxyEvent({ path: `/v1/jobs/${job.job_id}/output`, query: { format: ['html'] } }),
+    );
+    expect(html.statusCode).toBe(302);
+    expect(new URL(html.headers?.location as string).pathname).toBe(`/outputs/${job.job_id}/hello.html`);
+  });
+});
+
 describe('GET /v1/jobs/{id}/logs', () => {
   it('reads the task stream through CloudWatch Logs with the exact GetLogEvents input', async () => {
     const job = await createJob();
