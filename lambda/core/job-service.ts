@@ -490,10 +490,14 @@ export class JobService {
 
   /**
    * Called when a job's runner is known to be gone (local child exit, ECS task STOPPED). A job
-   * still `running` then failed; the slot is released and the next job dispatched.
+   * still `running` then failed; the slot is released and the next job dispatched. With
+   * `runnerRef`, a runner that is not the job's current one (an earlier attempt's task) changes
+   * nothing: returns false.
    */
-  async runnerExited(jobId: string, reason: string): Promise<void> {
+  async runnerExited(jobId: string, reason: string, runnerRef?: string): Promise<boolean> {
     const job = await this.deps.store.get(jobId);
+    // runner_ref is null only between launch and recording it; then this runner is the job's.
+    if (runnerRef && job?.runner_ref && job.runner_ref !== runnerRef) return false;
     if (job?.status === 'running') {
       await this.finish(job, 'failed', {
         type: 'infrastructure',
@@ -502,6 +506,7 @@ export class JobService {
     }
     await this.deps.store.releaseSlot(jobId);
     await this.dispatch();
+    return true;
   }
 
   /**

@@ -56,17 +56,14 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
   const cluster = config.ecs.cluster;
   if (cluster.startsWith('arn:') && detail.clusterArn && detail.clusterArn !== cluster)
     return { action: 'ignored', reason: `task of another cluster (${detail.clusterArn})`, job_id: jobId };
-  const job = await store.get(jobId);
-  if (!job) return { action: 'ignored', reason: 'no such job', job_id: jobId };
-  // runner_ref is null only between RunTask and recording its ARN; then this task is the job's.
-  if (job.runner_ref !== null && job.runner_ref !== detail.taskArn) {
-    return {
-      action: 'ignored',
-      reason: `task of an earlier attempt; the job's runner is ${job.runner_ref}`,
-      job_id: jobId,
-    };
-  }
-  await service.runnerExited(jobId, stopReason(detail, config.ecs.containerName));
+  if (!(await store.get(jobId))) return { action: 'ignored', reason: 'no such job', job_id: jobId };
+  const reconciled = await service.runnerExited(
+    jobId,
+    stopReason(detail, config.ecs.containerName),
+    detail.taskArn,
+  );
+  if (!reconciled)
+    return { action: 'ignored', reason: "task of an earlier attempt, not the job's runner", job_id: jobId };
   return { action: 'reconciled', job_id: jobId };
 }
 

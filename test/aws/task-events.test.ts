@@ -156,7 +156,7 @@ describe('events that are not about a current job', () => {
 
     expect(outcome).toEqual({
       action: 'ignored',
-      reason: `task of an earlier attempt; the job's runner is ${current}`,
+      reason: "task of an earlier attempt, not the job's runner",
       job_id: job,
     });
     expect(await store.get(job)).toMatchObject({ status: 'running', runner_ref: current, error: null });
