@@ -213,6 +213,7 @@ export class JobService {
       cpu: request.cpu,
       memory: request.memory,
       output_uri: this.deps.artifacts.uriFor(outputKey(jobId, name)),
+      output_saved: false,
       error: null,
       runner_ref: null,
       idempotency_key: key ?? null,

@@ -236,10 +236,10 @@ describe('state-change events', () => {
 describe('output', () => {
   it('trusts output_saved on the job instead of asking storage, and offers direct download URLs', async () => {
     const a = await service.create('t', { notebook });
+    expect((await store.get(a.job_id))?.output_saved).toBe(false); // new jobs start with nothing saved
     await store.update(a.job_id, ['running'], { status: 'completed', ended_at: new Date(now).toISOString() });
     // Recorded as not saved: no storage lookup makes it available, even though a file exists.
     await artifacts.put(`outputs/${a.job_id}/notebook.ipynb`, JSON.stringify(makeNotebook([])));
-    await store.update(a.job_id, ['completed'], { output_saved: false });
     expect((await service.get('t', a.job_id)).output).toMatchObject({ available: false, download_url: null });
     await store.update(a.job_id, ['completed'], { output_saved: true });
     expect((await service.get('t', a.job_id)).output).toMatchObject({
