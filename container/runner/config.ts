@@ -23,6 +23,8 @@ export interface S3StorageConfig {
   bucket: string;
   /** Event bus for state changes; unset: none are published. */
   eventBus: string | undefined;
+  /** An S3-compatible endpoint instead of AWS S3; unset on AWS. */
+  s3Endpoint: string | undefined;
 }
 
 export interface RunnerConfig {
@@ -57,6 +59,7 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
       mode,
       bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
       eventBus: optionalEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
+      s3Endpoint: optionalEnv(env, 'NOTEBOOK_JOBS_S3_ENDPOINT'),
     };
     workRoot = join(optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? tmpdir(), 'work');
   } else {

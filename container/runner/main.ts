@@ -11,6 +11,7 @@
  *                                     AWS mode: only holds the scratch work/ folder (default: os.tmpdir())
  *   NOTEBOOK_JOBS_WORKSPACE           local mode: folder file:// submissions may come from (default: cwd)
  *   NOTEBOOK_JOBS_BUCKET              AWS mode: the artifact bucket (required there)
+ *   NOTEBOOK_JOBS_S3_ENDPOINT         AWS mode: an S3-compatible endpoint instead of AWS S3 (path-style)
  *   NOTEBOOK_JOBS_EVENT_BUS           AWS mode: EventBridge bus for state changes (unset: none published)
  *   NOTEBOOK_JOBS_PYTHON              interpreter with nbclient + ipykernel (default: probed)
  *   NOTEBOOK_JOBS_ENGINE              auto | nbclient | papermill (default auto)
@@ -63,8 +64,16 @@ async function main(): Promise<number> {
   let logs: LogSink & { close?: () => Promise<void> };
   let events: JobEventPublisher | undefined;
   if (config.storage.mode === 's3') {
-    const { bucket, eventBus } = config.storage;
-    artifacts = new S3Artifacts(new S3Client({ region: config.region }), { bucket });
+    const { bucket, eventBus, s3Endpoint } = config.storage;
+    // A custom endpoint is an S3-compatible store (MinIO, a test server): path-style addressing,
+    // and checksums only where S3 requires them (many such stores reject the newer ones).
+    const s3 = new S3Client({
+      region: config.region,
+      ...(s3Endpoint
+        ? { endpoint: s3Endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' }
+        : {}),
+    });
+    artifacts = new S3Artifacts(s3, { bucket });
     logs = new StdoutLogSink();
     if (eventBus)
       events = new EventBridgePublisher(new EventBridgeClient({ region: config.region }), { eventBus });

@@ -45,7 +45,7 @@ describe('readRunnerConfig', () => {
       retentionDays: 14,
       watchStdin: false,
       workRoot: join(tmpdir(), 'work'),
-      storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default' },
+      storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined },
     });
   });
 
@@ -62,7 +62,12 @@ describe('readRunnerConfig', () => {
   it('AWS mode: no event bus means no events; a data folder holds the scratch space', () => {
     const { NOTEBOOK_JOBS_EVENT_BUS: _, ...env } = AWS_ENV;
     const config = readRunnerConfig({ ...env, NOTEBOOK_JOBS_DATA: '/scratch' });
-    expect(config.storage).toEqual({ mode: 's3', bucket: 'nbj-artifacts', eventBus: undefined });
+    expect(config.storage).toEqual({
+      mode: 's3',
+      bucket: 'nbj-artifacts',
+      eventBus: undefined,
+      s3Endpoint: undefined,
+    });
     expect(config.workRoot).toBe(join('/scratch', 'work'));
   });
 
