@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -99,6 +99,21 @@ describe('npx cdk synth', () => {
     expect(images).toHaveLength(1);
     expect(images[0]?.source).toMatchObject({ dockerFile: 'container/Dockerfile', platform: 'linux/arm64' });
     expect(existsSync(join(out, images[0]?.source.directory ?? '', 'container', 'Dockerfile'))).toBe(true);
+  });
+
+  it('bundles that load in Node as Lambda loads them, each exporting its handler', async () => {
+    const assets = JSON.parse(await readFile(join(out, 'NotebookJobs.assets.json'), 'utf8')) as {
+      files: Record<string, { source: { path: string; packaging: string } }>;
+    };
+    const bundles = Object.values(assets.files).filter((file) => file.source.packaging === 'zip');
+    for (const bundle of bundles) {
+      // Loading runs every top-level statement of the bundle (imports, the require shim, module
+      // state); configuration is read at the first event, not here.
+      const module = (await import(pathToFileURL(join(out, bundle.source.path, 'index.mjs')).href)) as {
+        handler?: unknown;
+      };
+      expect(typeof module.handler, bundle.source.path).toBe('function');
+    }
   });
 
   it('printed no cdk-nag finding', () => {
