@@ -2,19 +2,13 @@
  * `notebook-jobs tokens create|list|revoke` as a user runs it: the CLI in a child process, against a
  * table in dynalite (NOTEBOOK_JOBS_DYNAMODB_ENDPOINT), checked against the raw items it wrote.
  */
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDbTokenStore, hashToken, TOKEN_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
-import { Dynalite, ROOT } from './aws-harness.ts';
-
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { Dynalite } from './aws-harness.ts';
+import { runCli, type CliRun } from '../helpers/cli.ts';
 
 let db: Dynalite;
 let table: string;
@@ -29,31 +23,7 @@ afterAll(async () => {
 });
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/notebook-jobs.ts', ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db.endpoint,
-        NOTEBOOK_JOBS_TABLE: table,
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`notebook-jobs ${args.join(' ')} did not end in time\n${stdout}\n${stderr}`));
-    }, 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db.endpoint, NOTEBOOK_JOBS_TABLE: table, ...env });
 }
 
 describe('notebook-jobs tokens', () => {

@@ -2,50 +2,24 @@
  * The CLI as a user runs it: `bin/notebook-jobs.ts` in a child process, talking over HTTP to one
  * real local service (dynalite on disk, runner child processes, real Python kernels).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliRun } from '../helpers/cli.ts';
 import { isEnded, startTestService, type TestService } from '../helpers/local-service.ts';
 import { codeCell, joined, makeNotebook, readNotebook, writeNotebook } from '../helpers/notebooks.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const JOB_ID = /job_[0-9A-HJKMNP-TV-Z]{30}/;
 
 let svc: TestService;
 let dir: string;
 const nb = { greet: '', fail: '', ticker: '', sleeper: '' };
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI with `args` against the test service (or `url`) and collects what it printed. */
 function cli(args: string[], options: { url?: string; timeoutMs?: number } = {}): Promise<CliRun> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/notebook-jobs.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NOTEBOOK_JOBS_URL: options.url ?? svc.server.url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`notebook-jobs ${args.join(' ')} did not end in time\n${stdout}\n${stderr}`));
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { NOTEBOOK_JOBS_URL: options.url ?? svc.server.url }, options.timeoutMs);
 }
 
 function jobIdIn(text: string): string {
