@@ -48,6 +48,8 @@ export interface JobStore {
   listQueued(limit: number): Promise<JobRecord[]>;
   /** How many queued jobs start before this one (0 = next); cost follows that number. */
   countQueuedAhead(job: JobRecord): Promise<number>;
+  /** How many jobs are queued, across tenants (a count: no jobs are read). */
+  countQueued(): Promise<number>;
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
   /** Claims an idempotency key for a tenant (conditional put), or returns the existing claim. */

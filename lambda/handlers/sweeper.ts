@@ -12,12 +12,6 @@ import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
 
 export const METRICS_NAMESPACE = 'NotebookJobs';
-/**
- * Counting the queue reads queued jobs; past this many the gauge saturates (and says so in the log)
- * rather than reading an unbounded queue every minute.
- */
-export const QUEUED_COUNT_LIMIT = 1000;
-
 const ready = once(async () => createAwsService(readAwsConfig(process.env)));
 
 export interface SweepOutcome {
@@ -32,11 +26,9 @@ export interface SweepOutcome {
 export async function handler(): Promise<SweepOutcome> {
   const { service, store } = await ready();
   const swept = await service.sweep();
-  const [queued, running] = await Promise.all([store.listQueued(QUEUED_COUNT_LIMIT), store.listRunning()]);
-  if (queued.length >= QUEUED_COUNT_LIMIT)
-    logger.warn(`JobsQueued is reported as ${QUEUED_COUNT_LIMIT}: the queue holds at least that many jobs`);
-  writeEmf({ JobsQueued: queued.length, JobsRunning: running.length });
-  const outcome = { ...swept, queued: queued.length, running: running.length };
+  const [queued, running] = await Promise.all([store.countQueued(), store.listRunning()]);
+  writeEmf({ JobsQueued: queued, JobsRunning: running.length });
+  const outcome = { ...swept, queued, running: running.length };
   if (swept.timed_out.length + swept.lost.length + swept.released.length > 0)
     logger.info('sweep repaired jobs', outcome);
   return outcome;

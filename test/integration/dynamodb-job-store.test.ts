@@ -545,16 +545,18 @@ describe('queue and running jobs', () => {
 });
 
 describe('queue position', () => {
-  it('counts the queued jobs that start before a job: higher priority first, then older', async () => {
+  it('counts the queued jobs, and those that start before a job: higher priority first, then older', async () => {
     const low1 = makeJob({ priority: 0 });
     const high = makeJob({ priority: 5 });
     const low2 = makeJob({ priority: 0 });
     for (const job of [low1, high, low2]) await store.create(job);
+    expect(await store.countQueued()).toBe(3);
     expect(await store.countQueuedAhead(high)).toBe(0);
     expect(await store.countQueuedAhead(low1)).toBe(1);
     expect(await store.countQueuedAhead(low2)).toBe(2);
     await store.update(high.job_id, ['queued'], { status: 'running' });
     expect(await store.countQueuedAhead(low2)).toBe(1);
+    expect(await store.countQueued()).toBe(2);
   });
 });
 

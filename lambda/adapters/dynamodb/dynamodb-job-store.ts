@@ -292,6 +292,15 @@ export class DynamoDbJobStore implements JobStore {
 
   async countQueuedAhead(job: JobRecord): Promise<number> {
     // A COUNT over the queue keys below this job's: reads only the jobs ahead of it.
+    return this.countQueue(queueSortKey(job.priority, job.job_id));
+  }
+
+  async countQueued(): Promise<number> {
+    return this.countQueue();
+  }
+
+  /** COUNT on the queue index (keys only, no items returned), below `sortBelow` when given. */
+  private async countQueue(sortBelow?: string): Promise<number> {
     let count = 0;
     let startKey: Record<string, unknown> | undefined;
     do {
@@ -299,9 +308,15 @@ export class DynamoDbJobStore implements JobStore {
         new QueryCommand({
           TableName: this.tableName,
           IndexName: INDEXES.queue.name,
-          KeyConditionExpression: '#k = :k AND #s < :s',
-          ExpressionAttributeNames: { '#k': INDEXES.queue.partitionKey, '#s': INDEXES.queue.sortKey },
-          ExpressionAttributeValues: { ':k': QUEUE_PARTITION, ':s': queueSortKey(job.priority, job.job_id) },
+          KeyConditionExpression: sortBelow === undefined ? '#k = :k' : '#k = :k AND #s < :s',
+          ExpressionAttributeNames: {
+            '#k': INDEXES.queue.partitionKey,
+            ...(sortBelow === undefined ? {} : { '#s': INDEXES.queue.sortKey }),
+          },
+          ExpressionAttributeValues: {
+            ':k': QUEUE_PARTITION,
+            ...(sortBelow === undefined ? {} : { ':s': sortBelow }),
+          },
           Select: 'COUNT',
           ExclusiveStartKey: startKey,
         }),
