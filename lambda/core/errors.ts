@@ -67,6 +67,11 @@ export class StateConflictError extends ConflictError {
   }
 }
 
+/** The stack of anything thrown (else its message): for logs only, never for callers. */
+export function errorDetail(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
 /** The message of anything thrown, for logs and error fields. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -5,6 +5,7 @@
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { optionalEnv } from '../core/config.ts';
+import { errorDetail } from '../core/errors.ts';
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
@@ -49,9 +50,7 @@ export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayPr
     return await fromWebResponse(await handleMcpRequest(await endpoint(), toWebRequest(event), caller));
   } catch (error) {
     // Configuration and wiring failures: logged in full, answered without internals.
-    logError(
-      `mcp handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-    );
+    logError(`mcp handler failed: ${errorDetail(error)}`);
     return fromWebResponse(rpcError(500, -32603, 'internal error; the function log has the details'));
   }
 }

@@ -2,7 +2,7 @@
  * The one mapper from typed errors to HTTP responses. Anything that is not an AppError is an
  * internal error: logged here, answered with a generic message, never echoed.
  */
-import { AppError, type ErrorCode } from '../core/errors.ts';
+import { AppError, errorDetail, type ErrorCode } from '../core/errors.ts';
 import type { ApiResponse } from './types.ts';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -26,7 +26,7 @@ export function errorResponse(error: unknown, log: (message: string) => void = c
       },
     });
   }
-  log(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  log(`internal error: ${errorDetail(error)}`);
   return json(500, {
     error: { code: 'internal', message: 'internal error; the server log has the details' },
   });

@@ -16,7 +16,7 @@ import {
   type CreateTaskResult,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError } from '../core/errors.ts';
+import { AppError, errorDetail } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
@@ -176,7 +176,7 @@ async function asProtocolError<T>(ctx: McpCallContext, run: () => Promise<T>): P
     if (error instanceof McpError) throw error;
     if (error instanceof AppError)
       throw new McpError(ErrorCode.InvalidParams, `${error.code}: ${error.message}`);
-    ctx.log(`mcp request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    ctx.log(`mcp request failed: ${errorDetail(error)}`);
     throw new McpError(ErrorCode.InternalError, 'internal error; the server log has the details');
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import type { CallToolResult, ResourceLink, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, InvalidRequestError, errorMessage } from '../core/errors.ts';
+import { AppError, InvalidRequestError, errorDetail } from '../core/errors.ts';
 import { isTerminal } from '../core/job.ts';
 import type { JobService, JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
@@ -189,9 +189,7 @@ export function toolError(ctx: McpCallContext, error: unknown): CallToolResult {
   if (error instanceof AppError) {
     text = `${error.code}: ${error.message}`;
   } else {
-    ctx.log(
-      `mcp tool failed: ${error instanceof Error ? (error.stack ?? error.message) : errorMessage(error)}`,
-    );
+    ctx.log(`mcp tool failed: ${errorDetail(error)}`);
     text = 'internal error: the request could not be completed; try again later';
   }
   return { content: [{ type: 'text', text }], isError: true };

@@ -284,3 +284,20 @@ export async function createJobVia(
   if (result.statusCode !== 201) throw new Error(`create failed: ${result.statusCode} ${result.body}`);
   return (JSON.parse(result.body) as { job_id: string }).job_id;
 }
+
+type ApiHandler = (typeof import('../../lambda/handlers/api.ts'))['handler'];
+
+/**
+ * One cold start of a stack with a single concurrency slot (a second job waits queued): a fresh
+ * table, the api handler to create jobs through, and the handler module under test.
+ */
+export async function oneSlotColdStart<T>(
+  db: Dynalite,
+  modulePath: string,
+): Promise<{ store: DynamoDbJobStore; api: ApiHandler; module: T }> {
+  const table = await db.newTable();
+  const env = stackEnv(table, db.endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
+  const { handler: api } = await coldStart<{ handler: ApiHandler }>('lambda/handlers/api.ts', env);
+  const module = (await import(join(ROOT, modulePath))) as T;
+  return { store: db.store(table), api, module };
+}

@@ -14,32 +14,29 @@ import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-j
 import {
   CLUSTER_ARN,
   dynaliteForThisFile,
-  coldStart,
+  oneSlotColdStart,
   createJobVia,
   expectedRunTask,
   mockAws,
-  stackEnv,
 } from './aws-harness.ts';
 
-type ApiModule = typeof import('../../lambda/handlers/api.ts');
 type SweeperModule = typeof import('../../lambda/handlers/sweeper.ts');
 
 const db = dynaliteForThisFile();
 const aws = mockAws();
 let store: DynamoDbJobStore;
-let api: ApiModule['handler'];
+let createJob: () => Promise<string>;
 let sweep: SweeperModule['handler'];
 
 beforeEach(async () => {
   aws.reset();
-  const table = await db().newTable();
-  store = db().store(table);
-  const env = stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
-  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', env));
-  ({ handler: sweep } = await import('../../lambda/handlers/sweeper.ts'));
+  const started = await oneSlotColdStart<SweeperModule>(db(), 'lambda/handlers/sweeper.ts');
+  ({
+    store,
+    module: { handler: sweep },
+  } = started);
+  createJob = () => createJobVia(started.api);
 });
-
-const createJob = () => createJobVia(api);
 
 /** ECS answers DescribeTasks with these task states (ARN -> lastStatus); others are MISSING. */
 function describeTasks(states: Record<string, string>) {

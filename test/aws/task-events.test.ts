@@ -9,35 +9,32 @@ import type { EcsTaskStateChangeEvent } from '../../lambda/handlers/task-events.
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
   dynaliteForThisFile,
-  coldStart,
+  oneSlotColdStart,
   createJobVia,
   expectedRunTask,
   fixture,
   handlerLogger,
   mockAws,
-  stackEnv,
 } from './aws-harness.ts';
 
-type ApiModule = typeof import('../../lambda/handlers/api.ts');
 type TaskEventsModule = typeof import('../../lambda/handlers/task-events.ts');
 
 const db = dynaliteForThisFile();
 const aws = mockAws();
 let store: DynamoDbJobStore;
-let api: ApiModule['handler'];
+let createJob: () => Promise<string>;
 let onEvent: TaskEventsModule['handler'];
 
 beforeEach(async () => {
   aws.reset();
-  const table = await db().newTable();
-  store = db().store(table);
   // One slot, so a second job waits in the queue until the first one's task is gone.
-  const env = stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '1' });
-  ({ handler: api } = await coldStart<ApiModule>('lambda/handlers/api.ts', env));
-  ({ handler: onEvent } = await import('../../lambda/handlers/task-events.ts'));
+  const started = await oneSlotColdStart<TaskEventsModule>(db(), 'lambda/handlers/task-events.ts');
+  ({
+    store,
+    module: { handler: onEvent },
+  } = started);
+  createJob = () => createJobVia(started.api);
 });
-
-const createJob = () => createJobVia(api);
 
 /** A STOPPED event from a fixture, for this job and task. */
 function stopped(name: string, jobId: string, taskArn: string): EcsTaskStateChangeEvent {
