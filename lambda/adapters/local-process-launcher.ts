@@ -23,6 +23,8 @@ export interface LocalLauncherOptions {
 
 export class LocalProcessLauncher implements Launcher {
   private readonly children = new Map<string, number>();
+  /** Resolves when each live runner has exited (and its onExit has been called). */
+  private readonly exits = new Map<string, Promise<void>>();
 
   constructor(private readonly options: LocalLauncherOptions) {
     mkdirSync(options.stderrDir, { recursive: true });
@@ -46,13 +48,18 @@ export class LocalProcessLauncher implements Launcher {
         child.once('error', reject);
       });
       this.children.set(job.job_id, pid);
-      child.once('exit', (code, signal) => {
-        this.children.delete(job.job_id);
-        this.options.onExit(
-          job.job_id,
-          signal ? `runner killed by ${signal}` : `runner exited with code ${code}`,
-        );
-      });
+      const exited = new Promise<void>((resolve) =>
+        child.once('exit', (code, signal) => {
+          this.children.delete(job.job_id);
+          this.exits.delete(job.job_id);
+          this.options.onExit(
+            job.job_id,
+            signal ? `runner killed by ${signal}` : `runner exited with code ${code}`,
+          );
+          resolve();
+        }),
+      );
+      this.exits.set(job.job_id, exited);
       return { runner_ref: `local:${pid}:${job.job_id}` };
     } finally {
       closeSync(stderr);
@@ -79,8 +86,10 @@ export class LocalProcessLauncher implements Launcher {
   }
 
   /** Kills every runner this launcher started (server shutdown in tests). */
-  killAll(): void {
+  /** Kills every runner's process group and resolves once they have all exited. */
+  async killAll(): Promise<void> {
     for (const pid of this.children.values()) signal(-pid, 'SIGKILL');
+    await Promise.all(this.exits.values());
   }
 }
 

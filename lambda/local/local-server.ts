@@ -78,6 +78,12 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const store = new DynamoDbJobStore({ client, tableName: TABLE });
 
   let service: JobService | null = null;
+  /** Store work started outside a request (runner exits, sweeps); close() waits for it. */
+  const inFlight = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>) => {
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work));
+  };
   const launcher = new LocalProcessLauncher({
     command: [process.execPath, '--enable-source-maps', await bundleRunner(join(dataDir, 'runner'))],
     cwd: dataDir,
@@ -96,9 +102,12 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
     onExit: (jobId, description) => {
-      service
-        ?.runnerExited(jobId, description)
-        .catch((error: unknown) => log(`reconcile ${jobId}: ${String(error)}`));
+      if (!service) return;
+      track(
+        service
+          .runnerExited(jobId, description)
+          .catch((error: unknown) => log(`reconcile ${jobId}: ${String(error)}`)),
+      );
     },
   });
   const cursors = new CursorCodec(readOrCreateSecret(dataDir));
@@ -162,7 +171,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   mcp.allowedOrigins = [...mcp.allowedOrigins, `http://127.0.0.1:${port}`, `http://localhost:${port}`];
 
   const sweeper = setInterval(() => {
-    service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`));
+    track(service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`)));
   }, options.sweepIntervalMs ?? 5000);
   sweeper.unref();
 
@@ -174,8 +183,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     dataDir,
     async close(closeOptions = {}) {
       clearInterval(sweeper);
-      if (closeOptions.killRunners) launcher.killAll();
+      if (closeOptions.killRunners) await launcher.killAll();
       await closeServer(http);
+      // Reconciliations and sweeps still talking to the store finish before it closes.
+      await Promise.all(inFlight);
       await new Promise<void>((done) => db.close(() => done()));
     },
   };
