@@ -4,7 +4,7 @@
  * resources through `bind*` helpers that set the environment variable and the IAM grant together,
  * so a handler never has a variable without the permission behind it, or the reverse.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventPublishStatement } from './job-events.ts';
 import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
+import { parseS3Uri, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
 
 /** The repository root: the bundles' project root, and where handlers and the lock file are. */
 export const REPOSITORY_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -162,7 +163,27 @@ export class HouseFunction extends Construct {
     acknowledgeWildcardResources(
       this,
       objects,
-      'Job notebooks are objects under fixed prefixes (inputs/<job>/, outputs/<job>/, uploads/); the grant is limited to those prefixes.',
+      'Job notebooks are objects under fixed prefixes (inputs/<tenant>/<job>/, outputs/<tenant>/<job>/, uploads/<tenant>/); the grant is limited to those prefixes.',
+    );
+    return this;
+  }
+
+  /**
+   * External notebook locations tenants may submit from (NOTEBOOK_JOBS_TENANT_SOURCES): the setting
+   * plus read-only access to exactly those prefixes.
+   */
+  bindTenantSources(sources: TenantSources): this {
+    this.addEnvironment('NOTEBOOK_JOBS_TENANT_SOURCES', JSON.stringify(sources));
+    const objects = [...new Set(Object.values(sources).flat())].map((uri) => {
+      const { bucket, key } = parseS3Uri(uri) as { bucket: string; key: string };
+      return `arn:${Aws.PARTITION}:s3:::${bucket}/${key}*`;
+    });
+    if (objects.length === 0) return this;
+    this.addToRolePolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: objects }));
+    acknowledgeWildcardResources(
+      this,
+      objects,
+      'Read-only access to the notebook prefixes the operator allowed tenants to submit from (context tenantSources).',
     );
     return this;
   }

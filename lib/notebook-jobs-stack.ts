@@ -122,6 +122,8 @@ export class NotebookJobsStack extends Stack {
         .addEnvironment('NOTEBOOK_JOBS_RETENTION_DAYS', String(config.retentionDays));
       this.runner.bindLauncher(fn);
     }
+    // Only the request handlers read caller-named notebooks; the runner reads the stored copy.
+    for (const fn of [this.functions.api, this.functions.mcp]) fn.bindTenantSources(config.tenantSources);
     this.functions.mcp.addEnvironment(
       'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
       config.mcpAllowedOrigins.join(','),

@@ -7,6 +7,7 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { checkFargateSize } from '../lambda/adapters/aws/ecs-launcher.ts';
 import { errorMessage } from '../lambda/core/errors.ts';
+import { parseTenantSources, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
 import type { Node } from 'constructs';
 
 /** Where job tasks run and how they reach ECR, S3, DynamoDB and CloudWatch. */
@@ -41,6 +42,8 @@ export interface StackConfig {
   readonly removalPolicy: RemovalChoice;
   /** WAFv2 web ACL to associate with the API stage. */
   readonly webAclArn: string | undefined;
+  /** External s3:// prefixes each tenant ("*": every tenant) may submit notebooks from. */
+  readonly tenantSources: TenantSources;
 }
 
 /** Thrown for a context value that is present but not allowed. */
@@ -101,7 +104,18 @@ export function readStackConfig(node: Node): StackConfig {
     alarmEmail,
     removalPolicy: oneOf(get, 'removalPolicy', ['retain', 'destroy'] as const, 'retain'),
     webAclArn,
+    tenantSources: tenantSources(get),
   };
+}
+
+function tenantSources(get: Getter): TenantSources {
+  const raw = get('tenantSources');
+  if (raw === undefined) return {};
+  try {
+    return parseTenantSources(raw);
+  } catch (error) {
+    throw new StackConfigError(`context tenantSources ${errorMessage(error)}`);
+  }
 }
 
 type Getter = (key: string) => unknown;

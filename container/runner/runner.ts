@@ -249,7 +249,7 @@ async function execute(
   await reporter.stage('saving');
   if (existsSync(outputPath)) {
     const executed = await readFile(outputPath);
-    await deps.artifacts.put(outputKey(job.job_id, job.notebook.name), executed);
+    await deps.artifacts.put(outputKey(job.tenant, job.job_id, job.notebook.name), executed);
     reporter.outputSaved = true;
     say('executed notebook saved');
     // Not for a stopped job: its stop timeout is for saving the notebook, not for extras.
@@ -274,7 +274,7 @@ async function saveHtml(
   say: (text: string) => void,
 ): Promise<void> {
   try {
-    await artifacts.put(htmlOutputKey(job.job_id, job.notebook.name), await renderer.html(executed));
+    await artifacts.put(htmlOutputKey(job.tenant, job.job_id, job.notebook.name), await renderer.html(executed));
     say('HTML copy saved');
   } catch (error) {
     say(`no HTML copy: ${errorMessage(error)}`);

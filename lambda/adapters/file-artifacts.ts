@@ -1,22 +1,43 @@
 /**
- * Artifacts on the local disk (local mode). Keys map to files under `root`; submitted notebooks may
- * also be read by file:// URI from under the workspace folder, and nowhere else.
+ * Artifacts on the local disk (local mode). Keys map to files under `root`. Callers may name two
+ * kinds of file by file:// URI: their own uploads under the root, and notebooks under the workspace
+ * folder, but never anything else of the data folder (other jobs' notebooks, logs, the store, the
+ * cursor secret), even when the data folder lies inside the workspace (the default).
+ *
+ * Every check is made on the file that was actually opened (its real path read back from the open
+ * descriptor), so swapping a symbolic link between the check and the read cannot lead outside.
  */
-import { mkdir, readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
-import { realpathSync } from 'node:fs';
+import { mkdir, open, rm, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { readlinkSync, realpathSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { checkSize, InvalidRequestError, NotFoundError } from '../core/errors.ts';
 import type { Artifacts } from '../core/ports.ts';
 import { JOB_ID_PATTERN } from '../core/ids.ts';
+import { checkArtifactKey, jobKeyPrefixes, uploadsPrefix } from '../core/job.ts';
+
+export interface FileArtifactsOptions {
+  /** Where artifacts are kept (`<data>/artifacts`). */
+  root: string;
+  /** Folder callers may submit notebooks from by file:// URI. */
+  workspace: string;
+  /**
+   * Folders no submission may read even inside the workspace (the data folder). The root is
+   * always one of them, except for the caller's own uploads.
+   */
+  private?: string[];
+}
 
 export class FileArtifacts implements Artifacts {
   private readonly root: string;
   private readonly workspace: string;
+  private readonly privateFolders: string[];
 
-  constructor(options: { root: string; workspace: string }) {
+  constructor(options: FileArtifactsOptions) {
     this.root = resolve(options.root);
     this.workspace = resolve(options.workspace);
+    this.privateFolders = [this.root, ...(options.private ?? []).map((p) => resolve(p))];
   }
 
   uriFor(key: string): string {
@@ -26,82 +47,133 @@ export class FileArtifacts implements Artifacts {
   async put(key: string, body: Buffer | string): Promise<string> {
     const path = this.pathFor(key);
     await mkdir(dirname(path), { recursive: true });
-    // Write then rename, so a reader never sees half a notebook.
-    const temp = `${path}.${process.pid}.tmp`;
-    await writeFile(temp, body);
-    await rename(temp, path);
+    // Write a temp file of this write's own, then rename: a reader never sees half a notebook, and
+    // two writers of the same key (two first requests for an HTML copy) do not share a temp file.
+    const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await writeFile(temp, body, { flag: 'wx' });
+      await rename(temp, path);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
     return pathToFileURL(path).href;
   }
 
   async read(uri: string, maxBytes?: number): Promise<Buffer> {
-    const path = this.allowedPath(uri);
-    try {
-      if (maxBytes !== undefined) checkSize(uri, (await stat(path)).size, maxBytes);
-      return await readFile(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new NotFoundError(`no file at ${uri}`, { uri });
-      if ((error as NodeJS.ErrnoException).code === 'EISDIR')
-        throw new InvalidRequestError(`${uri} is a folder`, { uri });
-      throw error;
-    }
+    return this.readWithin(uri, maxBytes, (real) => within(realPathOf(this.root), real));
+  }
+
+  async readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer> {
+    const uploads = realPathOf(this.pathFor(uploadsPrefix(tenant)));
+    const privateFolders = this.privateFolders.map(realPathOf);
+    const workspace = realPathOf(this.workspace);
+    return this.readWithin(
+      uri,
+      maxBytes,
+      (real) =>
+        within(uploads, real) ||
+        (within(workspace, real) && !privateFolders.some((folder) => within(folder, real))),
+    );
   }
 
   async exists(uri: string): Promise<boolean> {
     try {
-      return (await stat(this.allowedPath(uri))).isFile();
+      const handle = await this.openWithin(uri, (real) => within(realPathOf(this.root), real));
+      await handle.close();
+      return true;
     } catch {
       return false;
     }
   }
 
-  async deleteJob(jobId: string): Promise<void> {
+  async deleteJob(tenant: string, jobId: string): Promise<void> {
     if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidRequestError(`not a job id: "${jobId}"`);
-    for (const prefix of ['inputs', 'outputs']) {
-      await rm(this.pathFor(`${prefix}/${jobId}`), { recursive: true, force: true });
+    for (const prefix of jobKeyPrefixes(tenant, jobId)) {
+      await rm(this.pathFor(prefix), { recursive: true, force: true });
     }
   }
 
-  /** The file behind a file:// URI, if it lies under the artifacts root or the workspace. */
-  private allowedPath(uri: string): string {
-    let path: string;
+  private async readWithin(
+    uri: string,
+    maxBytes: number | undefined,
+    allowed: (realPath: string) => boolean,
+  ): Promise<Buffer> {
+    const handle = await this.openWithin(uri, allowed);
+    try {
+      if (maxBytes !== undefined) checkSize(uri, (await handle.stat()).size, maxBytes);
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Opens the file behind a file:// URI, then checks where the opened file really is. Refuses
+   * folders, and anything `allowed` rejects, with a message that says what may be named.
+   */
+  private async openWithin(uri: string, allowed: (realPath: string) => boolean): Promise<FileHandle> {
+    const path = this.pathOfUri(uri);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new NotFoundError(`no file at ${uri}`, { uri });
+      if (code === 'EACCES' || code === 'ELOOP') throw this.outside(uri);
+      throw error;
+    }
+    try {
+      if (!allowed(openedPath(handle, path))) throw this.outside(uri);
+      if (!(await handle.stat()).isFile()) throw new InvalidRequestError(`${uri} is not a file`, { uri });
+      return handle;
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  private pathOfUri(uri: string): string {
     try {
       if (!uri.startsWith('file://')) throw new Error('scheme');
-      path = fileURLToPath(uri);
+      return fileURLToPath(uri);
     } catch {
       throw new InvalidRequestError(
-        `unsupported notebook URI "${uri}": locally only file:// URIs under ${this.workspace} are read`,
-        {
-          uri,
-        },
+        `unsupported notebook URI: locally only file:// URIs of files under the workspace folder ${this.workspace} (or the notebook_uri of an upload) can be submitted`,
+        { uri },
       );
     }
-    // Checked on real paths, so a link inside the workspace cannot lead out of it.
-    const real = realPathOf(path);
-    if (!within(realPathOf(this.root), real) && !within(realPathOf(this.workspace), real)) {
-      throw new InvalidRequestError(
-        `${uri} is outside the workspace folder ${this.workspace}; only files under it can be submitted`,
-        {
-          uri,
-        },
-      );
-    }
-    return path;
+  }
+
+  private outside(uri: string): InvalidRequestError {
+    return new InvalidRequestError(
+      `${uri} may not be submitted: only files under the workspace folder ${this.workspace} (outside the service's data folder) and your own uploads can be read`,
+      { uri },
+    );
   }
 
   private pathFor(key: string): string {
-    const path = resolve(this.root, key);
+    const path = resolve(this.root, checkArtifactKey(key, { folder: key.endsWith('/') }));
     if (!within(this.root, path)) throw new InvalidRequestError(`invalid artifact key "${key}"`);
     return path;
   }
 }
 
 function within(folder: string, path: string): boolean {
-  const rel = relative(folder, resolve(path));
+  const rel = relative(folder, path);
   return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
 
-/** The real path (links resolved) of a file, or of its nearest existing parent folder. */
+/** Where an open file really is: Linux tells through /proc; elsewhere the path's real path. */
+function openedPath(handle: FileHandle, path: string): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${handle.fd}`);
+  } catch {
+    return realpathSync(path);
+  }
+}
+
+/** The real path (links resolved) of a path, or of its nearest existing parent plus the rest. */
 function realPathOf(path: string): string {
   try {
     return realpathSync(path);

@@ -5,6 +5,7 @@
  */
 import { ConfigError, intEnv, optionalEnv, requireEnv, type Env } from '../core/config.ts';
 import type { EcsLauncherConfig } from '../adapters/aws/ecs-launcher.ts';
+import { parseTenantSources, type TenantSources } from '../adapters/aws/s3-artifacts.ts';
 
 export const CAPACITIES = ['FARGATE', 'FARGATE_SPOT'] as const;
 export type Capacity = (typeof CAPACITIES)[number];
@@ -19,6 +20,8 @@ export interface AwsConfig {
   /** Days ended jobs are kept before DynamoDB TTL removes them. */
   retentionDays: number;
   bucket: string;
+  /** External s3:// prefixes each tenant may submit notebooks from (NOTEBOOK_JOBS_TENANT_SOURCES). */
+  tenantSources: TenantSources;
   /** The launcher's settings (its retry tuning keeps its defaults). */
   ecs: Omit<EcsLauncherConfig, 'maxAttempts' | 'baseDelayMs' | 'sleep'>;
   logs: { logGroup: string; streamPrefix: string };
@@ -40,6 +43,7 @@ export function readAwsConfig(env: Env): AwsConfig {
     ...readTokenTableConfig(env),
     retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
     bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
+    tenantSources: tenantSources(env, 'NOTEBOOK_JOBS_TENANT_SOURCES'),
     ecs: {
       cluster: requireEnv(env, 'NOTEBOOK_JOBS_CLUSTER'),
       taskDefinition: requireEnv(env, 'NOTEBOOK_JOBS_TASK_DEFINITION'),
@@ -67,6 +71,16 @@ export function readTokenTableConfig(env: Env): TokenTableConfig {
     table: requireEnv(env, 'NOTEBOOK_JOBS_TABLE'),
     dynamodbEndpoint: optionalEnv(env, 'NOTEBOOK_JOBS_DYNAMODB_ENDPOINT'),
   };
+}
+
+function tenantSources(env: Env, name: string): TenantSources {
+  const raw = optionalEnv(env, name);
+  if (raw === undefined) return {};
+  try {
+    return parseTenantSources(raw);
+  } catch (error) {
+    throw new ConfigError(`${name} ${(error as Error).message}`);
+  }
 }
 
 function requireOneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T {

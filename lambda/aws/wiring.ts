@@ -103,7 +103,7 @@ export async function createAwsDeps(
       tableName: config.table,
       retentionDays: config.retentionDays,
     }),
-    artifacts: new S3Artifacts(clients.s3, { bucket: config.bucket }),
+    artifacts: new S3Artifacts(clients.s3, { bucket: config.bucket, tenantSources: config.tenantSources }),
     launcher: new EcsLauncher(clients.ecs, config.ecs),
     logs: new CloudWatchLogReader(clients.logs, {
       logGroup: config.logs.logGroup,

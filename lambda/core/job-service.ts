@@ -18,6 +18,7 @@ import {
   htmlOutputKey,
   inputKey,
   outputKey,
+  uploadsPrefix,
   isTerminal,
   sourcesOf,
   stateChange,
@@ -64,6 +65,7 @@ import {
   type ParameterInfo,
 } from '../notebook/parameters.ts';
 import { summarizeNotebook, type ResultSummary } from '../notebook/result-summary.ts';
+import { nameFromUri } from './names.ts';
 
 export interface JobServiceConfig {
   maxConcurrentJobs: number;
@@ -175,7 +177,7 @@ export class JobService {
   async create(tenant: string, input: unknown, idempotencyKey?: string): Promise<JobView> {
     const request = parseRequest(CreateJobRequestSchema, input, 'job request');
     const key = idempotencyKey ?? request.idempotency_key;
-    const { notebook, name } = await this.loadNotebook(request.notebook);
+    const { notebook, name } = await this.loadNotebook(tenant, request.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, request.kernel);
     const runnable = this.parameterize(notebook, kernel, language, request);
     this.deps.launcher.checkResources?.({ cpu: request.cpu, memory: request.memory });
@@ -189,7 +191,7 @@ export class JobService {
     }
 
     const now = this.now();
-    const inputUri = await this.deps.artifacts.put(inputKey(jobId, name), JSON.stringify(notebook));
+    const inputUri = await this.deps.artifacts.put(inputKey(tenant, jobId, name), JSON.stringify(notebook));
     const job: JobRecord = {
       job_id: jobId,
       tenant,
@@ -212,7 +214,7 @@ export class JobService {
       attempt: 0,
       cpu: request.cpu,
       memory: request.memory,
-      output_uri: this.deps.artifacts.uriFor(outputKey(jobId, name)),
+      output_uri: this.deps.artifacts.uriFor(outputKey(tenant, jobId, name)),
       output_saved: false,
       error: null,
       runner_ref: null,
@@ -224,7 +226,7 @@ export class JobService {
     } catch (error) {
       // Nothing may point at a job that does not exist: drop the claim and the stored input.
       if (key) await this.deps.store.releaseIdempotencyKey(tenant, key, jobId).catch(() => undefined);
-      await this.deps.artifacts.deleteJob(jobId).catch(() => undefined);
+      await this.deps.artifacts.deleteJob(tenant, jobId).catch(() => undefined);
       throw error;
     }
     await this.publish(job, null);
@@ -352,14 +354,15 @@ export class JobService {
       return { name: job.notebook.name, body: await this.deps.artifacts.read(job.output_uri) };
     }
     const name = htmlName(job.notebook.name);
-    const htmlUri = this.deps.artifacts.uriFor(htmlOutputKey(jobId, job.notebook.name));
+    const htmlKey = htmlOutputKey(tenant, jobId, job.notebook.name);
+    const htmlUri = this.deps.artifacts.uriFor(htmlKey);
     if (await this.deps.artifacts.exists(htmlUri)) {
       const url = allowUrl ? await this.downloadUrl(htmlUri) : undefined;
       return url ? { name, url } : { name, body: await this.deps.artifacts.read(htmlUri) };
     }
     // Rendered on demand (local mode); the AWS runner renders it before the job ends.
     const body = await this.deps.renderer.html(await this.deps.artifacts.read(job.output_uri));
-    if (isTerminal(job.status)) await this.deps.artifacts.put(htmlOutputKey(jobId, job.notebook.name), body);
+    if (isTerminal(job.status)) await this.deps.artifacts.put(htmlKey, body);
     return { name, body };
   }
 
@@ -389,8 +392,8 @@ export class JobService {
     return { deleted, count: deleted.length };
   }
 
-  async inspect(input: { notebook: NotebookSource }): Promise<InspectResult> {
-    const { notebook, name } = await this.loadNotebook(input.notebook);
+  async inspect(tenant: string, input: { notebook: NotebookSource }): Promise<InspectResult> {
+    const { notebook, name } = await this.loadNotebook(tenant, input.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, undefined);
     const count = (type: string) => notebook.cells.filter((cell) => cell.cell_type === type).length;
     const lang = languageForKernel(kernel, language);
@@ -409,7 +412,10 @@ export class JobService {
   }
 
   /** A short-lived URL to PUT a notebook to, and the URI to submit it by afterwards. */
-  async createUpload(input: unknown): Promise<{
+  async createUpload(
+    tenant: string,
+    input: unknown,
+  ): Promise<{
     upload_url: string;
     method: 'PUT';
     notebook_uri: string;
@@ -417,7 +423,7 @@ export class JobService {
     max_bytes: number;
   }> {
     const { name } = parseRequest(UploadRequestSchema, input, 'upload request');
-    const key = `uploads/${randomBytes(16).toString('hex')}/${name}`;
+    const key = `${uploadsPrefix(tenant)}${randomBytes(16).toString('hex')}/${name}`;
     const expiresAt = new Date(this.deps.clock.now().getTime() + this.config.uploadTtlSeconds * 1000);
     return {
       upload_url: await this.deps.uploads.create(key, expiresAt),
@@ -618,7 +624,10 @@ export class JobService {
     return this.claimKey(tenant, key, jobId, requestHash);
   }
 
-  private async loadNotebook(source: NotebookSource): Promise<{ notebook: Notebook; name: string }> {
+  private async loadNotebook(
+    tenant: string,
+    source: NotebookSource,
+  ): Promise<{ notebook: Notebook; name: string }> {
     let text: string;
     let name: string;
     let limit: number;
@@ -627,10 +636,10 @@ export class JobService {
       name = source.name ?? 'notebook.ipynb';
       limit = this.config.maxInlineNotebookBytes;
     } else {
-      const uriName = decodeURIComponent(source.uri.split(/[/?#]/).filter(Boolean).pop() ?? '');
-      name = source.name ?? (uriName.endsWith('.ipynb') ? uriName : 'notebook.ipynb');
+      // A name taken from the URI passes the same check as a given one; else the default name.
+      name = source.name ?? nameFromUri(source.uri) ?? 'notebook.ipynb';
       limit = this.config.maxNotebookBytes;
-      text = (await this.deps.artifacts.read(source.uri, limit)).toString('utf8');
+      text = (await this.deps.artifacts.readSubmitted(tenant, source.uri, limit)).toString('utf8');
     }
     const size = Buffer.byteLength(text);
     if (size > limit) {
@@ -705,7 +714,7 @@ export class JobService {
   }
 
   private async removeJob(job: JobRecord): Promise<void> {
-    await this.deps.artifacts.deleteJob(job.job_id);
+    await this.deps.artifacts.deleteJob(job.tenant, job.job_id);
     await this.deps.logs.delete(job);
     if (job.idempotency_key)
       await this.deps.store.releaseIdempotencyKey(job.tenant, job.idempotency_key, job.job_id);

@@ -1,6 +1,7 @@
 /**
  * The job model and its state machine. Pure data and rules: no I/O here.
  */
+import { InvalidRequestError } from './errors.ts';
 
 export const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -134,18 +135,55 @@ export function durationSeconds(job: JobRecord, now: Date): number | null {
   return Math.round((end - Date.parse(job.started_at)) / 100) / 10;
 }
 
-/** Artifact keys, fixed at creation so every component agrees where a job's notebooks live. */
-export function inputKey(jobId: string, name: string): string {
-  return `inputs/${jobId}/${name}`;
+/**
+ * Artifact keys, fixed at creation so every component agrees where a job's notebooks live. Every
+ * key starts with its kind and its tenant, so a key (and the URI made from it) names one tenant's
+ * data: `inputs/<tenant>/<job>/`, `outputs/<tenant>/<job>/`, `uploads/<tenant>/<token>/`.
+ */
+export function inputKey(tenant: string, jobId: string, name: string): string {
+  return checkArtifactKey(`inputs/${tenant}/${jobId}/${name}`);
 }
 
-export function outputKey(jobId: string, name: string): string {
-  return `outputs/${jobId}/${name}`;
+export function outputKey(tenant: string, jobId: string, name: string): string {
+  return checkArtifactKey(`outputs/${tenant}/${jobId}/${name}`);
 }
 
 /** Where the HTML rendering of a job's executed notebook is kept, beside the notebook. */
-export function htmlOutputKey(jobId: string, notebookName: string): string {
-  return outputKey(jobId, htmlName(notebookName));
+export function htmlOutputKey(tenant: string, jobId: string, notebookName: string): string {
+  return outputKey(tenant, jobId, htmlName(notebookName));
+}
+
+/** The folder of a tenant's uploads; an upload is `<this><random token>/<name>`. */
+export function uploadsPrefix(tenant: string): string {
+  return checkArtifactKey(`uploads/${tenant}/`, { folder: true });
+}
+
+/** The folders holding everything of one job (deleted with it). */
+export function jobKeyPrefixes(tenant: string, jobId: string): string[] {
+  return [`inputs/${tenant}/${jobId}/`, `outputs/${tenant}/${jobId}/`].map((key) =>
+    checkArtifactKey(key, { folder: true }),
+  );
+}
+
+/**
+ * A relative key whose segments are all plain names: no empty, ".", ".." or control-character
+ * segment, no backslash, at most 1,024 characters. So a key can never name another prefix, folder
+ * or tenant, on S3 or on disk.
+ */
+export function checkArtifactKey(key: string, { folder = false } = {}): string {
+  const segments = (folder ? key.replace(/\/$/, '') : key).split('/');
+  const bad =
+    !key ||
+    key.length > 1024 ||
+    key.includes('\\') ||
+    /\p{Cc}/u.test(key) ||
+    segments.some((s) => s === '' || s === '.' || s === '..');
+  if (bad) {
+    throw new InvalidRequestError(
+      `invalid artifact key ${JSON.stringify(key.slice(0, 200))}: keys are relative paths of plain names like inputs/<tenant>/<job>/name.ipynb`,
+    );
+  }
+  return key;
 }
 
 export function htmlName(notebookName: string): string {

@@ -81,13 +81,21 @@ export interface Artifacts {
   uriFor(key: string): string;
   put(key: string, body: Buffer | string): Promise<string>;
   /**
-   * Reads a URI this deployment may read (its own artifacts, or an allowed submission location).
-   * With `maxBytes`, a larger object fails with PayloadTooLargeError before its body is read.
+   * Reads one of this deployment's own artifacts by the URI `uriFor`/`put` gave (job records hold
+   * them). With `maxBytes`, a larger object fails with PayloadTooLargeError before it is read.
    */
   read(uri: string, maxBytes?: number): Promise<Buffer>;
+  /**
+   * Reads a URI a caller named (a notebook to submit or inspect): only the tenant's own uploads
+   * (`uploadsPrefix(tenant)`) and the external locations this deployment allows that tenant
+   * (AWS: configured s3:// prefixes; local: the workspace folder, never the data folder). Anything
+   * else is refused with InvalidRequestError saying what may be named; another tenant's upload reads
+   * as not found. `maxBytes` as for `read`.
+   */
+  readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer>;
   exists(uri: string): Promise<boolean>;
-  /** Deletes every artifact of a job (inputs and outputs). */
-  deleteJob(jobId: string): Promise<void>;
+  /** Deletes every artifact of a job (`jobKeyPrefixes`: its inputs and outputs). */
+  deleteJob(tenant: string, jobId: string): Promise<void>;
   /**
    * A short-lived URL callers can download an artifact from directly (AWS: presigned S3 GET).
    * Without it, callers download through this service.

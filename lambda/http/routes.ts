@@ -117,7 +117,7 @@ const routes: Route[] = [
   {
     method: 'POST',
     pattern: /^\/v1\/uploads$/,
-    handler: async ({ service }, req) => json(201, await service.createUpload(jsonBody(req))),
+    handler: async ({ service }, req) => json(201, await service.createUpload(req.tenant, jsonBody(req))),
   },
   {
     method: 'PUT',
@@ -135,7 +135,13 @@ const routes: Route[] = [
     method: 'POST',
     pattern: /^\/v1\/notebooks\/inspect$/,
     handler: async ({ service }, req) =>
-      json(200, await service.inspect(parseRequest(InspectRequestSchema, jsonBody(req), 'inspect request'))),
+      json(
+        200,
+        await service.inspect(
+          req.tenant,
+          parseRequest(InspectRequestSchema, jsonBody(req), 'inspect request'),
+        ),
+      ),
   },
   {
     method: 'GET',

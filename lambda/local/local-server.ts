@@ -111,7 +111,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     },
   });
   const cursors = new CursorCodec(readOrCreateSecret(dataDir));
-  const artifacts = new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace });
+  const artifacts = new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace, private: [dataDir] });
   const clock = { now: () => new Date() };
   const maxNotebookBytes = options.service?.maxNotebookBytes ?? DEFAULT_SERVICE_CONFIG.maxNotebookBytes;
   const uploads = new LocalUploads({ cursors, artifacts, clock, maxBytes: maxNotebookBytes });

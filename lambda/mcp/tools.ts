@@ -100,6 +100,7 @@ export const TOOLS: ToolDefinition[] = [
     taskSupport: 'forbidden',
     run: async (ctx, args) => {
       const inspected = await ctx.service.inspect(
+        ctx.tenant,
         parseRequest(InspectNotebookInputSchema, args, 'arguments'),
       );
       return toolResult({

@@ -63,7 +63,7 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
       kernel: 'python3',
       parameters: { name: 'Ada' },
       tags: { team: 'ml' },
-      notebook: { name: 'hello.ipynb', uri: `s3://${BUCKET}/inputs/${job.job_id}/hello.ipynb` },
+      notebook: { name: 'hello.ipynb', uri: `s3://${BUCKET}/inputs/acme/${job.job_id}/hello.ipynb` },
       attempt: 1,
     });
     expect(aws.secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input)).toEqual([
@@ -73,7 +73,7 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
     expect(puts).toHaveLength(1);
     expect(puts[0]).toMatchObject({
       Bucket: BUCKET,
-      Key: `inputs/${job.job_id}/hello.ipynb`,
+      Key: `inputs/acme/${job.job_id}/hello.ipynb`,
       ContentType: 'application/x-ipynb+json',
     });
     const decoded = JSON.parse(Buffer.from(event.body as string, 'base64').toString('utf8'));
@@ -138,6 +138,45 @@ describe('tenants and scopes', () => {
     expect(body(own).jobs.map((j: any) => j.job_id)).toEqual([job.job_id]);
   });
 
+  it("never reads another tenant's notebooks by URI: not its outputs, inputs or uploads (inspect and create)", async () => {
+    // globex's executed notebook and upload, at the URIs globex's own job and upload show.
+    const victim = await createJob('globex');
+    const outputUri = `s3://${BUCKET}/outputs/globex/${victim.job_id}/hello.ipynb`;
+    aws.objects.set(outputUri.slice(5), Buffer.from(JSON.stringify(createBody().notebook.content)));
+    const upload = body(
+      await api(
+        proxyEvent({ method: 'POST', path: '/v1/uploads', body: { name: 'b.ipynb' }, tenant: 'globex' }),
+      ),
+    );
+    expect(upload.notebook_uri).toMatch(new RegExp(`^s3://${BUCKET}/uploads/globex/[0-9a-f]{32}/b\\.ipynb$`));
+    aws.objects.set(upload.notebook_uri.slice(5), Buffer.from(JSON.stringify(createBody().notebook.content)));
+    // globex itself may submit its upload.
+    const own = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/notebooks/inspect',
+        body: { notebook: { uri: upload.notebook_uri } },
+        tenant: 'globex',
+      }),
+    );
+    expect(own.statusCode, own.body).toBe(200);
+    aws.reset();
+
+    for (const uri of [outputUri, victim.notebook.uri, upload.notebook_uri]) {
+      for (const path of ['/v1/notebooks/inspect', '/v1/jobs']) {
+        const result = await api(
+          proxyEvent({ method: 'POST', path, body: { notebook: { uri } }, tenant: 'acme' }),
+        );
+        expect([400, 404], `${path} ${uri}: ${result.body}`).toContain(result.statusCode);
+        expect(result.body).not.toContain('parameters'); // nothing of the notebook comes back
+      }
+    }
+    // Nothing was read or written, no job was created for acme.
+    expect(aws.s3.calls()).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(body(await api(proxyEvent({ path: '/v1/jobs', tenant: 'acme' }))).jobs).toEqual([]);
+  });
+
   it('refuses a POST from a read-only token with 403 in the house format, and sends nothing', async () => {
     const result = await api(
       proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody(), scopes: 'read' }),
@@ -181,7 +220,7 @@ describe('the executed notebook', () => {
   it('is handed out as a short-lived presigned S3 URL (302), and so is the HTML copy the runner saved', async () => {
     const job = await createJob();
     const store = db().store(table);
-    const outputKey = `outputs/${job.job_id}/hello.ipynb`;
+    const outputKey = `outputs/acme/${job.job_id}/hello.ipynb`;
     aws.objects.set(`${BUCKET}/${outputKey}`, Buffer.from('{"cells": []}'));
     await store.update(job.job_id, ['running'], {
       status: 'completed',
@@ -205,12 +244,12 @@ describe('the executed notebook', () => {
     expect(noHtml.statusCode).toBe(400);
     expect(body(noHtml).error.message).toMatch(/no HTML copy of this notebook was saved/);
 
-    aws.objects.set(`${BUCKET}/outputs/${job.job_id}/hello.html`, Buffer.from('<html></html>'));
+    aws.objects.set(`${BUCKET}/outputs/acme/${job.job_id}/hello.html`, Buffer.from('<html></html>'));
     const html = await api(
       proxyEvent({ path: `/v1/jobs/${job.job_id}/output`, query: { format: ['html'] } }),
     );
     expect(html.statusCode).toBe(302);
-    expect(new URL(html.headers?.location as string).pathname).toBe(`/outputs/${job.job_id}/hello.html`);
+    expect(new URL(html.headers?.location as string).pathname).toBe(`/outputs/acme/${job.job_id}/hello.html`);
   });
 });
 

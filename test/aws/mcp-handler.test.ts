@@ -7,6 +7,7 @@ import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
+  BUCKET,
   dynaliteForThisFile,
   coldStart,
   createBody,
@@ -111,6 +112,18 @@ describe('POST /mcp through the Lambda', () => {
     expect(task).toMatchObject({ taskId: job.job_id, status: 'working' });
     const foreign = await mcp(rpcEvent('tasks/get', { taskId: job.job_id }, { tenant: 'globex' }));
     expect(JSON.parse(foreign.body).error.message).toMatch(/not found/i);
+  });
+
+  it("inspect_notebook and execute_notebook refuse another tenant's notebook URI", async () => {
+    const uri = `s3://${BUCKET}/outputs/globex/job_01KAB3C4D5E6F7G8H9JKMNPQRS/report.ipynb`;
+    aws.objects.set(uri.slice(5), Buffer.from(JSON.stringify(createBody().notebook.content)));
+    for (const name of ['inspect_notebook', 'execute_notebook']) {
+      const call = result(await mcp(rpcEvent('tools/call', { name, arguments: { notebook: { uri } } })));
+      expect(call.isError, name).toBe(true);
+      expect(call.content[0].text).toMatch(/may not be submitted by this tenant/);
+    }
+    expect(aws.s3.calls()).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });
 
   it('creates a task for a task-augmented call, without waiting', async () => {

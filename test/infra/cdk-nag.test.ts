@@ -43,6 +43,7 @@ describe('cdk-nag AwsSolutions', () => {
     ['private task subnets (NAT gateway)', { taskSubnets: 'private' }],
     ['x86_64 tasks on Fargate Spot', { taskArchitecture: 'x86_64', useFargateSpot: true }],
     ['MCP browser origins (CORS preflight)', { mcpAllowedOrigins: 'https://app.example.com' }],
+    ['tenant notebook sources', { tenantSources: '{"acme": ["s3://acme-data/notebooks/"]}' }],
     [
       'a WAF web ACL',
       { webAclArn: 'arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/notebook-jobs/abc' },

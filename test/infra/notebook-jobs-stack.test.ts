@@ -310,6 +310,33 @@ describe('Lambda functions', () => {
     }
   });
 
+  it('lets only the api and mcp Lambdas read the notebook prefixes tenants may submit from', () => {
+    const sources = { acme: ['s3://acme-data/notebooks/'], '*': ['s3://shared-nb/public/'] };
+    const { template, stack } = synth({ tenantSources: JSON.stringify(sources) });
+    const functions = template.findResources('AWS::Lambda::Function');
+    const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+    const readsSources = (name: (typeof names)[number]) =>
+      policies.some(
+        (policy) =>
+          JSON.stringify(policy.Properties.Roles).includes(
+            logicalId(stack.functions[name].function.role as never),
+          ) && JSON.stringify(policy).includes('acme-data/notebooks/*'),
+      );
+    for (const name of names) {
+      const variables =
+        functions[logicalId(stack.functions[name].function)]?.Properties.Environment.Variables;
+      const reader = name === 'api' || name === 'mcp';
+      expect(variables.NOTEBOOK_JOBS_TENANT_SOURCES, name).toBe(reader ? JSON.stringify(sources) : undefined);
+      expect(readsSources(name), name).toBe(reader);
+    }
+    const statement = policies
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+      .find((s: any) => JSON.stringify(s.Resource).includes('acme-data'));
+    expect(statement.Action).toBe('s3:GetObject');
+    expect(JSON.stringify(statement.Resource)).toContain(':s3:::acme-data/notebooks/*');
+    expect(JSON.stringify(statement.Resource)).toContain(':s3:::shared-nb/public/*');
+  });
+
   it('give api, mcp, task-events and sweeper every service variable, and the authorizer only the table', () => {
     const { template, stack } = synth({ maxConcurrentJobs: '8', mcpAllowedOrigins: 'https://a.example.com' });
     const functions = template.findResources('AWS::Lambda::Function');

@@ -26,7 +26,22 @@ describe('readStackConfig', () => {
       alarmEmail: undefined,
       removalPolicy: 'retain',
       webAclArn: undefined,
+      tenantSources: {},
     });
+  });
+
+  it('reads tenant sources as JSON text or an object, and refuses prefixes that are not plain s3:// folders', () => {
+    const sources = { acme: ['s3://acme-data/notebooks/'], '*': ['s3://shared-nb/public/'] };
+    expect(read({ tenantSources: JSON.stringify(sources) }).tenantSources).toEqual(sources);
+    expect(read({ tenantSources: sources }).tenantSources).toEqual(sources);
+    for (const bad of [
+      '{"acme": "s3://a/b/"}',
+      '{"acme": ["s3://a/b"]}',
+      '{"acme": ["https://a/b/"]}',
+      '[1]',
+    ]) {
+      expect(() => read({ tenantSources: bad }), bad).toThrow(/context tenantSources/);
+    }
   });
 
   it('reads command-line strings and cdk.json values alike', () => {

@@ -4,7 +4,8 @@
  * idempotency claims. Real dynalite store and file artifacts; a recording launcher; a clock the
  * test moves.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
@@ -188,11 +189,37 @@ describe('idempotency', () => {
 
 describe('uploads', () => {
   it('mints an upload URL and the URI to submit', async () => {
-    const upload = await service.createUpload({ name: 'train.ipynb' });
-    expect(upload.upload_url).toMatch(/^https:\/\/uploads\.invalid\/uploads\/[0-9a-f]{32}\/train\.ipynb$/);
-    expect(upload.notebook_uri).toMatch(/^file:\/\/.*\/uploads\/[0-9a-f]{32}\/train\.ipynb$/);
+    const upload = await service.createUpload('t1', { name: 'train.ipynb' });
+    expect(upload.upload_url).toMatch(
+      /^https:\/\/uploads\.invalid\/uploads\/t1\/[0-9a-f]{32}\/train\.ipynb$/,
+    );
+    expect(upload.notebook_uri).toMatch(/^file:\/\/.*\/uploads\/t1\/[0-9a-f]{32}\/train\.ipynb$/);
     expect(Date.parse(upload.expires_at) - now).toBe(900_000);
-    await expect(service.createUpload({ name: 'x.txt' })).rejects.toThrow(/ipynb/);
+    await expect(service.createUpload('t1', { name: 'x.txt' })).rejects.toThrow(/ipynb/);
+  });
+});
+
+describe('notebooks named by URI', () => {
+  it('takes the name from the path only: a query cannot steer the stored notebook onto another job', async () => {
+    const victim = await service.create('t', { notebook });
+    const victimOutput = (await store.get(victim.job_id))?.output_uri as string;
+    await artifacts.put(`outputs/t/${victim.job_id}/notebook.ipynb`, 'victim output');
+    writeFileSync(join(work, 'evil.ipynb'), JSON.stringify(makeNotebook([codeCell('x = 2')])));
+    const trick = `%2F..%2F..%2F..%2Foutputs%2Ft%2F${victim.job_id}%2Fnotebook.ipynb`;
+    const job = await service.create('t', {
+      notebook: { uri: `${pathToFileURL(join(work, 'evil.ipynb')).href}?q=${trick}#${trick}` },
+    });
+    expect(job.notebook.name).toBe('evil.ipynb');
+    expect((await artifacts.read(victimOutput)).toString()).toBe('victim output');
+  });
+
+  it('refuses a URI whose own file name is not a valid notebook name, unless a name is given', async () => {
+    writeFileSync(join(work, 'bad\u202ename.ipynb'), JSON.stringify(makeNotebook([])));
+    const uri = pathToFileURL(join(work, 'bad\u202ename.ipynb')).href;
+    const job = await service.create('t', { notebook: { uri } });
+    expect(job.notebook.name).toBe('notebook.ipynb'); // an invalid URI name falls back to the default
+    const named = await service.create('t', { notebook: { uri, name: 'report.ipynb' } });
+    expect(named.notebook.name).toBe('report.ipynb');
   });
 });
 
@@ -239,7 +266,7 @@ describe('output', () => {
     expect((await store.get(a.job_id))?.output_saved).toBe(false); // new jobs start with nothing saved
     await store.update(a.job_id, ['running'], { status: 'completed', ended_at: new Date(now).toISOString() });
     // Recorded as not saved: no storage lookup makes it available, even though a file exists.
-    await artifacts.put(`outputs/${a.job_id}/notebook.ipynb`, JSON.stringify(makeNotebook([])));
+    await artifacts.put(`outputs/t/${a.job_id}/notebook.ipynb`, JSON.stringify(makeNotebook([])));
     expect((await service.get('t', a.job_id)).output).toMatchObject({ available: false, download_url: null });
     await store.update(a.job_id, ['completed'], { output_saved: true });
     expect((await service.get('t', a.job_id)).output).toMatchObject({
@@ -263,12 +290,12 @@ describe('output', () => {
       [view.output.uri, 900],
     ]);
     // An HTML copy saved by the runner is also handed out by URL, never rendered again.
-    await artifacts.put(`outputs/${a.job_id}/notebook.html`, '<html>saved</html>');
+    await artifacts.put(`outputs/t/${a.job_id}/notebook.html`, '<html>saved</html>');
     expect(await service.output('t', a.job_id, 'html')).toEqual({
       name: 'notebook.html',
       url: `https://download.invalid/${a.job_id}?ttl=900`,
     });
-    expect(signed.at(-1)?.[0]).toMatch(/outputs\/job_\w+\/notebook\.html$/);
+    expect(signed.at(-1)?.[0]).toMatch(/outputs\/t\/job_\w+\/notebook\.html$/);
     expect(await service.output('t', a.job_id, 'html', { allowUrl: false })).toEqual({
       name: 'notebook.html',
       body: Buffer.from('<html>saved</html>'),

@@ -49,12 +49,12 @@ afterAll(async () => {
 /** A running job whose input notebook is in the bucket, as the api Lambda leaves it before RunTask. */
 async function runningJob(notebook: object): Promise<JobRecord> {
   const jobId = ids.jobId();
-  s3.objects.set(`${BUCKET}/inputs/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
+  s3.objects.set(`${BUCKET}/inputs/acme/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
   await store.create(
     jobRecord(jobId, {
       tenant: 'acme',
-      notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/${jobId}/nb.ipynb` },
-      output_uri: `s3://${BUCKET}/outputs/${jobId}/nb.ipynb`,
+      notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/acme/${jobId}/nb.ipynb` },
+      output_uri: `s3://${BUCKET}/outputs/acme/${jobId}/nb.ipynb`,
       output_saved: false,
     }),
   );
@@ -110,7 +110,8 @@ async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs 
   }
 }
 
-const output = (jobId: string, name = 'nb.ipynb') => s3.objects.get(`${BUCKET}/outputs/${jobId}/${name}`);
+const output = (jobId: string, name = 'nb.ipynb') =>
+  s3.objects.get(`${BUCKET}/outputs/acme/${jobId}/${name}`);
 const outputText = (jobId: string) =>
   JSON.parse(output(jobId)?.toString('utf8') ?? 'null')?.cells[0].outputs[0].text.join('');
 

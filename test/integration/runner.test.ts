@@ -57,11 +57,11 @@ afterAll(async () => {
 
 async function runningJob(notebook: object): Promise<JobRecord> {
   const jobId = ids.jobId();
-  const uri = await artifacts.put(inputKey(jobId, 'nb.ipynb'), JSON.stringify(notebook));
+  const uri = await artifacts.put(inputKey('local', jobId, 'nb.ipynb'), JSON.stringify(notebook));
   await store.create(
     jobRecord(jobId, {
       notebook: { name: 'nb.ipynb', uri },
-      output_uri: artifacts.uriFor(outputKey(jobId, 'nb.ipynb')),
+      output_uri: artifacts.uriFor(outputKey('local', jobId, 'nb.ipynb')),
     }),
   );
   const now = new Date().toISOString();
@@ -158,14 +158,18 @@ describe('runner', () => {
     const job = await runningJob(makeNotebook([codeCell('print("rendered " + str(6 * 7))')]));
     const outcome = await run(job, undefined, undefined, new NbconvertRenderer(TEST_PYTHON));
     expect(outcome.status).toBe('completed');
-    const html = (await artifacts.read(artifacts.uriFor(htmlOutputKey(job.job_id, 'nb.ipynb')))).toString();
+    const html = (
+      await artifacts.read(artifacts.uriFor(htmlOutputKey(job.tenant, job.job_id, 'nb.ipynb')))
+    ).toString();
     expect(html).toContain('<html');
     expect(html).toContain('rendered 42');
 
     const other = await runningJob(makeNotebook([codeCell('x = 1')]));
     const broken: NotebookRenderer = { html: async () => Promise.reject(new Error('no nbconvert here')) };
     expect((await run(other, undefined, undefined, broken)).status).toBe('completed');
-    expect(await artifacts.exists(artifacts.uriFor(htmlOutputKey(other.job_id, 'nb.ipynb')))).toBe(false);
+    expect(
+      await artifacts.exists(artifacts.uriFor(htmlOutputKey(other.tenant, other.job_id, 'nb.ipynb'))),
+    ).toBe(false);
     const log = readFileSync(jobLogPath(join(work, 'logs'), other.job_id), 'utf8');
     expect(log).toContain('no HTML copy: no nbconvert here');
   });

@@ -17,7 +17,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { S3Artifacts, S3UploadUrls } from '../../lambda/adapters/aws/s3-artifacts.ts';
+import { parseTenantSources, S3Artifacts, S3UploadUrls } from '../../lambda/adapters/aws/s3-artifacts.ts';
 import { InvalidRequestError, NotFoundError } from '../../lambda/core/errors.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 
@@ -28,7 +28,10 @@ const client = new S3Client({
 });
 const s3 = mockClient(client);
 const ids = new MonotonicJobIds();
-const artifacts = new S3Artifacts(client, { bucket: BUCKET, readableBuckets: ['team-notebooks'] });
+const artifacts = new S3Artifacts(client, {
+  bucket: BUCKET,
+  tenantSources: { acme: ['s3://team-notebooks/ml/'], '*': ['s3://shared-notebooks/public/'] },
+});
 
 /** A GetObject body as the SDK hands it out (only the method the adapter uses). */
 const body = (text: string) => ({ transformToByteArray: async () => new TextEncoder().encode(text) }) as any;
@@ -72,16 +75,53 @@ describe('S3Artifacts: keys, put, read, exists', () => {
     });
   });
 
-  it('reads its own objects and those of an allowed bucket', async () => {
+  it('reads its own artifacts by URI, and nothing outside its bucket', async () => {
     s3.on(GetObjectCommand, { Bucket: BUCKET }).resolves({ Body: body('own') });
-    s3.on(GetObjectCommand, { Bucket: 'team-notebooks' }).resolves({ Body: body('shared') });
-
-    expect((await artifacts.read(`s3://${BUCKET}/inputs/job_1/a b.ipynb`)).toString()).toBe('own');
-    expect((await artifacts.read('s3://team-notebooks/ml/train.ipynb')).toString()).toBe('shared');
+    expect((await artifacts.read(`s3://${BUCKET}/inputs/acme/job_1/a b.ipynb`)).toString()).toBe('own');
+    await expect(artifacts.read('s3://team-notebooks/ml/train.ipynb')).rejects.toBeInstanceOf(
+      InvalidRequestError,
+    );
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
-      { Bucket: BUCKET, Key: 'inputs/job_1/a b.ipynb' },
-      { Bucket: 'team-notebooks', Key: 'ml/train.ipynb' },
+      { Bucket: BUCKET, Key: 'inputs/acme/job_1/a b.ipynb' },
     ]);
+  });
+
+  it('lets a tenant submit its own uploads and its allowed prefixes only', async () => {
+    s3.on(GetObjectCommand).callsFake((input) => ({ Body: body(`${input.Bucket}/${input.Key}`) }));
+    const allowed = [
+      `s3://${BUCKET}/uploads/acme/0a1b/train.ipynb`,
+      's3://team-notebooks/ml/train.ipynb',
+      's3://shared-notebooks/public/x.ipynb',
+    ];
+    for (const uri of allowed)
+      expect((await artifacts.readSubmitted('acme', uri, 1024)).toString()).toBe(uri.slice(5));
+    expect(s3.calls()).toHaveLength(3);
+    s3.resetHistory();
+
+    // Another tenant's upload is "not found"; everything else names what may be submitted.
+    const theirs = artifacts.readSubmitted('other', `s3://${BUCKET}/uploads/acme/0a1b/train.ipynb`, 1024);
+    await expect(theirs).rejects.toBeInstanceOf(NotFoundError);
+    for (const uri of [
+      `s3://${BUCKET}/outputs/acme/job_1/train.ipynb`, // another job's executed notebook
+      `s3://${BUCKET}/inputs/acme/job_1/train.ipynb`,
+      `s3://${BUCKET}/uploads/acme/../other/x.ipynb`,
+      `s3://${BUCKET}/uploads/acme//x.ipynb`,
+      's3://team-notebooks/ml-private/x.ipynb', // shares the allowed prefix's name
+      's3://team-notebooks/other/x.ipynb',
+      's3://someone-else/secret.ipynb',
+    ]) {
+      const read = artifacts.readSubmitted('acme', uri, 1024);
+      await expect(read, uri).rejects.toBeInstanceOf(InvalidRequestError);
+    }
+    await expect(
+      artifacts.readSubmitted('other', 's3://team-notebooks/ml/train.ipynb', 1024),
+    ).rejects.toThrow(
+      'may not be submitted by this tenant: submit notebooks by upload (POST /v1/uploads) or from s3://shared-notebooks/public/',
+    );
+    await expect(artifacts.readSubmitted('acme', 'https://example.com/x.ipynb', 1024)).rejects.toThrow(
+      'unsupported notebook URI: this deployment reads s3:// URIs; submit notebooks by upload (POST /v1/uploads) or from s3://shared-notebooks/public/, s3://team-notebooks/ml/',
+    );
+    expect(s3.calls()).toHaveLength(0);
   });
 
   it('refuses an object over the size limit from its Content-Length, without reading its body', async () => {
@@ -91,25 +131,30 @@ describe('S3Artifacts: keys, put, read, exists', () => {
       ContentLength: 2048,
       Body: { transformToByteArray: read, destroy } as any,
     });
-    const uri = `s3://${BUCKET}/uploads/abc/big.ipynb`;
+    const uri = `s3://${BUCKET}/uploads/acme/abc/big.ipynb`;
 
-    await expect(artifacts.read(uri, 1024)).rejects.toThrow(`${uri} is 2048 bytes; the limit is 1024 bytes`);
+    await expect(artifacts.readSubmitted('acme', uri, 1024)).rejects.toThrow(
+      `${uri} is 2048 bytes; the limit is 1024 bytes`,
+    );
     expect(read).not.toHaveBeenCalled();
     expect(destroy).toHaveBeenCalledOnce();
-    await expect(artifacts.read(uri, 4096)).resolves.toHaveLength(10);
+    await expect(artifacts.readSubmitted('acme', uri, 4096)).resolves.toHaveLength(10);
   });
 
-  it('rejects other buckets and other schemes without calling S3, saying what may be read', async () => {
-    const foreign = artifacts.read('s3://someone-else/secret.ipynb');
-    await expect(foreign).rejects.toBeInstanceOf(InvalidRequestError);
-    await expect(foreign).rejects.toThrow(
-      `bucket someone-else is not readable by this deployment; submit notebooks from s3://${BUCKET}/, s3://team-notebooks/`,
-    );
-    await expect(artifacts.read('https://example.com/x.ipynb')).rejects.toThrow(
-      `unsupported notebook URI "https://example.com/x.ipynb": this deployment reads s3:// URIs under s3://${BUCKET}/, s3://team-notebooks/`,
-    );
-    await expect(artifacts.read('file:///etc/passwd')).rejects.toBeInstanceOf(InvalidRequestError);
-    expect(s3.calls()).toHaveLength(0);
+  it('validates tenant sources: s3:// prefixes ending in "/" with plain names', () => {
+    expect(parseTenantSources('{"acme": ["s3://b-1/x/"], "*": []}')).toEqual({
+      acme: ['s3://b-1/x/'],
+      '*': [],
+    });
+    for (const bad of [
+      '[]',
+      '{"a": "s3://b/x/"}',
+      '{"a": ["s3://b/x"]}',
+      '{"a": ["s3://b/../x/"]}',
+      'nope',
+    ]) {
+      expect(() => parseTenantSources(bad), bad).toThrow();
+    }
   });
 
   it('turns a missing object into NotFoundError naming the URI', async () => {
@@ -131,8 +176,8 @@ describe('S3Artifacts: keys, put, read, exists', () => {
         $metadata: {},
       }),
     );
-    await expect(artifacts.read('s3://team-notebooks/x.ipynb')).rejects.toThrow(
-      "access denied reading s3://team-notebooks/x.ipynb: this deployment's role may not read that object",
+    await expect(artifacts.readSubmitted('acme', 's3://team-notebooks/ml/x.ipynb', 1024)).rejects.toThrow(
+      "access denied reading s3://team-notebooks/ml/x.ipynb: this deployment's role may not read that object",
     );
   });
 
@@ -168,14 +213,17 @@ describe('S3Artifacts.deleteJob', () => {
       string,
       { Contents: { Key: string }[]; IsTruncated: boolean; NextContinuationToken?: string }
     > = {
-      [`inputs/${jobId}/`]: {
-        Contents: [{ Key: `inputs/${jobId}/a.ipynb` }, { Key: `inputs/${jobId}/b.ipynb` }],
+      [`inputs/acme/${jobId}/`]: {
+        Contents: [{ Key: `inputs/acme/${jobId}/a.ipynb` }, { Key: `inputs/acme/${jobId}/b.ipynb` }],
         IsTruncated: true,
         NextContinuationToken: 'page-2',
       },
-      [`inputs/${jobId}/page-2`]: { Contents: [{ Key: `inputs/${jobId}/c.ipynb` }], IsTruncated: false },
-      [`outputs/${jobId}/`]: {
-        Contents: [{ Key: `outputs/${jobId}/a.ipynb` }, { Key: `outputs/${jobId}/a.html` }],
+      [`inputs/acme/${jobId}/page-2`]: {
+        Contents: [{ Key: `inputs/acme/${jobId}/c.ipynb` }],
+        IsTruncated: false,
+      },
+      [`outputs/acme/${jobId}/`]: {
+        Contents: [{ Key: `outputs/acme/${jobId}/a.ipynb` }, { Key: `outputs/acme/${jobId}/a.html` }],
         IsTruncated: false,
       },
     };
@@ -184,26 +232,26 @@ describe('S3Artifacts.deleteJob', () => {
     );
     s3.on(DeleteObjectsCommand).resolves({ Deleted: [] });
 
-    await artifacts.deleteJob(jobId);
+    await artifacts.deleteJob('acme', jobId);
 
     expect(s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
-      { Bucket: BUCKET, Prefix: `inputs/${jobId}/`, ContinuationToken: undefined },
-      { Bucket: BUCKET, Prefix: `inputs/${jobId}/`, ContinuationToken: 'page-2' },
-      { Bucket: BUCKET, Prefix: `outputs/${jobId}/`, ContinuationToken: undefined },
+      { Bucket: BUCKET, Prefix: `inputs/acme/${jobId}/`, ContinuationToken: undefined },
+      { Bucket: BUCKET, Prefix: `inputs/acme/${jobId}/`, ContinuationToken: 'page-2' },
+      { Bucket: BUCKET, Prefix: `outputs/acme/${jobId}/`, ContinuationToken: undefined },
     ]);
     expect(s3.commandCalls(DeleteObjectsCommand).map((c) => c.args[0].input)).toEqual([
       {
         Bucket: BUCKET,
         Delete: {
-          Objects: [{ Key: `inputs/${jobId}/a.ipynb` }, { Key: `inputs/${jobId}/b.ipynb` }],
+          Objects: [{ Key: `inputs/acme/${jobId}/a.ipynb` }, { Key: `inputs/acme/${jobId}/b.ipynb` }],
           Quiet: true,
         },
       },
-      { Bucket: BUCKET, Delete: { Objects: [{ Key: `inputs/${jobId}/c.ipynb` }], Quiet: true } },
+      { Bucket: BUCKET, Delete: { Objects: [{ Key: `inputs/acme/${jobId}/c.ipynb` }], Quiet: true } },
       {
         Bucket: BUCKET,
         Delete: {
-          Objects: [{ Key: `outputs/${jobId}/a.ipynb` }, { Key: `outputs/${jobId}/a.html` }],
+          Objects: [{ Key: `outputs/acme/${jobId}/a.ipynb` }, { Key: `outputs/acme/${jobId}/a.html` }],
           Quiet: true,
         },
       },
@@ -212,7 +260,7 @@ describe('S3Artifacts.deleteJob', () => {
 
   it('sends no delete for an empty prefix', async () => {
     s3.on(ListObjectsV2Command).resolves({ KeyCount: 0, IsTruncated: false });
-    await artifacts.deleteJob(ids.jobId());
+    await artifacts.deleteJob('acme', ids.jobId());
     expect(s3.commandCalls(ListObjectsV2Command)).toHaveLength(2);
     expect(s3.commandCalls(DeleteObjectsCommand)).toHaveLength(0);
   });
@@ -220,20 +268,20 @@ describe('S3Artifacts.deleteJob', () => {
   it('fails when S3 could not delete some objects', async () => {
     const jobId = ids.jobId();
     s3.on(ListObjectsV2Command).resolves({
-      Contents: [{ Key: `inputs/${jobId}/a.ipynb` }],
+      Contents: [{ Key: `inputs/acme/${jobId}/a.ipynb` }],
       IsTruncated: false,
     });
     s3.on(DeleteObjectsCommand).resolves({
-      Errors: [{ Key: `inputs/${jobId}/a.ipynb`, Code: 'AccessDenied', Message: 'Access Denied' }],
+      Errors: [{ Key: `inputs/acme/${jobId}/a.ipynb`, Code: 'AccessDenied', Message: 'Access Denied' }],
     });
-    await expect(artifacts.deleteJob(jobId)).rejects.toThrow(
-      `could not delete 1 objects of job ${jobId}: inputs/${jobId}/a.ipynb: AccessDenied Access Denied`,
+    await expect(artifacts.deleteJob('acme', jobId)).rejects.toThrow(
+      `could not delete 1 objects of job ${jobId}: inputs/acme/${jobId}/a.ipynb: AccessDenied Access Denied`,
     );
   });
 
   it('refuses anything that is not a job id (it becomes a key prefix)', async () => {
     for (const bad of ['', 'job_1', '../', `${ids.jobId()}/..`]) {
-      await expect(artifacts.deleteJob(bad)).rejects.toBeInstanceOf(InvalidRequestError);
+      await expect(artifacts.deleteJob('acme', bad)).rejects.toBeInstanceOf(InvalidRequestError);
     }
     expect(s3.calls()).toHaveLength(0);
   });

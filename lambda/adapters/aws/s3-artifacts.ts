@@ -1,6 +1,7 @@
 /**
- * Notebooks in S3 (AWS mode): relative keys ("inputs/<job>/x.ipynb") live in one bucket and are
- * named by s3:// URIs. Submissions may also be read from a few allowed buckets, and nowhere else.
+ * Notebooks in S3 (AWS mode): relative keys ("inputs/<tenant>/<job>/x.ipynb") live in one bucket
+ * and are named by s3:// URIs. Callers may submit only their own uploads and the external prefixes
+ * their tenant is allowed (TenantSources), and nothing else.
  * Presigned URLs let callers download outputs and upload notebooks without going through Lambda.
  */
 import {
@@ -14,6 +15,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { checkSize, InvalidRequestError, NotFoundError } from '../../core/errors.ts';
 import { JOB_ID_PATTERN } from '../../core/ids.ts';
+import { checkArtifactKey, jobKeyPrefixes, uploadsPrefix } from '../../core/job.ts';
 import type { Artifacts, UploadUrls } from '../../core/ports.ts';
 
 /** SigV4 presigned URLs are valid for at most 7 days. */
@@ -28,17 +30,6 @@ const CONTENT_TYPES: Record<string, string> = {
 function contentTypeOf(key: string): string {
   const ext = /\.[^./]+$/.exec(key)?.[0]?.toLowerCase() ?? '';
   return CONTENT_TYPES[ext] ?? 'application/octet-stream';
-}
-
-/** A relative key without empty, "." or ".." segments (so a key can never name another prefix). */
-function checkKey(key: string): string {
-  const segments = key.split('/');
-  if (!key || key.length > 1024 || segments.some((s) => s === '' || s === '.' || s === '..')) {
-    throw new InvalidRequestError(
-      `invalid artifact key "${key}": use a relative path like inputs/<job>/name.ipynb`,
-    );
-  }
-  return key;
 }
 
 /** Bucket and key of an s3:// URI, or null when it is not one. */
@@ -80,29 +71,69 @@ function presignSeconds(seconds: number): number {
   return seconds;
 }
 
-export class S3Artifacts implements Artifacts {
-  private readonly readable: string[];
+/**
+ * Per tenant, the external s3:// prefixes its callers may submit notebooks from (each ends in "/");
+ * the key "*" applies to every tenant. Operators set it (NOTEBOOK_JOBS_TENANT_SOURCES) and grant the
+ * API's role read access to the same prefixes.
+ */
+export type TenantSources = Readonly<Record<string, readonly string[]>>;
 
+/**
+ * Validates tenant sources given as an object or its JSON text: tenant (or "*") -> list of
+ * `s3://bucket/prefix/` (ending in "/", so a prefix never matches a longer sibling name). Throws an
+ * Error saying what is wrong; callers name the setting.
+ */
+export function parseTenantSources(value: unknown): TenantSources {
+  let parsed = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      throw new Error('must be a JSON object like {"acme": ["s3://acme-data/notebooks/"]}');
+    }
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new Error('must be an object of tenant -> list of s3:// prefixes');
+  for (const [tenant, prefixes] of Object.entries(parsed)) {
+    if (!Array.isArray(prefixes)) throw new Error(`"${tenant}" must map to a list of s3:// prefixes`);
+    for (const prefix of prefixes) {
+      const location = typeof prefix === 'string' ? parseS3Uri(prefix) : null;
+      if (!location || !prefix.endsWith('/') || !isPlainKey(location.key))
+        throw new Error(
+          `"${tenant}": ${JSON.stringify(prefix)} is not an s3://bucket/prefix/ ending in "/" with plain names`,
+        );
+    }
+  }
+  return parsed as TenantSources;
+}
+
+function isPlainKey(prefix: string): boolean {
+  try {
+    checkArtifactKey(prefix, { folder: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class S3Artifacts implements Artifacts {
   constructor(
     private readonly s3: S3Client,
     private readonly config: {
       bucket: string;
-      /** extra buckets submissions may be read from by s3:// URI */
-      readableBuckets?: string[];
+      tenantSources?: TenantSources;
     },
-  ) {
-    this.readable = [config.bucket, ...(config.readableBuckets ?? []).filter((b) => b !== config.bucket)];
-  }
+  ) {}
 
   uriFor(key: string): string {
-    return `s3://${this.config.bucket}/${checkKey(key)}`;
+    return `s3://${this.config.bucket}/${checkArtifactKey(key)}`;
   }
 
   async put(key: string, body: Buffer | string): Promise<string> {
     await this.s3.send(
       new PutObjectCommand({
         Bucket: this.config.bucket,
-        Key: checkKey(key),
+        Key: checkArtifactKey(key),
         Body: body,
         ContentType: contentTypeOf(key),
       }),
@@ -111,7 +142,42 @@ export class S3Artifacts implements Artifacts {
   }
 
   async read(uri: string, maxBytes?: number): Promise<Buffer> {
-    const { bucket, key } = this.readableLocation(uri);
+    const location = parseS3Uri(uri);
+    if (!location || location.bucket !== this.config.bucket) {
+      throw new InvalidRequestError(`${uri} is not an artifact of this deployment`, { uri });
+    }
+    return this.getObject(uri, location, maxBytes);
+  }
+
+  async readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer> {
+    const location = parseS3Uri(uri);
+    const sources = [
+      ...(this.config.tenantSources?.['*'] ?? []),
+      ...(this.config.tenantSources?.[tenant] ?? []),
+    ];
+    const allowed = [`s3://${this.config.bucket}/${uploadsPrefix(tenant)}`, ...sources];
+    const what = `submit notebooks by upload (POST /v1/uploads)${sources.length ? ` or from ${sources.join(', ')}` : ''}`;
+    if (!location) {
+      throw new InvalidRequestError(`unsupported notebook URI: this deployment reads s3:// URIs; ${what}`, {
+        uri,
+      });
+    }
+    checkArtifactKey(location.key);
+    const normal = `s3://${location.bucket}/${location.key}`;
+    if (!allowed.some((prefix) => normal.startsWith(prefix))) {
+      // Another tenant's upload is indistinguishable from a missing one.
+      if (location.bucket === this.config.bucket && location.key.startsWith('uploads/'))
+        throw new NotFoundError(`no object at ${uri}`, { uri });
+      throw new InvalidRequestError(`${uri} may not be submitted by this tenant: ${what}`, { uri });
+    }
+    return this.getObject(uri, location, maxBytes);
+  }
+
+  private async getObject(
+    uri: string,
+    { bucket, key }: { bucket: string; key: string },
+    maxBytes: number | undefined,
+  ): Promise<Buffer> {
     try {
       const out = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       if (!out.Body) throw new Error(`S3 returned no body for ${uri}`);
@@ -141,7 +207,7 @@ export class S3Artifacts implements Artifacts {
 
   async exists(uri: string): Promise<boolean> {
     const location = parseS3Uri(uri);
-    if (!location || !this.readable.includes(location.bucket)) return false;
+    if (!location || location.bucket !== this.config.bucket) return false;
     try {
       await this.s3.send(new HeadObjectCommand({ Bucket: location.bucket, Key: location.key }));
       return true;
@@ -153,9 +219,9 @@ export class S3Artifacts implements Artifacts {
     }
   }
 
-  async deleteJob(jobId: string): Promise<void> {
+  async deleteJob(tenant: string, jobId: string): Promise<void> {
     if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidRequestError(`not a job id: "${jobId}"`);
-    for (const prefix of [`inputs/${jobId}/`, `outputs/${jobId}/`]) {
+    for (const prefix of jobKeyPrefixes(tenant, jobId)) {
       let token: string | undefined;
       do {
         const page = await this.s3.send(
@@ -201,25 +267,6 @@ export class S3Artifacts implements Artifacts {
     );
     return getSignedUrl(this.s3, command, { expiresIn: presignSeconds(expiresInSeconds) });
   }
-
-  /** The bucket and key of a URI this deployment may read, or an error saying what may be read. */
-  private readableLocation(uri: string): { bucket: string; key: string } {
-    const allowed = this.readable.map((b) => `s3://${b}/`).join(', ');
-    const location = parseS3Uri(uri);
-    if (!location) {
-      throw new InvalidRequestError(
-        `unsupported notebook URI "${uri}": this deployment reads s3:// URIs under ${allowed}`,
-        { uri, allowed: this.readable },
-      );
-    }
-    if (!this.readable.includes(location.bucket)) {
-      throw new InvalidRequestError(
-        `bucket ${location.bucket} is not readable by this deployment; submit notebooks from ${allowed} (or upload them with POST /v1/uploads)`,
-        { uri, allowed: this.readable },
-      );
-    }
-    return location;
-  }
 }
 
 /**
@@ -236,7 +283,7 @@ export class S3UploadUrls implements UploadUrls {
 
   async create(key: string, expiresAt: Date): Promise<string> {
     const seconds = Math.ceil((expiresAt.getTime() - Date.now()) / 1000);
-    const command = new PutObjectCommand({ Bucket: this.config.bucket, Key: checkKey(key) });
+    const command = new PutObjectCommand({ Bucket: this.config.bucket, Key: checkArtifactKey(key) });
     command.middlewareStack.add(
       (next) => async (args) => {
         dropChecksumHeaders(args.request);
