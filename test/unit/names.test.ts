@@ -150,7 +150,7 @@ describe('checkNotebookName', () => {
 describe('nameFromUri', () => {
   it.each([
     ['s3://bucket/notebooks/train.ipynb', 'train.ipynb'],
-    ['file:///home/me/work/train.ipynb', 'train.ipynb'],
+    ['file:///workspace/project/train.ipynb', 'train.ipynb'],
     ['s3://bucket/a/train.ipynb?versionId=3#cell-2', 'train.ipynb'],
     ['s3://bucket/%E6%8A%A5%E5%91%8A.ipynb', '报告.ipynb'],
     ['s3://bucket/my%20notebook.ipynb', 'my notebook.ipynb'],
@@ -177,7 +177,7 @@ describe('nameFromUri', () => {
     's3://bucket',
     's3://bucket/',
     's3://bucket/data.csv',
-    'file:///tmp/x.ipynb/', // a trailing slash names the folder
+    'file:///workspace/x.ipynb/', // a trailing slash names the folder
     `s3://bucket/${'a'.repeat(1000)}.ipynb`,
     '',
   ])('%s -> null', (uri) => {
