@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { InvalidRequestError } from './errors.ts';
 import { JOB_STATUSES } from './job.ts';
 import { JOB_ID_PATTERN } from './ids.ts';
+import { NotebookNameSchema } from './names.ts';
 
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_TIMEOUT_SECONDS = 3600;
@@ -19,11 +20,8 @@ export const JobIdSchema = z
     'must be a job id such as job_01KAB3C4D5E6F7G8H9JKMNPQRSTVWX (job_ + 30 characters)',
   );
 
-export const NotebookNameSchema = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^/\\\0]+\.ipynb$/, 'must be a file name ending in .ipynb, without folders');
+/** Every notebook name a request carries (REST, MCP, uploads): see checkNotebookName. */
+export { NotebookNameSchema };
 
 export const NotebookSourceSchema = z.union([
   z

@@ -60,11 +60,17 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The type of a value for an error message. Never the value itself: whatever was submitted as a
+ * notebook (a credentials file, say) must not come back in an error.
+ */
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string')
-    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  if (typeof value === 'string') {
+    const length = Array.from(value).length;
+    return length === 0 ? 'an empty string' : `a string of ${length} character${length === 1 ? '' : 's'}`;
+  }
   return typeof value === 'object' || typeof value === 'undefined'
     ? `an ${typeof value}`
     : `a ${typeof value}`;
@@ -89,7 +95,7 @@ function parseOutput(raw: unknown, where: string): NotebookOutput {
   return { ...raw, output_type: type as OutputType };
 }
 
-function parseCell(raw: unknown, index: number, ids: Set<string>): NotebookCell {
+function parseCell(raw: unknown, index: number, ids: Map<string, number>): NotebookCell {
   const where = `cells[${index}]`;
   if (!isPlainObject(raw)) throw invalid(`${where} must be an object, got ${describe(raw)}`);
   const type = raw.cell_type;
@@ -120,11 +126,13 @@ function parseCell(raw: unknown, index: number, ids: Set<string>): NotebookCell 
         `${where}.id must be 1-64 characters of letters, digits, '-' or '_', got ${describe(raw.id)}`,
       );
     }
-    if (ids.has(raw.id))
-      throw invalid(
-        `${where}.id ${JSON.stringify(raw.id)} is used by an earlier cell; cell ids must be unique`,
-      );
-    ids.add(raw.id);
+    const earlier = ids.get(raw.id);
+    if (earlier !== undefined) {
+      throw invalid(`${where}.id is the same as cells[${earlier}].id; cell ids must be unique`, {
+        cell_index: index,
+      });
+    }
+    ids.set(raw.id, index);
   }
   const cell: NotebookCell = { ...raw, cell_type: type as CellType, source: raw.source, metadata };
   if (type === 'code') {
@@ -155,10 +163,11 @@ export function parseNotebook(input: unknown): Notebook {
     throw invalid('missing "nbformat": expected a Jupyter notebook with "nbformat": 4');
   }
   if (version !== 4) {
-    const shown =
-      typeof version === 'number' ? String(version) : (JSON.stringify(version) ?? String(version));
+    if (typeof version !== 'number') {
+      throw invalid(`"nbformat" must be the number 4, got ${describe(version)}`);
+    }
     throw new InvalidRequestError(
-      `nbformat ${shown} is not supported: only nbformat 4 notebooks can run (convert with jupyter nbconvert --to notebook)`,
+      `nbformat ${String(version)} is not supported: only nbformat 4 notebooks can run (convert with jupyter nbconvert --to notebook)`,
       { nbformat: version },
     );
   }
@@ -176,7 +185,7 @@ export function parseNotebook(input: unknown): Notebook {
     // Only reachable from code that hands over non-JSON data (functions, symbols).
     throw invalid('the notebook holds values that are not JSON data');
   }
-  const ids = new Set<string>();
+  const ids = new Map<string, number>();
   const cells = copy.cells.map((cell, index) => parseCell(cell, index, ids));
   let minor = copy.nbformat_minor;
   if (minor === undefined) {
@@ -187,6 +196,100 @@ export function parseNotebook(input: unknown): Notebook {
     throw invalid(`"nbformat_minor" must be a non-negative integer, got ${describe(minor)}`);
   }
   return { ...copy, nbformat: 4, nbformat_minor: minor, metadata: metadata as NotebookMetadata, cells };
+}
+
+/** Where a text stops being JSON (RFC 8259) and what was expected there; null when it is JSON. */
+export function jsonSyntaxError(text: string): { position: number; expected: string } | null {
+  const stack: Array<'}' | ']'> = [];
+  let i = 0;
+  // 'value' | 'first-value' (after '['), 'key' | 'first-key' (after '{' or ','), 'colon', 'after'.
+  let state: 'value' | 'first-value' | 'key' | 'first-key' | 'colon' | 'after' = 'value';
+  const fail = (expected: string) => ({ position: i, expected });
+  for (;;) {
+    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
+    const ch = text[i];
+    if (state === 'after') {
+      const close = stack[stack.length - 1];
+      if (close === undefined) return ch === undefined ? null : fail('the end of the text');
+      if (ch === close) {
+        stack.pop();
+        i++;
+      } else if (ch === ',') {
+        state = close === '}' ? 'key' : 'value';
+        i++;
+      } else return fail(`',' or '${close}'`);
+      continue;
+    }
+    if (state === 'colon') {
+      if (ch !== ':') return fail("':' after a member name");
+      state = 'value';
+      i++;
+      continue;
+    }
+    if ((state === 'first-key' && ch === '}') || (state === 'first-value' && ch === ']')) {
+      stack.pop();
+      state = 'after';
+      i++;
+      continue;
+    }
+    const isKey: boolean = state === 'key' || state === 'first-key';
+    if (isKey) {
+      if (ch !== '"')
+        return fail(
+          state === 'first-key' ? "a member name in double quotes or '}'" : 'a member name in double quotes',
+        );
+    } else if (ch === '{' || ch === '[') {
+      stack.push(ch === '{' ? '}' : ']');
+      state = ch === '{' ? 'first-key' : 'first-value';
+      i++;
+      continue;
+    }
+    if (ch === '"') {
+      i++;
+      for (;;) {
+        const c = text[i];
+        if (c === undefined) return fail("a closing '\"'");
+        if (c === '"') break;
+        if (c < ' ') return fail('an escape such as \\n instead of a raw control character in a string');
+        if (c === '\\') {
+          const escape = /^(?:["\\/bfnrt]|u[0-9A-Fa-f]{4})/.exec(text.slice(i + 1, i + 6));
+          if (!escape) {
+            i++;
+            return fail('an escape: \\" \\\\ \\/ \\b \\f \\n \\r \\t or \\u and 4 hex digits');
+          }
+          i += 1 + escape[0].length;
+        } else i++;
+      }
+      i++;
+      state = isKey ? 'colon' : 'after';
+      continue;
+    }
+    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
+    literal.lastIndex = i;
+    const match = literal.exec(text);
+    if (!match) return fail('a value (an object, array, string, number, true, false or null)');
+    i += match[0].length;
+    state = 'after';
+  }
+}
+
+/** The error for text that is not JSON: where it stops being JSON, never what is there. */
+function notJson(text: string): InvalidRequestError {
+  const error = jsonSyntaxError(text);
+  const rule = 'an .ipynb notebook is a JSON document';
+  if (error === null) return invalid(`not JSON; ${rule}`);
+  const before = text.slice(0, error.position);
+  const line = before.split('\n').length;
+  const column = error.position - before.lastIndexOf('\n');
+  const where =
+    error.position >= text.length
+      ? `the text ends at position ${error.position} (line ${line}, column ${column})`
+      : `at position ${error.position} (line ${line}, column ${column})`;
+  return invalid(`not JSON: ${where}, expected ${error.expected}; ${rule}`, {
+    position: error.position,
+    line,
+    column,
+  });
 }
 
 /**
@@ -209,9 +312,10 @@ export function parseNotebookText(text: string | Buffer): Notebook {
   let value: unknown;
   try {
     value = JSON.parse(decoded);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw invalid(`not JSON (${reason}); an .ipynb notebook is a JSON document`);
+  } catch {
+    // JSON.parse's message quotes the start of the text; a file submitted as a notebook (a .env,
+    // say) must not come back in an error, so the position is found here and only it is reported.
+    throw notJson(decoded);
   }
   return parseNotebook(value);
 }

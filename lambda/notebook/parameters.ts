@@ -149,49 +149,50 @@ function csharpString(value: string): string {
   return `"${out}"`;
 }
 
-// PowerShell treats the typographic single quotes as quote characters too.
+// PowerShell treats the typographic single quotes as quote characters too (read by the scanner).
 const PS_SINGLE_QUOTES = new Set(["'", '\u2018', '\u2019', '\u201a', '\u201b']);
 
+// The characters PowerShell's tokenizer reads as a double quote (CharExtensions.IsDoubleQuote).
+const PS_DOUBLE_QUOTES = new Set(['"', '\u201c', '\u201d', '\u201e']);
+
+// PowerShell's own backtick escapes (Tokenizer.Backtick); `e and `u{} need PowerShell 6+, and
+// .NET Interactive runs PowerShell 7.
+const PS_ESCAPES: ReadonlyMap<string, string> = new Map([
+  ['\0', '`0'],
+  ['\u0007', '`a'],
+  ['\b', '`b'],
+  ['\u001b', '`e'],
+  ['\f', '`f'],
+  ['\n', '`n'],
+  ['\r', '`r'],
+  ['\t', '`t'],
+  ['\v', '`v'],
+]);
+
+// Never written raw, in any language: controls (C0, C1 with NEL), U+2028/U+2029 (line breaks to
+// some parsers), format characters (bidi controls that make code read differently than it runs)
+// and lone surrogates (which UTF-8 cannot carry).
+const NOT_RAW = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]$/u;
+
 /**
- * PowerShell string. Departure: papermill writes a double-quoted string with backslash escapes, but
- * PowerShell's escape character is the backtick and double-quoted strings expand `$var` and run
- * `$(...)`, so a value could execute code. Single-quoted strings are verbatim: only quote characters
- * need doubling. Control characters and lone surrogates (which cannot travel in UTF-8 source) are
- * appended as `[char]0xNNNN`, a cast of a number literal.
+ * PowerShell string. Departure: papermill writes a double-quoted string with Python's backslash
+ * escapes, but PowerShell's escape character is the backtick, and `$` in a double-quoted string
+ * expands variables and runs `$(...)`. Here every `$`, backtick and double-quote character is
+ * backtick-escaped, so nothing interpolates, and every control, line-break, format character and
+ * lone surrogate is a backtick escape (`n, `r, `0, `u{XXXX}...), so the literal stays on one line:
+ * no value can start a line (where .NET Interactive would honour `#!` and `#r` directives).
  */
 function powershellString(value: string): string {
-  const parts: string[] = [];
-  let run = '';
-  let inRun = false;
-  const flush = (): void => {
-    if (inRun) parts.push(`'${run}'`);
-    run = '';
-    inRun = false;
-  };
-  for (let i = 0; i < value.length; i++) {
-    const ch = value[i] ?? '';
-    const code = value.charCodeAt(i);
-    const high = code >= 0xd800 && code <= 0xdbff;
-    const low = code >= 0xdc00 && code <= 0xdfff;
-    const next = value.charCodeAt(i + 1);
-    if (high && next >= 0xdc00 && next <= 0xdfff) {
-      run += value.slice(i, i + 2);
-      inRun = true;
-      i++;
-    } else if (high || low || (code < 0x20 && ch !== '\n' && ch !== '\r' && ch !== '\t') || code === 0x7f) {
-      flush();
-      parts.push(`[char]0x${hex(code, 4).toUpperCase()}`);
-    } else {
-      run += PS_SINGLE_QUOTES.has(ch) ? ch + ch : ch;
-      inRun = true;
-    }
+  let out = '';
+  // for-of yields code points, and a lone surrogate as itself.
+  for (const ch of value) {
+    const escape = PS_ESCAPES.get(ch);
+    if (escape !== undefined) out += escape;
+    else if (ch === '`' || ch === '$' || PS_DOUBLE_QUOTES.has(ch)) out += `\`${ch}`;
+    else if (NOT_RAW.test(ch)) out += `\`u{${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase()}}`;
+    else out += ch;
   }
-  flush();
-  if (parts.length === 0) return "''";
-  if (parts.length === 1 && parts[0]?.startsWith("'")) return parts[0];
-  // `'' + [char]...` makes the first operand a string so `+` concatenates.
-  if (!parts[0]?.startsWith("'")) parts.unshift("''");
-  return `(${parts.join(' + ')})`;
+  return `"${out}"`;
 }
 
 function renderString(value: string, language: KernelLanguage): string {

@@ -77,14 +77,17 @@ describe('parseNotebook', () => {
       /^nbformat 3 is not supported: only nbformat 4 notebooks can run \(convert with jupyter nbconvert --to notebook\)$/,
     );
     expectInvalid(() => parseNotebook({ ...valid, nbformat: 5 }), /nbformat 5 is not supported/);
-    expectInvalid(() => parseNotebook({ ...valid, nbformat: '4' }), /nbformat "4" is not supported/);
+    expectInvalid(
+      () => parseNotebook({ ...valid, nbformat: '4' }),
+      /"nbformat" must be the number 4, got a string of 1 character$/,
+    );
     expectInvalid(() => parseNotebook({ cells: [] }), /missing "nbformat"/);
   });
 
   it('rejects what is not a notebook object', () => {
     expectInvalid(() => parseNotebook(null), /a notebook is a JSON object.*got null/);
     expectInvalid(() => parseNotebook([]), /got an array/);
-    expectInvalid(() => parseNotebook('{}'), /got the string/);
+    expectInvalid(() => parseNotebook('{}'), /got a string of 2 characters$/);
   });
 
   it('rejects a missing or malformed cells array', () => {
@@ -109,7 +112,7 @@ describe('parseNotebook', () => {
     });
     expectInvalid(
       () => parseNotebook(withCell({ cell_type: 'heading', source: '', metadata: {} })),
-      /cells\[2\]\.cell_type must be one of code, markdown, raw, got the string "heading"/,
+      /cells\[2\]\.cell_type must be one of code, markdown, raw, got a string of 7 characters$/,
     );
     expectInvalid(
       () => parseNotebook(withCell({ source: '', metadata: {} })),
@@ -133,7 +136,7 @@ describe('parseNotebook', () => {
     );
     expectInvalid(
       () => parseNotebook(withCell({ id: 'b', cell_type: 'raw', source: '', metadata: {} })),
-      /"b" is used by an earlier cell/,
+      /cells\[2\]\.id is the same as cells\[1\]\.id; cell ids must be unique/,
     );
     expectInvalid(
       () => parseNotebook(withCell({ id: 'a b', cell_type: 'raw', source: '', metadata: {} })),
@@ -222,13 +225,71 @@ describe('parseNotebookText', () => {
   it('says clearly when the content is not JSON or not UTF-8', () => {
     expectInvalid(
       () => parseNotebookText('print("hello")'),
-      /^invalid notebook: not JSON \(.+\); an \.ipynb notebook is a JSON document$/,
+      /^invalid notebook: not JSON: at position 0 \(line 1, column 1\), expected a value \(an object, array, string, number, true, false or null\); an \.ipynb notebook is a JSON document$/,
     );
+    expectInvalid(
+      () => parseNotebookText('{"nbformat": 4,\n "cells": [1 2]}'),
+      /not JSON: at position 29 \(line 2, column 14\), expected ',' or ']'/,
+    );
+    expectInvalid(
+      () => parseNotebookText('{"cells": ['),
+      /not JSON: the text ends at position 11 .*expected a value/,
+    );
+    expectInvalid(() => parseNotebookText('{"a": "x\ny"}'), /raw control character in a string/);
     expectInvalid(() => parseNotebookText(''), /the file is empty/);
     expectInvalid(() => parseNotebookText(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])), /not UTF-8/);
     expectInvalid(
       () => parseNotebookText('{"nbformat": 3, "nbformat_minor": 0}'),
       /nbformat 3 is not supported/,
+    );
+  });
+
+  it('never quotes the submitted file: a .env or credentials file sent as a notebook stays out of errors', () => {
+    // Letters that no message uses, so any 4 of them in a row can only come from the file.
+    const secret = fc.string({ unit: fc.constantFrom(...'QXZKWVY'), minLength: 12, maxLength: 24 });
+    const documents = (s: string): string[] => [
+      `API_KEY=${s}\nOTHER=1`,
+      s,
+      `${s}{`,
+      `{"a": ${s}}`,
+      `{"key": "${s}"`,
+      `{"key": "${s}", }`,
+      `{"key": "${s}\n"}`,
+      `{"key": "\\${s}"}`,
+      `{"${s}": 1} trailing`,
+      `"${s}"`,
+      `["${s}"]`,
+      `{"private_key": "${s}"}`,
+      `{"nbformat": "${s}"}`,
+      `{"nbformat": ["${s}"]}`,
+      `{"nbformat": 4, "cells": "${s}"}`,
+      `{"nbformat": 4, "cells": [], "metadata": "${s}"}`,
+      `{"nbformat": 4, "cells": [], "nbformat_minor": "${s}"}`,
+      `{"nbformat": 4, "cells": ["${s}"]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "${s}", "source": ""}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "code", "source": "${s}", "metadata": "${s}"}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "id": "${s} "}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "raw", "source": "", "id": "${s}"}, {"cell_type": "raw", "source": "", "id": "${s}"}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "outputs": [{"output_type": "${s}"}]}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "execution_count": "${s}"}]}`,
+      `{"nbformat": 4, "cells": [{"cell_type": "raw", "source": "", "metadata": {"tags": "${s}"}}]}`,
+    ];
+    fc.assert(
+      fc.property(secret, (s) => {
+        for (const text of documents(s)) {
+          let error: unknown;
+          try {
+            parseNotebookText(text);
+          } catch (e) {
+            error = e;
+          }
+          expect(error, text).toBeInstanceOf(InvalidRequestError);
+          const { message, details } = error as InvalidRequestError;
+          const shown = `${message} ${JSON.stringify(details ?? {})}`;
+          for (let i = 0; i + 4 <= s.length; i++) expect(shown, text).not.toContain(s.slice(i, i + 4));
+        }
+      }),
+      { numRuns: 30 },
     );
   });
 });

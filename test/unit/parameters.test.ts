@@ -2,12 +2,13 @@ import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../../lambda/core/errors.ts';
-import { parseNotebook, type Notebook } from '../../lambda/notebook/notebook.ts';
+import { cellSource, parseNotebook, type Notebook } from '../../lambda/notebook/notebook.ts';
 import {
   codifyParameters,
   injectParameters,
   inspectParameters,
   inspectParametersSource,
+  KERNEL_LANGUAGES,
   languageForKernel,
   renderValue,
   unknownParameters,
@@ -259,24 +260,44 @@ describe('renderValue examples', () => {
     expect(renderValue([1, 2], 'fsharp')).toBe('[ 1; 2 ]');
   });
 
-  it("matches papermill's PowerShell translator except for strings", () => {
+  it("matches papermill's PowerShell translator except for string escapes", () => {
     expect(renderValue(null, 'powershell')).toBe('$Null');
     expect(renderValue(true, 'powershell')).toBe('$True');
     expect(renderValue(false, 'powershell')).toBe('$False');
     expect(renderValue(-5432.1, 'powershell')).toBe('-5432.1');
-    expect(renderValue({ foo: ['bar'] }, 'powershell')).toBe("@{'foo' = @('bar')}");
-    expect(renderValue({ a: 1, b: 2 }, 'powershell')).toBe("@{'a' = 1\n 'b' = 2}");
+    expect(renderValue({ foo: ['bar'] }, 'powershell')).toBe('@{"foo" = @("bar")}');
+    expect(renderValue({ a: 1, b: 2 }, 'powershell')).toBe('@{"a" = 1\n "b" = 2}');
     expect(codifyParameters({ foo: 'bar', baz: ['buz'] }, 'powershell')).toBe(
-      "# Parameters\n$foo = 'bar'\n$baz = @('buz')\n",
+      '# Parameters\n$foo = "bar"\n$baz = @("buz")\n',
     );
+    expect(renderValue([[1, 2]], 'powershell')).toBe('@(,@(1, 2))');
   });
 
-  it('PowerShell strings are single-quoted, so $ and backticks stay text', () => {
-    expect(renderValue('$(Remove-Item x) `n "q"', 'powershell')).toBe(`'$(Remove-Item x) \`n "q"'`);
-    expect(renderValue("it's ‘x’", 'powershell')).toBe("'it''s ‘‘x’’'");
-    expect(renderValue('a\u0000b\ud800', 'powershell')).toBe("('a' + [char]0x0000 + 'b' + [char]0xD800)");
-    expect(renderValue('\u0007', 'powershell')).toBe("('' + [char]0x0007)");
-    expect(renderValue([[1, 2]], 'powershell')).toBe('@(,@(1, 2))');
+  it('PowerShell strings escape $, backticks and double quotes, so nothing interpolates', () => {
+    expect(renderValue('$(Remove-Item x) ${env:HOME} `n "q" \u201cq\u201d \u201e', 'powershell')).toBe(
+      '"`$(Remove-Item x) `${env:HOME} ``n `"q`" `\u201cq`\u201d `\u201e"',
+    );
+    expect(renderValue("it's \u2018x\u2019 \\n", 'powershell')).toBe('"it\'s \u2018x\u2019 \\n"');
+  });
+
+  it('PowerShell strings keep control characters, line breaks and lone surrogates as escapes on one line', () => {
+    expect(renderValue('a\r\nb\tc\u0000d\u0007\b\u001b\f\v', 'powershell')).toBe('"a`r`nb`tc`0d`a`b`e`f`v"');
+    expect(renderValue('\u0085\u2028\u2029\u202e\u0001\u007f\ud800x\udfff', 'powershell')).toBe(
+      '"`u{85}`u{2028}`u{2029}`u{202E}`u{1}`u{7F}`u{D800}x`u{DFFF}"',
+    );
+    expect(renderValue('\n#!csharp\n#r "nuget: Evil"', 'powershell')).toBe(
+      '"`n#!csharp`n#r `"nuget: Evil`""',
+    );
+    expect(renderValue('\u00e9\u{1f600}\u{e0041}', 'powershell')).toBe('"\u00e9\u{1f600}`u{E0041}"');
+  });
+
+  it("property: a PowerShell string reads back as the same value under PowerShell's tokenizer rules", () => {
+    fc.assert(
+      fc.property(hostileString, (value) => {
+        expect(readPowerShellString(renderValue(value, 'powershell'))).toBe(value);
+      }),
+      { numRuns: 500, seed },
+    );
   });
 
   it('rejects values that are not JSON, naming where they are', () => {
@@ -303,6 +324,61 @@ describe('renderValue examples', () => {
     expect(() => renderValue(deep, 'python')).toThrow(/nested more than/);
   });
 });
+
+/**
+ * Reads a PowerShell double-quoted string literal as PowerShell 7's tokenizer does
+ * (Tokenizer.ScanStringExpandable, Backtick and ScanUnicodeEscape): any of the four double-quote
+ * characters ends it unless doubled, a backtick escapes the next character, and `$` would
+ * interpolate, so it must never appear unescaped.
+ */
+function readPowerShellString(literal: string): string {
+  const isQuote = (c: string | undefined) => c !== undefined && '"\u201c\u201d\u201e'.includes(c);
+  if (!isQuote(literal[0])) throw new Error(`not a double-quoted string: ${literal}`);
+  const escapes: Record<string, string> = {
+    '0': '\0',
+    a: '\u0007',
+    b: '\b',
+    e: '\u001b',
+    f: '\f',
+    n: '\n',
+    r: '\r',
+    t: '\t',
+    v: '\v',
+  };
+  let out = '';
+  let i = 1;
+  for (;;) {
+    const c = literal[i];
+    if (c === undefined) throw new Error(`unterminated: ${literal}`);
+    if (isQuote(c)) {
+      if (isQuote(literal[i + 1])) {
+        out += literal[i + 1];
+        i += 2;
+        continue;
+      }
+      if (i !== literal.length - 1) throw new Error(`ends early at ${i}: ${literal}`);
+      return out;
+    }
+    if (c === '$') throw new Error(`unescaped $ at ${i}: ${literal}`);
+    if (c === '`') {
+      const e = literal[i + 1] ?? '';
+      if (e === 'u') {
+        const match = /^\{([0-9A-Fa-f]{1,6})\}/.exec(literal.slice(i + 2));
+        if (!match?.[1]) throw new Error(`bad \`u escape at ${i}: ${literal}`);
+        const code = Number.parseInt(match[1], 16);
+        if (code > 0x10ffff) throw new Error(`\`u beyond U+10FFFF: ${literal}`);
+        out += code <= 0xffff ? String.fromCharCode(code) : String.fromCodePoint(code);
+        i += 2 + match[0].length;
+        continue;
+      }
+      out += escapes[e] ?? e;
+      i += 2;
+      continue;
+    }
+    out += c;
+    i++;
+  }
+}
 
 function code(source: string, tags?: string[]): Notebook['cells'][number] {
   return { cell_type: 'code', source, metadata: tags ? { tags } : {}, execution_count: null, outputs: [] };
@@ -409,6 +485,62 @@ describe('injectParameters', () => {
     expect(() => injectParameters(nb, { True: 1 }, 'powershell')).toThrow(/reserved/);
     expect(() => injectParameters(nb, { rate: Number.NaN }, 'python')).toThrow(
       /parameter "rate": rate is NaN/,
+    );
+  });
+});
+
+describe('injected cells: no value starts a line', () => {
+  // Every character some parser takes as a line break (JavaScript, Python's str.splitlines, .NET).
+  // eslint-disable-next-line no-control-regex -- these control characters are what is looked for
+  const LINE_BREAK = /\r\n|[\n\r\u000b\u000c\u001c\u001d\u001e\u0085\u2028\u2029]/;
+  // A .NET Interactive magic command or directive, honoured at the start of any line of a cell.
+  const DIRECTIVE = /^[\s\p{Cf}]*#[!ri]/iu;
+  const HEADERS: Record<KernelLanguage, string> = {
+    python: '# Parameters',
+    csharp: '// Parameters',
+    fsharp: '(* Parameters *)',
+    powershell: '# Parameters',
+  };
+  const KERNELS: Record<KernelLanguage, string> = {
+    python: 'python3',
+    csharp: '.net-csharp',
+    fsharp: '.net-fsharp',
+    powershell: '.net-pwsh',
+  };
+  const piece = fc.oneof(
+    fc.constantFrom('#!csharp', '#!pwsh', '#!fsharp', '#!set --name x --value 1', '#r "nuget: Evil, 1.0"'),
+    fc.constantFrom('#i "nuget: https://evil/"', '#R "x.dll"', '#!', '#r', '#i', '  #!csharp', '\t#r'),
+    fc.constantFrom('\n', '\r', '\r\n', '\u000b', '\u000c', '\u001c', '\u0085', '\u2028', '\u2029'),
+    fc.constantFrom('"', "'", '`', '$', '\\', '\u201c', '\u2018', '@', '{', '}', ';', '\ufeff', '\u202e'),
+    anyChar,
+  );
+  const text = fc.string({ unit: piece, maxLength: 12 });
+  const value = fc.oneof(
+    fc.jsonValue({ stringUnit: piece, maxDepth: 3 }),
+    text,
+    fc.array(text, { maxLength: 3 }),
+    fc.dictionary(text, fc.oneof(text, fc.array(text, { maxLength: 2 })), { maxKeys: 3 }),
+    fc.bigInt({ min: -(2n ** 80n), max: 2n ** 80n }),
+    fc.bigInt({ min: -(2n ** 80n), max: 2n ** 80n }).map((n) => Number(n)),
+  );
+  const names = fc.stringMatching(/^p_[a-z0-9_]{0,6}$/);
+
+  it.each(KERNEL_LANGUAGES)('%s', (language) => {
+    const nb = notebook([code('x = 1', ['parameters'])]);
+    fc.assert(
+      fc.property(fc.dictionary(names, value, { minKeys: 1, maxKeys: 4 }), (params) => {
+        const source = cellSource(
+          injectParameters(nb, params, language, KERNELS[language]).cells[1] ?? code(''),
+        );
+        const lines = source.split(LINE_BREAK);
+        // The only fixed line the renderer writes is the header comment; none is a directive.
+        expect(lines[0]).toBe(HEADERS[language]);
+        for (const line of lines) expect(line, source).not.toMatch(DIRECTIVE);
+        // No raw control, line-separator, format character or lone surrogate, apart from the
+        // newlines between statements (and PowerShell hashtable entries).
+        expect(source.replace(/\n/g, ''), source).not.toMatch(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u);
+      }),
+      { numRuns: 300, seed },
     );
   });
 });
