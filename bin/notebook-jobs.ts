@@ -19,8 +19,13 @@ Commands:
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
       --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
-                                /mcp requires Authorization: Bearer $NOTEBOOK_JOBS_MCP_TOKEN if set;
-                                NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: more browser origins for /mcp
+      --allowed-hosts H1,H2     Host names accepted besides 127.0.0.1, localhost and [::1]
+                                (NOTEBOOK_JOBS_ALLOWED_HOSTS; NAME or NAME:PORT)
+                                The server is for the local user: it refuses other Host headers
+                                and browser Origins (more origins: NOTEBOOK_JOBS_ALLOWED_ORIGINS),
+                                and takes JSON bodies only as application/json. With
+                                NOTEBOOK_JOBS_TOKEN set, every route but /v1/health requires
+                                Authorization: Bearer <token> (the CLI sends it).
   run <notebook.ipynb>          submit a notebook as a job and print its id
       -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
       --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
@@ -51,7 +56,8 @@ Commands:
 
 Global options:
   --url URL                     service URL (NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080)
-                                an AWS deployment also needs NOTEBOOK_JOBS_TOKEN (see tokens create)
+                                NOTEBOOK_JOBS_TOKEN is sent as a bearer token: an AWS deployment
+                                needs one (see tokens create), a local server started with one too
   --json                        print raw JSON
   -h, --help                    this help
 
@@ -69,6 +75,7 @@ const OPTIONS = {
   workspace: { type: 'string' },
   'max-concurrent': { type: 'string' },
   python: { type: 'string' },
+  'allowed-hosts': { type: 'string' },
   param: { type: 'string', short: 'p', multiple: true },
   kernel: { type: 'string' },
   timeout: { type: 'string' },
@@ -147,7 +154,7 @@ interface Job {
 class Api {
   constructor(
     readonly base: string,
-    /** Bearer token for an AWS deployment (NOTEBOOK_JOBS_TOKEN); local mode needs none. */
+    /** Bearer token (NOTEBOOK_JOBS_TOKEN): an AWS deployment's, or the local server's when it has one. */
     private readonly token?: string,
   ) {}
 
@@ -414,6 +421,7 @@ async function main(argv: string[]): Promise<number> {
         workspace: values.workspace,
         maxConcurrent: intOption(values, 'max-concurrent'),
         python: values.python,
+        allowedHosts: values['allowed-hosts'],
       });
       return new Promise<number>(() => undefined); // runs until a signal ends the process
     }

@@ -2,7 +2,7 @@
  * `notebook-jobs serve` / `npm start`: the local service. Flags win over environment variables,
  * which win over defaults.
  */
-import { intEnv, optionalEnv } from '../lambda/core/config.ts';
+import { intEnv, optionalEnv, type Env } from '../lambda/core/config.ts';
 import { startLocalServer } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
@@ -12,10 +12,62 @@ export interface ServeOptions {
   workspace?: string;
   maxConcurrent?: number;
   python?: string;
+  /** Comma-separated Host names accepted besides the loopback ones (`--allowed-hosts`). */
+  allowedHosts?: string;
+}
+
+/** Who may call the local server: the token and the extra hosts and origins. */
+export interface AccessConfig {
+  token: string | undefined;
+  allowedHosts: string[];
+  allowedOrigins: string[];
+}
+
+/**
+ * Reads the access settings. The MCP_* names come from when only /mcp was guarded; they still
+ * work, with a warning, since one token and one origin list now guard every route.
+ */
+export function readAccessConfig(
+  env: Env,
+  allowedHostsFlag: string | undefined,
+  warn: (message: string) => void,
+): AccessConfig {
+  const token = optionalEnv(env, 'NOTEBOOK_JOBS_TOKEN');
+  const oldToken = optionalEnv(env, 'NOTEBOOK_JOBS_MCP_TOKEN');
+  if (oldToken !== undefined && token !== undefined && oldToken !== token) {
+    warn('NOTEBOOK_JOBS_MCP_TOKEN is ignored: NOTEBOOK_JOBS_TOKEN is set and guards REST and /mcp alike');
+  } else if (oldToken !== undefined && token === undefined) {
+    warn(
+      'NOTEBOOK_JOBS_MCP_TOKEN is deprecated: rename it NOTEBOOK_JOBS_TOKEN. It now guards REST and /mcp ' +
+        'alike, and the CLI sends NOTEBOOK_JOBS_TOKEN',
+    );
+  }
+  const oldOrigins = optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS');
+  if (oldOrigins !== undefined) {
+    warn(
+      'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS is deprecated: rename it NOTEBOOK_JOBS_ALLOWED_ORIGINS (it now ' +
+        'applies to every route)',
+    );
+  }
+  return {
+    token: token ?? oldToken,
+    allowedHosts: list(allowedHostsFlag ?? optionalEnv(env, 'NOTEBOOK_JOBS_ALLOWED_HOSTS')),
+    allowedOrigins: [...list(optionalEnv(env, 'NOTEBOOK_JOBS_ALLOWED_ORIGINS')), ...list(oldOrigins)],
+  };
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
   const env = process.env;
+  const access = readAccessConfig(env, options.allowedHosts, (message) =>
+    console.error(`warning: ${message}`),
+  );
   const server = await startLocalServer({
     port: options.port ?? intEnv(env, 'NOTEBOOK_JOBS_PORT', 8080, 0, 65535),
     host: options.host ?? '127.0.0.1',
@@ -23,14 +75,11 @@ export async function serve(options: ServeOptions): Promise<void> {
     workspace: options.workspace,
     maxConcurrentJobs: options.maxConcurrent ?? intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT', 5, 1, 1000),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
-    mcpToken: optionalEnv(env, 'NOTEBOOK_JOBS_MCP_TOKEN'),
-    mcpAllowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
-      .split(',')
-      .map((origin) => origin.trim())
-      .filter(Boolean),
+    ...access,
   });
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
   console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);
+  if (access.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
   const stop = (signal: string) => {
     console.error(`${signal}: stopping; running jobs end as failed when their runner sees the server gone`);
     server.close().then(() => process.exit(0));

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
+  | 'unsupported_media_type'
   | 'method_not_allowed'
   | 'unauthorized'
   | 'forbidden'
@@ -46,6 +47,13 @@ export class ConflictError extends AppError {
 export class PayloadTooLargeError extends AppError {
   constructor(message: string, details?: Record<string, unknown>) {
     super('payload_too_large', message, details);
+  }
+}
+
+/** A body in a media type the route does not take (415). */
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('unsupported_media_type', message, details);
   }
 }
 

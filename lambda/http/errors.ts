@@ -13,8 +13,14 @@ const STATUS: Record<ErrorCode, number> = {
   method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   internal: 500,
 };
+
+/** The HTTP status of an error code (for transports that answer in their own format, like /mcp). */
+export function httpStatus(code: ErrorCode): number {
+  return STATUS[code];
+}
 
 export function errorResponse(error: unknown, log: (message: string) => void = console.error): ApiResponse {
   if (error instanceof AppError) {

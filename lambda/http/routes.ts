@@ -4,6 +4,7 @@
  * both call `handleApiRequest`.
  */
 import { AppError, InvalidRequestError } from '../core/errors.ts';
+import { parseJsonText } from '../core/json.ts';
 import type { JobService } from '../core/job-service.ts';
 import {
   CleanupRequestSchema,
@@ -41,7 +42,7 @@ const routes: Route[] = [
     method: 'POST',
     pattern: /^\/v1\/jobs$/,
     handler: async ({ service }, req) =>
-      json(201, await service.create(req.tenant, jsonBody(req), req.headers['idempotency-key'])),
+      json(201, await service.create(req.tenant, jsonBody(req), idempotencyKeyHeader(req))),
   },
   {
     method: 'GET',
@@ -98,12 +99,11 @@ const routes: Route[] = [
       const output = await service.output(req.tenant, id as string, format);
       if ('url' in output) return { status: 302, headers: { location: output.url }, body: '' };
       const { name, body } = output;
-      const disposition = format === 'html' ? 'inline' : 'attachment';
       return {
         status: 200,
         headers: {
           'content-type': format === 'html' ? 'text/html; charset=utf-8' : 'application/x-ipynb+json',
-          'content-disposition': `${disposition}; filename="${name.replace(/["\\]/g, '_')}"`,
+          'content-disposition': contentDisposition(format === 'html' ? 'inline' : 'attachment', name),
         },
         body,
       };
@@ -170,7 +170,7 @@ export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promis
       );
       return { ...response, headers: { ...response.headers, allow } };
     }
-    const params = found.match.slice(1).map((p) => decodeURIComponent(p));
+    const params = found.match.slice(1).map(decodePathSegment);
     return await found.route.handler(ctx, req, params);
   } catch (error) {
     return errorResponse(error);
@@ -180,9 +180,47 @@ export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promis
 function jsonBody(req: ApiRequest): unknown {
   const text = req.body?.toString('utf8') ?? '';
   if (text.trim() === '') throw new InvalidRequestError('request body is empty; send a JSON object');
+  return parseJsonText(text, 'request body');
+}
+
+function decodePathSegment(segment: string): string {
   try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new InvalidRequestError(`request body is not valid JSON: ${(error as Error).message}`);
+    return decodeURIComponent(segment);
+  } catch {
+    throw new InvalidRequestError(
+      `path segment "${segment}" is not valid percent-encoding (each %XX must form UTF-8)`,
+      { segment },
+    );
   }
+}
+
+/** The body field `idempotency_key` allows 1-128 characters; the header gets the same cap. */
+const IDEMPOTENCY_KEY_HEADER = /^[\x20-\x7e]{1,128}$/;
+
+function idempotencyKeyHeader(req: ApiRequest): string | undefined {
+  const key = req.headers['idempotency-key'];
+  if (key === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY_HEADER.test(key)) {
+    throw new InvalidRequestError(
+      `Idempotency-Key header must be 1 to 128 printable ASCII characters (got ${key.length} characters)`,
+      { header: 'idempotency-key', length: key.length, max_length: 128 },
+    );
+  }
+  return key;
+}
+
+/**
+ * Content-Disposition for a file name that may hold any Unicode (RFC 6266): an ASCII `filename`
+ * for old clients, and the exact name as RFC 5987 `filename*`. Nothing from the name can reach the
+ * header raw, so no name can make writing the response throw.
+ */
+export function contentDisposition(type: 'attachment' | 'inline', name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\]/gu, '_');
+  // A lone surrogate would make encodeURIComponent throw. RFC 5987 attr-char leaves only
+  // ALPHA DIGIT !#$&+-.^_`|~ unencoded; encodeURIComponent also leaves '()* alone: encoded here.
+  const encoded = encodeURIComponent(name.replace(/\p{Cs}/gu, '\ufffd')).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `${type}; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }

@@ -3,7 +3,16 @@
  * persisted under the data folder, notebooks and logs in files, each job a child process running
  * the same runner as the container. No AWS account, no Docker.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  STATUS_CODES,
+  validateHeaderName,
+  validateHeaderValue,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,7 +21,14 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_SERVICE_CONFIG, JobService, type JobServiceConfig } from '../core/job-service.ts';
 import { CursorCodec } from '../core/cursor.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
-import { PayloadTooLargeError } from '../core/errors.ts';
+import {
+  AppError,
+  errorDetail,
+  InvalidRequestError,
+  PayloadTooLargeError,
+  UnsupportedMediaTypeError,
+} from '../core/errors.ts';
+import { ConfigError } from '../core/config.ts';
 import { createDocumentClient } from '../adapters/dynamodb/client.ts';
 import { createJobTable } from '../adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
@@ -21,7 +37,7 @@ import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
 import { handleApiRequest, type ApiContext } from '../http/routes.ts';
-import { errorResponse } from '../http/errors.ts';
+import { errorResponse, httpStatus, json } from '../http/errors.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
 import { ENGINES_DIR } from '../../container/runner/runner.ts';
@@ -46,10 +62,18 @@ export interface LocalServerOptions {
   progressIntervalMs?: number;
   stopGraceMs?: number;
   service?: Partial<JobServiceConfig>;
-  /** When set, /mcp requires `Authorization: Bearer <mcpToken>`. */
-  mcpToken?: string;
-  /** Browser origins allowed on /mcp besides this server's own. */
-  mcpAllowedOrigins?: string[];
+  /**
+   * When set, every route (REST and /mcp) requires `Authorization: Bearer <token>`, except
+   * GET /v1/health and the upload PUT (whose signed URL is itself the permission).
+   */
+  token?: string;
+  /**
+   * Host header values accepted besides this server's own loopback names (127.0.0.1, localhost,
+   * [::1] and the address it listens on), each `name` (at the server's port) or `name:port`.
+   */
+  allowedHosts?: string[];
+  /** Browser origins (e.g. "http://localhost:6274") allowed besides this server's own. */
+  allowedOrigins?: string[];
   log?: (message: string) => void;
 }
 
@@ -65,6 +89,7 @@ export interface LocalServer {
 
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const log = options.log ?? ((message: string) => console.error(message));
+  const policyFor = callerPolicyFor(options);
   const dataDir = resolve(options.dataDir);
   const workspace = resolve(options.workspace ?? process.cwd());
   mkdirSync(dataDir, { recursive: true });
@@ -150,25 +175,30 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   };
   const mcp: McpEndpoint = {
     service,
-    allowedOrigins: [...(options.mcpAllowedOrigins ?? [])],
+    allowedOrigins: [], // set with the caller policy, once the port is known
     maxBodyBytes: MAX_BODY_BYTES,
     pollIntervalSeconds: 5,
     taskTtlMs: null, // local jobs are kept until deleted or cleaned up
     maxResourceBytes: MAX_BODY_BYTES,
     log,
   };
-  const token = options.mcpToken;
-  const http = createServer((req, res) => {
-    if (req.url === '/mcp' || req.url?.startsWith('/mcp?')) void serveMcp(mcp, token, req, res);
-    else void serve(ctx, req, res, maxNotebookBytes);
-  });
+  const http = createServer({ requireHostHeader: false });
+  http.on('clientError', answerClientError);
   await new Promise<void>((done, fail) => {
     http.once('error', fail);
     http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
   });
   const port = (http.address() as AddressInfo).port;
-  uploads.setBaseUrl(`http://${options.host ?? '127.0.0.1'}:${port}`);
-  mcp.allowedOrigins = [...mcp.allowedOrigins, `http://127.0.0.1:${port}`, `http://localhost:${port}`];
+  uploads.setBaseUrl(`http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}`);
+  const policy = policyFor(port);
+  mcp.allowedOrigins = [...policy.origins];
+  // Attached only now that the port, and so the policy, is known; no request is read before this.
+  http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    answer(req, res, policy, ctx, mcp, maxNotebookBytes, log).catch((error: unknown) => {
+      log(`answering ${req.method} failed: ${errorDetail(error)}`);
+      send(res, internalError(false), false, log);
+    });
+  });
 
   const sweeper = setInterval(() => {
     track(service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`)));
@@ -176,7 +206,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   sweeper.unref();
 
   return {
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url: `http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}`,
     port,
     service,
     store,
@@ -192,79 +222,377 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   };
 }
 
-async function serve(
-  ctx: ApiContext,
+/**
+ * Who may call, decided from the request line and headers alone, before any body is read. The
+ * server listens on loopback, but a browser on this machine can still be made to send requests to
+ * it: a page on any site can POST "simple" cross-site requests (text/plain, forms), and a domain
+ * that re-resolves to 127.0.0.1 (DNS rebinding) can even read the answers. The Host check stops
+ * rebinding, the Origin check and the JSON-only bodies stop cross-site requests, the token (when
+ * configured) stops other local users and programs.
+ */
+interface CallerPolicy {
+  /** Accepted Host header values, as `name:port` in lower case. */
+  hosts: ReadonlySet<string>;
+  /** Accepted Origin header values, serialized (`http://localhost:8080`). */
+  origins: ReadonlySet<string>;
+  token: string | undefined;
+}
+
+const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
+
+/** Checks the configured hosts and origins at once (fail fast); the policy itself needs the port. */
+function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerPolicy {
+  const names = [
+    ...LOOPBACK_NAMES,
+    hostForUrl(options.host ?? '127.0.0.1'),
+    ...(options.allowedHosts ?? []).map((name) => name.trim()),
+  ];
+  for (const name of names) {
+    if (!parseHost(name, 0))
+      throw new ConfigError(`allowed host "${name}" is not a host name, IP address or name:port`);
+  }
+  const extraOrigins = (options.allowedOrigins ?? []).map((entry) => {
+    const origin = originOf(entry.trim());
+    if (!origin)
+      throw new ConfigError(`allowed origin "${entry}" is not an origin like http://localhost:6274`);
+    return origin;
+  });
+  return (port) => {
+    const hosts = new Set(names.map((name) => parseHost(name, port) as string));
+    const own = [...hosts].map((host) => new URL(`http://${host}`).origin);
+    return { hosts, origins: new Set([...own, ...extraOrigins]), token: options.token || undefined };
+  };
+}
+
+/** What the checks need to know about a route. */
+interface RouteKind {
+  mcp: boolean;
+  /** Liveness for supervisors and scripts: no business data, so no token. */
+  health: boolean;
+  /**
+   * A PUT to a signed upload URL needs no token: the URL itself is the permission (as a presigned
+   * S3 URL is on AWS), and it only stores bytes under the key it names.
+   */
+  upload: boolean;
+}
+
+function routeKind(method: string, path: string): RouteKind {
+  return {
+    mcp: path === '/mcp',
+    health: method === 'GET' && path === '/v1/health',
+    upload: method === 'PUT' && /^\/v1\/uploads\/[^/]+$/.test(path),
+  };
+}
+
+/** JSON bodies only: text/plain, form and multipart bodies are what a browser sends cross-site unasked. */
+const JSON_MEDIA_TYPES = ['application/json'];
+/**
+ * An upload is the notebook file. A PUT is never a "simple" cross-site request, so this list is
+ * about clear errors, not forgery: text/plain is what fetch() and many tools send for a string
+ * body, and no Content-Type at all (curl -T, Python requests) is accepted too.
+ */
+const UPLOAD_MEDIA_TYPES = [
+  'application/json',
+  'application/x-ipynb+json',
+  'application/octet-stream',
+  'text/plain',
+];
+
+/** Throws the refusal (an AppError naming the header and what is allowed), or returns the Host. */
+function checkCaller(
+  policy: CallerPolicy,
+  req: IncomingMessage,
+  method: string,
+  path: string,
+  route: RouteKind,
+): string {
+  const hosts = [...policy.hosts];
+  const host = req.headers.host;
+  if (!host) {
+    throw new InvalidRequestError(`the Host header is missing; send Host: ${hosts[0]}`, {
+      header: 'host',
+      allowed: hosts,
+    });
+  }
+  const normalized = parseHost(host, 80);
+  if (!normalized) {
+    throw new InvalidRequestError(
+      `the Host header "${clip(host)}" is malformed; this server answers to ${hosts.join(', ')}`,
+      { header: 'host', received: clip(host), allowed: hosts },
+    );
+  }
+  if (!policy.hosts.has(normalized)) {
+    throw new AppError(
+      'forbidden',
+      `the Host header "${clip(host)}" is not this server's: it answers to ${hosts.join(', ')} only ` +
+        '(add names with --allowed-hosts or NOTEBOOK_JOBS_ALLOWED_HOSTS)',
+      { header: 'host', received: clip(host), allowed: hosts },
+    );
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    const normalizedOrigin = originOf(origin);
+    if (!normalizedOrigin || !policy.origins.has(normalizedOrigin)) {
+      const origins = [...policy.origins];
+      throw new AppError(
+        'forbidden',
+        `Origin header refused: origin ${clip(origin)} is not allowed to call this server; allowed: ` +
+          `${origins.join(', ')} (add origins with NOTEBOOK_JOBS_ALLOWED_ORIGINS; requests without an ` +
+          'Origin header, as CLIs and scripts send them, are not affected)',
+        { header: 'origin', received: clip(origin), allowed: origins },
+      );
+    }
+  }
+  if (policy.token && !route.health && !route.upload) checkToken(policy.token, req.headers.authorization);
+  if (method !== 'GET' && method !== 'HEAD') checkContentType(req, method, path, route);
+  return normalized;
+}
+
+function checkToken(token: string, authorization: string | undefined): void {
+  const presented = /^Bearer +(\S+) *$/i.exec(authorization ?? '')?.[1];
+  if (presented === undefined) {
+    throw new AppError(
+      'unauthorized',
+      'authentication required: this server was started with a token (NOTEBOOK_JOBS_TOKEN); ' +
+        'send the Authorization header as "Bearer <token>"',
+      { header: 'authorization' },
+    );
+  }
+  if (!sameSecret(presented, token)) {
+    throw new AppError(
+      'unauthorized',
+      'the bearer token in the Authorization header is not the one this server was started with',
+      { header: 'authorization' },
+    );
+  }
+}
+
+/** Constant-time: hashing first makes both sides the same length whatever was presented. */
+function sameSecret(presented: string, token: string): boolean {
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
+}
+
+function checkContentType(req: IncomingMessage, method: string, path: string, route: RouteKind): void {
+  const contentType = req.headers['content-type'];
+  const hasBody =
+    (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined;
+  if (contentType === undefined && (!hasBody || route.upload)) return;
+  const allowed = route.upload ? UPLOAD_MEDIA_TYPES : JSON_MEDIA_TYPES;
+  const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (allowed.includes(mediaType)) return;
+  throw new UnsupportedMediaTypeError(
+    contentType === undefined
+      ? `the Content-Type header is missing on ${method} ${path}, which has a body; send Content-Type: ${allowed.join(' or ')}`
+      : `the Content-Type header "${clip(contentType)}" is not accepted on ${method} ${path}; send ${allowed.join(' or ')}`,
+    { header: 'content-type', received: contentType === undefined ? null : clip(contentType), allowed },
+  );
+}
+
+const HOST_HEADER = /^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?$/i;
+
+/** `name:port` in lower case (port defaulted), or null when `value` is not a host[:port]. */
+function parseHost(value: string, defaultPort: number): string | null {
+  const match = HOST_HEADER.exec(value);
+  if (!match) return null;
+  const port = match[2] === undefined ? defaultPort : Number(match[2]);
+  if (port > 65535) return null;
+  return `${(match[1] as string).toLowerCase()}:${port}`;
+}
+
+/** The serialized origin of `value`, or null for "null" and anything that is not a URL. */
+function originOf(value: string): string | null {
+  try {
+    const origin = new URL(value).origin;
+    return origin === 'null' ? null : origin;
+  } catch {
+    return null;
+  }
+}
+
+/** An IPv6 address in brackets, as URLs and Host headers write it. */
+function hostForUrl(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** A header value as quoted back in an error: never more than 200 characters. */
+function clip(value: string): string {
+  return value.length > 200 ? `${value.slice(0, 200)}...` : value;
+}
+
+/**
+ * One request, start to end. Every failure becomes an answer: typed errors their 4xx, anything
+ * else a logged 500 without internals. The server never dies of a request.
+ */
+async function answer(
   req: IncomingMessage,
   res: ServerResponse,
+  policy: CallerPolicy,
+  ctx: ApiContext,
+  mcp: McpEndpoint,
   maxUploadBytes: number,
+  log: (message: string) => void,
 ): Promise<void> {
+  const method = req.method ?? 'GET';
+  let isMcp = false;
   let response: ApiResponse;
   try {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const isUpload = req.method === 'PUT' && url.pathname.startsWith('/v1/uploads/');
-    const body = await readBody(req, isUpload ? maxUploadBytes : MAX_BODY_BYTES);
-    const headers: Record<string, string | undefined> = {};
-    for (const [name, value] of Object.entries(req.headers))
-      headers[name] = Array.isArray(value) ? value.join(', ') : value;
-    response = await handleApiRequest(ctx, {
-      method: req.method ?? 'GET',
-      path: url.pathname,
-      query: Object.fromEntries(url.searchParams),
-      headers,
-      body,
-      tenant: LOCAL_TENANT,
-    });
+    const url = requestUrl(req.url ?? '/');
+    const route = routeKind(method, url.pathname);
+    isMcp = route.mcp;
+    const host = checkCaller(policy, req, method, url.pathname, route);
+    response = isMcp
+      ? await serveMcp(mcp, req, method, `http://${host}${url.pathname}${url.search}`)
+      : await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_BODY_BYTES, log);
   } catch (error) {
-    response = errorResponse(error);
+    response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, log);
   }
-  res.writeHead(response.status, response.headers);
-  res.end(response.body);
+  send(res, response, isMcp, log);
+}
+
+/** The request target as a URL on a fixed base: only origin-form ("/path?query") is taken. */
+function requestUrl(target: string): URL {
+  if (!target.startsWith('/'))
+    throw new InvalidRequestError(`the request target "${clip(target)}" must be a path starting with /`);
+  try {
+    return new URL(`http://localhost${target}`);
+  } catch {
+    throw new InvalidRequestError(`the request target "${clip(target)}" is not a valid path`);
+  }
+}
+
+async function serveRest(
+  ctx: ApiContext,
+  req: IncomingMessage,
+  method: string,
+  url: URL,
+  maxBodyBytes: number,
+  log: (message: string) => void,
+): Promise<ApiResponse> {
+  const body = await readBody(req, maxBodyBytes);
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(req.headers))
+    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  const response = await handleApiRequest(ctx, {
+    method,
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers,
+    body,
+    tenant: LOCAL_TENANT,
+  });
+  if (response.status >= 500) log(`${method} ${url.pathname} answered ${response.status}`);
+  return response;
 }
 
 /** /mcp: the same endpoint code as the Lambda handler, fed a web-standard Request. */
 async function serveMcp(
   endpoint: McpEndpoint,
-  token: string | undefined,
   req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  let response: Response;
-  try {
-    const body = req.method === 'POST' ? await readBody(req, endpoint.maxBodyBytes) : null;
-    const headers = new Headers();
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
-    }
-    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/mcp'}`, {
-      method: req.method ?? 'GET',
-      headers,
-      body: body && req.method !== 'GET' && req.method !== 'HEAD' ? new Uint8Array(body) : null,
-    });
-    response = await handleMcpRequest(
-      endpoint,
-      request,
-      bearerMatches(token, headers) ? { tenant: LOCAL_TENANT } : null,
-    );
-  } catch (error) {
-    if (error instanceof PayloadTooLargeError) response = mcpTooLarge(endpoint.maxBodyBytes);
-    else {
-      endpoint.log(`mcp request failed: ${String(error)}`);
-      response = rpcError(500, -32603, 'internal error; the server log has the details');
-    }
+  method: string,
+  url: string,
+): Promise<ApiResponse> {
+  const body = method === 'POST' ? await readBody(req, endpoint.maxBodyBytes) : null;
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => (headers[name] = value));
-  res.writeHead(response.status, headers);
-  res.end(Buffer.from(await response.arrayBuffer()));
+  const request = new Request(url, {
+    method,
+    headers,
+    body: body && method !== 'GET' && method !== 'HEAD' ? new Uint8Array(body) : null,
+  });
+  // The caller passed checkCaller (token included): everyone local is the local tenant.
+  return fromWebResponse(await handleMcpRequest(endpoint, request, { tenant: LOCAL_TENANT }));
 }
 
-/** No token configured: everyone local is the local tenant. Else the exact bearer token. */
-function bearerMatches(token: string | undefined, headers: Headers): boolean {
-  if (!token) return true;
-  const presented = /^Bearer (.+)$/i.exec(headers.get('authorization') ?? '')?.[1] ?? '';
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b);
+function restFailure(error: unknown, log: (message: string) => void): ApiResponse {
+  const response = errorResponse(error, log);
+  if (error instanceof AppError && error.code === 'unauthorized')
+    response.headers['www-authenticate'] = 'Bearer';
+  return response;
+}
+
+async function mcpFailure(endpoint: McpEndpoint, error: unknown): Promise<ApiResponse> {
+  if (error instanceof PayloadTooLargeError) return fromWebResponse(mcpTooLarge(endpoint.maxBodyBytes));
+  if (error instanceof AppError) {
+    const unauthorized = error.code === 'unauthorized';
+    return fromWebResponse(
+      rpcError(
+        httpStatus(error.code),
+        unauthorized ? -32001 : -32000,
+        error.message,
+        unauthorized ? { 'www-authenticate': 'Bearer' } : {},
+      ),
+    );
+  }
+  endpoint.log(`mcp request failed: ${errorDetail(error)}`);
+  return internalError(true);
+}
+
+async function fromWebResponse(response: Response): Promise<ApiResponse> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => (headers[name] = value));
+  return { status: response.status, headers, body: Buffer.from(await response.arrayBuffer()) };
+}
+
+/** The last-resort answer, in the protocol of the route: it says nothing about what went wrong. */
+function internalError(mcp: boolean): ApiResponse {
+  const message = 'internal error; the server log has the details';
+  return mcp
+    ? json(500, { jsonrpc: '2.0', error: { code: -32603, message }, id: null })
+    : json(500, { error: { code: 'internal', message } });
+}
+
+/**
+ * Writes the response. Headers are validated first, so a value that cannot be sent becomes a
+ * logged 500 instead of an exception escaping into the process.
+ */
+function send(
+  res: ServerResponse,
+  response: ApiResponse,
+  mcp: boolean,
+  log: (message: string) => void,
+): void {
+  try {
+    for (const [name, value] of Object.entries(response.headers)) {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    }
+    res.writeHead(response.status, response.headers);
+    res.end(response.body);
+  } catch (error) {
+    log(`writing a ${response.status} response failed: ${errorDetail(error)}`);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    try {
+      const fallback = internalError(mcp);
+      res.writeHead(fallback.status, fallback.headers);
+      res.end(fallback.body);
+    } catch {
+      res.destroy();
+    }
+  }
+}
+
+/** Malformed HTTP (request line, headers too large): a short JSON 4xx and a closed connection. */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const body = JSON.stringify({
+    error: { code: 'invalid_request', message: `malformed HTTP request (${error.code ?? 'unparsable'})` },
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {

@@ -2,10 +2,12 @@
  * The MCP endpoint over streamable HTTP, stateless: every POST gets a new server and transport,
  * and JSON responses. Web-standard Request in, Response out, so the local server and the Lambda
  * handler share this one code path. Transport hygiene happens here, before any JSON-RPC:
- * POST only (405 with Allow: POST), Origin allow-list (403), body size (413), bearer token (401).
+ * POST only (405 with Allow: POST), Origin allow-list (403), body size (413), bearer token (401),
+ * JSON no deeper than MAX_JSON_DEPTH and not an empty batch (400).
  * The SDK transport handles MCP-Protocol-Version (400 for versions it does not speak) and Accept.
  */
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { JsonTooDeepError, parseJsonText } from '../core/json.ts';
 import type { JobService } from '../core/job-service.ts';
 import { createMcpServer } from './server.ts';
 
@@ -56,9 +58,14 @@ export async function handleMcpRequest(
   if (body.length > endpoint.maxBodyBytes) return mcpTooLarge(endpoint.maxBodyBytes);
   let parsedBody: unknown;
   try {
-    parsedBody = JSON.parse(body.toString('utf8'));
+    parsedBody = parseJsonText(body.toString('utf8'), 'the body');
   } catch (error) {
-    return rpcError(400, -32700, `parse error: the body is not JSON (${(error as Error).message})`);
+    if (error instanceof JsonTooDeepError) return rpcError(400, -32600, `invalid request: ${error.message}`);
+    return rpcError(400, -32700, `parse error: ${(error as Error).message}`);
+  }
+  // JSON-RPC 2.0: an empty batch is itself an invalid request (the SDK would answer 202).
+  if (Array.isArray(parsedBody) && parsedBody.length === 0) {
+    return rpcError(400, -32600, 'invalid request: an empty JSON-RPC batch ([]); send at least one message');
   }
 
   const server = createMcpServer(

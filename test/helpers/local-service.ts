@@ -27,7 +27,18 @@ export interface TestService {
   close(): Promise<void>;
 }
 
-export async function startTestService(options: Partial<LocalServerOptions> = {}): Promise<TestService> {
+export type TestServiceOptions = Partial<LocalServerOptions> & {
+  /** The token's name from when it guarded /mcp only. */
+  mcpToken?: string;
+};
+
+/**
+ * A service in a fresh temp data folder (unless `dataDir` is given). `request` sends JSON bodies as
+ * application/json, and the server's token when it has one (unless `headers` bring their own).
+ */
+export async function startTestService(options: TestServiceOptions = {}): Promise<TestService> {
+  const { mcpToken, ...serverOptions } = options;
+  const token = serverOptions.token ?? mcpToken;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'notebook-jobs-test-'));
   const server = await startLocalServer({
     port: 0,
@@ -36,7 +47,8 @@ export async function startTestService(options: Partial<LocalServerOptions> = {}
     sweepIntervalMs: 1000,
     stopGraceMs: 5000,
     log: () => undefined,
-    ...options,
+    ...serverOptions,
+    token,
     dataDir,
   });
   const request = async (
@@ -47,7 +59,11 @@ export async function startTestService(options: Partial<LocalServerOptions> = {}
   ) => {
     const response = await fetch(`${server.url}${path}`, {
       method,
-      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
     const text = await response.text();
