@@ -32,8 +32,10 @@ export function parseJsonText(text: string, what: string, maxDepth = MAX_JSON_DE
   checkJsonDepth(text, what, maxDepth);
   try {
     return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new InvalidRequestError(`${what} is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    // JSON.parse's message quotes the text; what a caller sent is reported by position only.
+    const { where, details } = jsonSyntaxProblem(text);
+    throw new InvalidRequestError(`${what} is not valid JSON${where}`, details);
   }
 }
 
@@ -63,5 +65,103 @@ export function checkJsonDepth(text: string, what: string, maxDepth = MAX_JSON_D
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       depth--;
     }
+  }
+}
+
+/**
+ * Where a text stops being JSON, for an error message (": at position N (line L, column C),
+ * expected ...") and its details; never what the text holds there.
+ */
+export function jsonSyntaxProblem(text: string): {
+  where: string;
+  details?: { position: number; line: number; column: number };
+} {
+  const error = jsonSyntaxError(text);
+  if (error === null) return { where: '' };
+  const before = text.slice(0, error.position);
+  const line = before.split('\n').length;
+  const column = error.position - before.lastIndexOf('\n');
+  const at =
+    error.position >= text.length
+      ? `the text ends at position ${error.position} (line ${line}, column ${column})`
+      : `at position ${error.position} (line ${line}, column ${column})`;
+  return {
+    where: `: ${at}, expected ${error.expected}`,
+    details: { position: error.position, line, column },
+  };
+}
+
+/** Where a text stops being JSON (RFC 8259) and what was expected there; null when it is JSON. */
+export function jsonSyntaxError(text: string): { position: number; expected: string } | null {
+  const stack: Array<'}' | ']'> = [];
+  let i = 0;
+  // 'value' | 'first-value' (after '['), 'key' | 'first-key' (after '{' or ','), 'colon', 'after'.
+  let state: 'value' | 'first-value' | 'key' | 'first-key' | 'colon' | 'after' = 'value';
+  const fail = (expected: string) => ({ position: i, expected });
+  for (;;) {
+    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
+    const ch = text[i];
+    if (state === 'after') {
+      const close = stack[stack.length - 1];
+      if (close === undefined) return ch === undefined ? null : fail('the end of the text');
+      if (ch === close) {
+        stack.pop();
+        i++;
+      } else if (ch === ',') {
+        state = close === '}' ? 'key' : 'value';
+        i++;
+      } else return fail(`',' or '${close}'`);
+      continue;
+    }
+    if (state === 'colon') {
+      if (ch !== ':') return fail("':' after a member name");
+      state = 'value';
+      i++;
+      continue;
+    }
+    if ((state === 'first-key' && ch === '}') || (state === 'first-value' && ch === ']')) {
+      stack.pop();
+      state = 'after';
+      i++;
+      continue;
+    }
+    const isKey: boolean = state === 'key' || state === 'first-key';
+    if (isKey) {
+      if (ch !== '"')
+        return fail(
+          state === 'first-key' ? "a member name in double quotes or '}'" : 'a member name in double quotes',
+        );
+    } else if (ch === '{' || ch === '[') {
+      stack.push(ch === '{' ? '}' : ']');
+      state = ch === '{' ? 'first-key' : 'first-value';
+      i++;
+      continue;
+    }
+    if (ch === '"') {
+      i++;
+      for (;;) {
+        const c = text[i];
+        if (c === undefined) return fail("a closing '\"'");
+        if (c === '"') break;
+        if (c < ' ') return fail('an escape such as \\n instead of a raw control character in a string');
+        if (c === '\\') {
+          const escape = /^(?:["\\/bfnrt]|u[0-9A-Fa-f]{4})/.exec(text.slice(i + 1, i + 6));
+          if (!escape) {
+            i++;
+            return fail('an escape: \\" \\\\ \\/ \\b \\f \\n \\r \\t or \\u and 4 hex digits');
+          }
+          i += 1 + escape[0].length;
+        } else i++;
+      }
+      i++;
+      state = isKey ? 'colon' : 'after';
+      continue;
+    }
+    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
+    literal.lastIndex = i;
+    const match = literal.exec(text);
+    if (!match) return fail('a value (an object, array, string, number, true, false or null)');
+    i += match[0].length;
+    state = 'after';
   }
 }

@@ -3,6 +3,7 @@
  * validation that says what is wrong, and small read-only helpers. Pure: no I/O.
  */
 import { InvalidRequestError } from '../core/errors.ts';
+import { checkJsonDepth, jsonSyntaxProblem } from '../core/json.ts';
 
 /** nbformat's "multiline string": one string, or a list of lines that are concatenated. */
 export type MultilineString = string | string[];
@@ -198,98 +199,10 @@ export function parseNotebook(input: unknown): Notebook {
   return { ...copy, nbformat: 4, nbformat_minor: minor, metadata: metadata as NotebookMetadata, cells };
 }
 
-/** Where a text stops being JSON (RFC 8259) and what was expected there; null when it is JSON. */
-export function jsonSyntaxError(text: string): { position: number; expected: string } | null {
-  const stack: Array<'}' | ']'> = [];
-  let i = 0;
-  // 'value' | 'first-value' (after '['), 'key' | 'first-key' (after '{' or ','), 'colon', 'after'.
-  let state: 'value' | 'first-value' | 'key' | 'first-key' | 'colon' | 'after' = 'value';
-  const fail = (expected: string) => ({ position: i, expected });
-  for (;;) {
-    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
-    const ch = text[i];
-    if (state === 'after') {
-      const close = stack[stack.length - 1];
-      if (close === undefined) return ch === undefined ? null : fail('the end of the text');
-      if (ch === close) {
-        stack.pop();
-        i++;
-      } else if (ch === ',') {
-        state = close === '}' ? 'key' : 'value';
-        i++;
-      } else return fail(`',' or '${close}'`);
-      continue;
-    }
-    if (state === 'colon') {
-      if (ch !== ':') return fail("':' after a member name");
-      state = 'value';
-      i++;
-      continue;
-    }
-    if ((state === 'first-key' && ch === '}') || (state === 'first-value' && ch === ']')) {
-      stack.pop();
-      state = 'after';
-      i++;
-      continue;
-    }
-    const isKey: boolean = state === 'key' || state === 'first-key';
-    if (isKey) {
-      if (ch !== '"')
-        return fail(
-          state === 'first-key' ? "a member name in double quotes or '}'" : 'a member name in double quotes',
-        );
-    } else if (ch === '{' || ch === '[') {
-      stack.push(ch === '{' ? '}' : ']');
-      state = ch === '{' ? 'first-key' : 'first-value';
-      i++;
-      continue;
-    }
-    if (ch === '"') {
-      i++;
-      for (;;) {
-        const c = text[i];
-        if (c === undefined) return fail("a closing '\"'");
-        if (c === '"') break;
-        if (c < ' ') return fail('an escape such as \\n instead of a raw control character in a string');
-        if (c === '\\') {
-          const escape = /^(?:["\\/bfnrt]|u[0-9A-Fa-f]{4})/.exec(text.slice(i + 1, i + 6));
-          if (!escape) {
-            i++;
-            return fail('an escape: \\" \\\\ \\/ \\b \\f \\n \\r \\t or \\u and 4 hex digits');
-          }
-          i += 1 + escape[0].length;
-        } else i++;
-      }
-      i++;
-      state = isKey ? 'colon' : 'after';
-      continue;
-    }
-    const literal = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null/y;
-    literal.lastIndex = i;
-    const match = literal.exec(text);
-    if (!match) return fail('a value (an object, array, string, number, true, false or null)');
-    i += match[0].length;
-    state = 'after';
-  }
-}
-
 /** The error for text that is not JSON: where it stops being JSON, never what is there. */
 function notJson(text: string): InvalidRequestError {
-  const error = jsonSyntaxError(text);
-  const rule = 'an .ipynb notebook is a JSON document';
-  if (error === null) return invalid(`not JSON; ${rule}`);
-  const before = text.slice(0, error.position);
-  const line = before.split('\n').length;
-  const column = error.position - before.lastIndexOf('\n');
-  const where =
-    error.position >= text.length
-      ? `the text ends at position ${error.position} (line ${line}, column ${column})`
-      : `at position ${error.position} (line ${line}, column ${column})`;
-  return invalid(`not JSON: ${where}, expected ${error.expected}; ${rule}`, {
-    position: error.position,
-    line,
-    column,
-  });
+  const { where, details } = jsonSyntaxProblem(text);
+  return invalid(`not JSON${where}; an .ipynb notebook is a JSON document`, details);
 }
 
 /**
@@ -309,6 +222,7 @@ export function parseNotebookText(text: string | Buffer): Notebook {
   }
   if (decoded.charCodeAt(0) === 0xfeff) decoded = decoded.slice(1);
   if (decoded.trim() === '') throw invalid('the file is empty; an .ipynb notebook is JSON');
+  checkJsonDepth(decoded, 'the notebook');
   let value: unknown;
   try {
     value = JSON.parse(decoded);
