@@ -16,14 +16,17 @@ import {
 } from '../helpers/local-service.ts';
 
 let svc: TestService;
+let workspace: string;
 
 beforeAll(async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'notebook-jobs-svc-'));
-  svc = await startTestService({ maxConcurrentJobs: 4, dataDir, workspace: join(dataDir, 'workspace') });
+  workspace = mkdtempSync(join(tmpdir(), 'notebook-jobs-workspace-'));
+  svc = await startTestService({ maxConcurrentJobs: 4, dataDir, workspace });
 });
 afterAll(async () => {
   await svc?.close();
   if (svc) rmSync(svc.dataDir, { recursive: true, force: true });
+  if (workspace) rmSync(workspace, { recursive: true, force: true });
 });
 
 const parameterized = makeNotebook([
@@ -174,17 +177,18 @@ describe('cancel', () => {
 });
 
 describe('timeouts', () => {
-  it('fails a job past timeout_seconds with error.type timeout, within the timeout plus 5 s', async () => {
+  it('fails a job past timeout_seconds with error.type timeout, within the timeout plus 5 s, keeping its partial notebook', async () => {
     const notebook = makeNotebook([
       codeCell('print("working", flush=True)'),
       codeCell('import time\ntime.sleep(120)'),
     ]);
-    const job = await submit({ notebook: { content: notebook }, timeout_seconds: 3 });
+    // Long enough for a kernel to start and print on a loaded machine, short enough for a test.
+    const job = await submit({ notebook: { content: notebook }, timeout_seconds: 10 });
     const running = await svc.waitFor(job.job_id, (j) => j.status !== 'queued', 30_000);
     const ended = await svc.waitFor(job.job_id, isEnded, 20_000);
     expect(ended.status).toBe('failed');
     expect(ended.error.type).toBe('timeout');
-    expect(Date.parse(ended.ended_at) - Date.parse(running.started_at)).toBeLessThan(8000);
+    expect(Date.parse(ended.ended_at) - Date.parse(running.started_at)).toBeLessThan(15_000);
     const output = await svc.request('GET', `/v1/jobs/${job.job_id}/output`);
     expect(output.status).toBe(200);
     expect(joined(output.body.cells[0].outputs[0].text)).toBe('working\n');
@@ -379,7 +383,7 @@ describe('notebooks by upload and by URI', () => {
   });
 
   it('runs a file:// notebook under the workspace and refuses one outside it', async () => {
-    const inside = join(svc.dataDir, 'workspace', 'nb.ipynb');
+    const inside = join(workspace, 'sub', 'nb.ipynb');
     mkdirSync(dirname(inside), { recursive: true });
     writeFileSync(inside, JSON.stringify(parameterized));
     const job = await submit({ notebook: { uri: pathToFileURL(inside).href }, wait_seconds: 20 });
@@ -387,7 +391,11 @@ describe('notebooks by upload and by URI', () => {
 
     const outside = await svc.request('POST', '/v1/jobs', { notebook: { uri: 'file:///etc/passwd' } });
     expect(outside.status).toBe(400);
-    expect(outside.body.error.message).toMatch(/outside the workspace/);
+    expect(outside.body.error.message).toMatch(/may not be submitted: only files under the workspace folder/);
+    // Nor anything of the service's own data folder (another job's stored notebook).
+    const stored = (await svc.server.store.get(job.job_id))?.notebook.uri as string;
+    const data = await svc.request('POST', '/v1/notebooks/inspect', { notebook: { uri: stored } });
+    expect(data.status).toBe(400);
     const s3 = await svc.request('POST', '/v1/jobs', { notebook: { uri: 's3://bucket/nb.ipynb' } });
     expect(s3.status).toBe(400);
     expect(s3.body.error.message).toMatch(/unsupported notebook URI/);
