@@ -45,8 +45,9 @@ export class MonotonicJobIds implements IdGenerator {
   }
 
   private freshRandom(): bigint {
-    // 13 bytes = 104 bits; keep 100 and leave headroom for in-millisecond increments.
-    return BigInt(`0x${randomBytes(13).toString('hex')}`) % (RANDOM_LIMIT >> 8n);
+    // 13 bytes = 104 bits, reduced to all 100 (2^104 is a multiple of 2^100, so still uniform). An
+    // increment within one millisecond that would overflow moves to the next millisecond instead.
+    return BigInt(`0x${randomBytes(13).toString('hex')}`) % RANDOM_LIMIT;
   }
 }
 

@@ -24,6 +24,25 @@ function expectStrictlyIncreasing(ids: string[]) {
 }
 
 describe('MonotonicJobIds', () => {
+  it('draws all 100 random bits: the first random character of fresh ids takes all 32 values', () => {
+    const firsts = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      // A new generator each time, at a new millisecond: every id has a fresh random part.
+      firsts.add(new MonotonicJobIds(() => T0 + i).jobId().charAt(14));
+    }
+    // With 92 bits (the old bug) only 0-3 appeared; missing any of 32 in 2,000 draws has p < 1e-25.
+    expect(firsts.size).toBe(32);
+  });
+
+  it('moves to the next millisecond when increments within one would overflow the random part', () => {
+    const ids = new MonotonicJobIds(() => T0);
+    const first = ids.jobId();
+    (ids as unknown as { lastRandom: bigint }).lastRandom = (1n << 100n) - 1n;
+    const next = ids.jobId();
+    expect(next > first).toBe(true);
+    expect(next.slice(4, 14)).not.toBe(first.slice(4, 14));
+  });
+
   it('mints ids that match JOB_ID_PATTERN', () => {
     const ids = new MonotonicJobIds();
     for (let i = 0; i < 1000; i++) expect(ids.jobId()).toMatch(JOB_ID_PATTERN);
