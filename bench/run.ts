@@ -7,8 +7,10 @@
  * (b) create and get latency p50/p99 through the JobService with 10^2 and 10^4 jobs stored, and a
  *     raw store read for comparison.
  * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
+ * (d) a log tail of 10 lines on a log holding one 50 MB line vs on a 1 MB log: the ratio.
  *
- * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON.
+ * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON,
+ * BENCH_ONLY (run one section alone: logs).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,7 @@ import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 100_000);
+const ONLY = process.env.BENCH_ONLY;
 
 const notebook = {
   nbformat: 4,
@@ -219,9 +222,87 @@ async function pageCost(work: string, records: number) {
   );
 }
 
+/**
+ * (d) A tail of 10 on logs holding one 50 MB line, written as a runner without line caps wrote it
+ * (`sys.stdout.write('y' * 50_000_000)`), against a tail of 10 on 1 MB of ordinary lines. With ten
+ * lines after the long one the tail need not cross it; with three it must scan across it once.
+ */
+async function longLineTail(work: string) {
+  const dir = join(work, 'long-line');
+  mkdirSync(dir, { recursive: true });
+  const reader = new FileLogReader(dir);
+  const ts = new Date().toISOString();
+  const lineOf = (text: string) => `${JSON.stringify({ ts, stream: 'stdout', text })}\n`;
+  const ordinary = Array.from({ length: 15_000 }, (_, i) => lineOf(`line ${i} ${'x'.repeat(i % 50)}`)).join(
+    '',
+  );
+  const long = lineOf('y'.repeat(50_000_000));
+  const after = (n: number) => Array.from({ length: n }, (_, i) => lineOf(`after ${i}`)).join('');
+  writeFileSync(jobLogPath(dir, 'job_small'), ordinary);
+  writeFileSync(jobLogPath(dir, 'job_after'), ordinary + long + after(10));
+  writeFileSync(jobLogPath(dir, 'job_across'), ordinary + long + after(3));
+  const tail = (jobId: string) => () =>
+    reader.read({ job_id: jobId, runner_ref: null }, { limit: 500, tail: 10 });
+  const small: number[] = [];
+  const afterLong: number[] = [];
+  const across: number[] = [];
+  for (let i = 0; i < 51; i++) {
+    small.push(await time(tail('job_small')));
+    afterLong.push(await time(tail('job_after')));
+    across.push(await time(tail('job_across')));
+  }
+  // The first round warms the page cache and the code: left out.
+  return {
+    small_log_bytes: Buffer.byteLength(ordinary),
+    small_ms: median(small.slice(1)),
+    after_long_line_ms: median(afterLong.slice(1)),
+    across_long_line_ms: median(across.slice(1)),
+  };
+}
+
+function longLineRows(d: Awaited<ReturnType<typeof longLineTail>>): string[][] {
+  return [
+    [
+      '(d) log tail 10, one 50 MB line then 10 vs 1 MB log',
+      ms(d.small_ms),
+      ms(d.after_long_line_ms),
+      `${(d.after_long_line_ms / d.small_ms).toFixed(2)}x`,
+      '<= 2x',
+    ],
+    [
+      '(d) log tail 10 across the 50 MB line vs 1 MB log',
+      ms(d.small_ms),
+      ms(d.across_long_line_ms),
+      `${(d.across_long_line_ms / d.small_ms).toFixed(2)}x`,
+      'one scan (no target)',
+    ],
+  ];
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
+}
+
+function saveResults(results: Record<string, unknown>): void {
+  const out = join('bench', 'results');
+  mkdirSync(out, { recursive: true });
+  const file = join(out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ node: process.version, ...results }, null, 2));
+  console.log(`\nwritten: ${file}`);
+}
+
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-bench-'));
   try {
+    if (ONLY !== undefined) {
+      if (ONLY !== 'logs') throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs`);
+      console.error('(d) long log line ...');
+      const d = await longLineTail(work);
+      printTable(longLineRows(d));
+      saveResults({ long_line_tail: d });
+      return;
+    }
     console.error('(a) end to end ...');
     const a = await endToEnd(work);
     console.error('(b) latency ...');
@@ -229,6 +310,8 @@ async function main() {
     console.error('(c) page cost ...');
     const c = [await pageCost(work, 1000), await pageCost(work, LARGE)];
     const [small, large] = c as [Awaited<ReturnType<typeof pageCost>>, Awaited<ReturnType<typeof pageCost>>];
+    console.error('(d) long log line ...');
+    const d = await longLineTail(work);
 
     const rows = [
       [
@@ -275,18 +358,10 @@ async function main() {
         `${(large.log_tail_ms / small.log_tail_ms).toFixed(2)}x`,
         '<= 1.2x',
       ],
+      ...longLineRows(d),
     ];
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
-
-    const out = join('bench', 'results');
-    mkdirSync(out, { recursive: true });
-    const file = join(out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(
-      file,
-      JSON.stringify({ node: process.version, end_to_end: a, latency: b, page_cost: c }, null, 2),
-    );
-    console.log(`\nwritten: ${file}`);
+    printTable(rows);
+    saveResults({ end_to_end: a, latency: b, page_cost: c, long_line_tail: d });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -277,7 +277,7 @@ function describe(job: Job): string {
 }
 
 interface LogPage {
-  lines: Array<{ ts: string; stream: string; text: string }>;
+  lines: Array<{ ts: string; stream: string; text: string; truncated?: boolean }>;
   next_cursor: string;
   at_end: boolean;
 }

@@ -30,6 +30,9 @@ INTERRUPT_GRACE_SECONDS = 1.5
 SHUTDOWN_WAIT_SECONDS = 2.0
 SKIP_TAG = 'skip-execution'  # nbclient's default skip_cells_with_tag: such cells never run
 OUTPUT_MSG_TYPES = {'stream', 'execute_result', 'display_data', 'error'}
+# An `output` event carries at most this many characters (so at most 64 KiB of UTF-8): a huge
+# print becomes many bounded event lines, which the runner joins back into log lines.
+OUTPUT_PIECE_CHARS = 16 * 1024
 ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
 
 
@@ -87,6 +90,12 @@ class Events:
             self._out.flush()
         except (OSError, ValueError):
             pass  # the reader is gone; carry on so the kernel still gets shut down
+
+
+def emit_output(events: Events, index: int, stream: str, text: str) -> None:
+    """Reports output text as `output` events of at most OUTPUT_PIECE_CHARS characters each."""
+    for start in range(0, max(len(text), 1), OUTPUT_PIECE_CHARS):
+        events.emit('output', index=index, stream=stream, text=text[start : start + OUTPUT_PIECE_CHARS])
 
 
 def strip_ansi(lines) -> list[str]:
@@ -245,7 +254,7 @@ class Driver:
         described = describe_output(out)
         # After a timeout nbclient keeps draining the cell's messages; they come after its cell_done.
         if described and self.running is not None and self.running[0] == cell_index:
-            self.events.emit('output', index=cell_index, stream=described[0], text=described[1])
+            emit_output(self.events, cell_index, described[0], described[1])
 
     def cell_done(self, status: str) -> None:
         if self.running is None:

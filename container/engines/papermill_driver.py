@@ -30,6 +30,7 @@ from nbclient_driver import (
     USAGE_ERROR,
     Events,
     describe_output,
+    emit_output,
     finish,
     job_error,
     kernel_name_for,
@@ -92,7 +93,7 @@ class StreamSink:
 
     def write(self, text: str) -> int:
         if self._driver.running is not None:
-            self._driver.events.emit('output', index=self._driver.running[0], stream=self._name, text=text)
+            emit_output(self._driver.events, self._driver.running[0], self._name, text)
         return len(text)
 
     def flush(self) -> None:
@@ -158,7 +159,7 @@ class Driver:
             self.reported.append(out)
             described = describe_output(out)
             if described:
-                self.events.emit('output', index=index, stream=described[0], text=described[1])
+                emit_output(self.events, index, described[0], described[1])
 
     def cell_complete(self, cell, index):
         if self.running is None or self.running[0] != index:

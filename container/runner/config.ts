@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { intEnv, oneOfEnv, optionalEnv, requireEnv, type Env } from '../../lambda/core/config.ts';
 import type { EngineName } from './python.ts';
+import { DEFAULT_LIMITS, LIMIT_VARIABLES, type RunnerLimits } from './limits.ts';
 
 /** Local mode: artifacts and logs are files under the data folder. */
 export interface FileStorageConfig {
@@ -42,6 +43,24 @@ export interface RunnerConfig {
   /** Scratch folder; each job works in `<workRoot>/<job id>`. */
   workRoot: string;
   storage: FileStorageConfig | S3StorageConfig;
+  /** What one job may produce (log bytes, log line length, executed notebook size). */
+  limits: RunnerLimits;
+}
+
+/**
+ * A line of at most this much text stays under the log readers' 1 MiB whole-line limit even when
+ * JSON escaping makes every byte six.
+ */
+const MAX_LOG_LINE_BYTES = 128 * 1024;
+
+function readLimits(env: Env): RunnerLimits {
+  const read = (key: keyof RunnerLimits, min: number, max: number) =>
+    intEnv(env, LIMIT_VARIABLES[key], DEFAULT_LIMITS[key], min, max);
+  return {
+    maxLogBytes: read('maxLogBytes', 4096, Number.MAX_SAFE_INTEGER),
+    maxLogLineBytes: read('maxLogLineBytes', 256, MAX_LOG_LINE_BYTES),
+    maxOutputBytes: read('maxOutputBytes', 1024, 1024 * 1024 * 1024),
+  };
 }
 
 /**
@@ -85,5 +104,6 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     watchStdin: env.NOTEBOOK_JOBS_WATCH_STDIN === '1',
     workRoot,
     storage,
+    limits: readLimits(env),
   };
 }

@@ -20,6 +20,13 @@
  *   NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS  minimum time between progress writes (default 2000)
  *   NOTEBOOK_JOBS_RETENTION_DAYS      days an ended job is kept before DynamoDB TTL removes it (30)
  *   NOTEBOOK_JOBS_WATCH_STDIN         1: stop the job when stdin closes (the local server died)
+ *   NOTEBOOK_JOBS_MAX_LOG_BYTES       log bytes kept per job (default 64 MiB); past it one line says
+ *                                     so, the rest of the output is dropped and the job goes on
+ *   NOTEBOOK_JOBS_MAX_LOG_LINE_BYTES  UTF-8 bytes of text in one log line (default 64 KiB, at most
+ *                                     128 KiB); longer lines are cut and marked truncated
+ *   NOTEBOOK_JOBS_MAX_OUTPUT_BYTES    largest executed notebook kept as is (default 50 MiB); a larger
+ *                                     one fails the job (output_too_large) and is saved with its
+ *                                     largest outputs replaced by notes
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
  *
  * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
@@ -113,6 +120,7 @@ async function main(): Promise<number> {
         workDir,
         enginesDir: config.enginesDir,
         progressIntervalMs: config.progressIntervalMs,
+        limits: config.limits,
       },
       control,
     );

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
@@ -27,7 +27,6 @@ import type {
   Artifacts,
   JobEventPublisher,
   JobStore,
-  LogLine,
   LogSink,
   NotebookRenderer,
 } from '../../lambda/core/ports.ts';
@@ -39,6 +38,7 @@ import {
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
 import type { EngineName } from './python.ts';
+import { BoundedLogSink, boundedOutput, DEFAULT_LIMITS, LineSplitter, type RunnerLimits } from './limits.ts';
 
 export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
 
@@ -75,6 +75,8 @@ export interface RunnerDeps {
    * API cannot run nbconvert). Local mode renders on request instead.
    */
   renderer?: NotebookRenderer;
+  /** What the job may produce (default DEFAULT_LIMITS). */
+  limits?: RunnerLimits;
 }
 
 interface EngineEvent {
@@ -111,11 +113,14 @@ export class RunnerControl {
 
 export async function runJob(
   jobId: string,
-  deps: RunnerDeps,
+  given: RunnerDeps,
   control = new RunnerControl(),
 ): Promise<RunOutcome> {
-  const { store, logs } = deps;
-  const say = (text: string) => logs.write({ ts: new Date().toISOString(), stream: 'runner', text });
+  // Everything written to the log goes through the job's limits first.
+  const logs = new BoundedLogSink(given.logs, given.limits ?? DEFAULT_LIMITS);
+  const deps = { ...given, logs };
+  const { store } = deps;
+  const say = (text: string) => logs.note(text);
   const job = await store.get(jobId);
   if (!job) throw new Error(`job ${jobId} does not exist`);
   if (job.status !== 'running') {
@@ -176,13 +181,16 @@ async function execute(
     stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1', PYTHONUNBUFFERED: '1' },
   });
-  const lines = new LineSplitter((stream, text) =>
-    deps.logs.write({ ts: new Date().toISOString(), stream, text }),
+  const limits = deps.limits ?? DEFAULT_LIMITS;
+  const lines = new LineSplitter(
+    (stream, text, truncated) =>
+      deps.logs.write({ ts: new Date().toISOString(), stream, text, ...(truncated ? { truncated } : {}) }),
+    limits.maxLogLineBytes,
   );
-  const engineErr: string[] = [];
+  let engineErr = ''; // its tail, for the error of an engine that exits without a result
   engine.stdout?.on('data', (chunk: Buffer) => lines.push('runner', chunk.toString()));
   engine.stderr?.on('data', (chunk: Buffer) => {
-    engineErr.push(chunk.toString());
+    engineErr = (engineErr + chunk.toString()).slice(-16 * 1024);
     lines.push('runner', chunk.toString());
   });
 
@@ -247,8 +255,11 @@ async function execute(
   lines.flushAll();
 
   await reporter.stage('saving');
+  let outputError: JobError | null = null;
   if (existsSync(outputPath)) {
-    const executed = await readFile(outputPath);
+    const { body: executed, error } = await boundedOutput(outputPath, notebook, limits.maxOutputBytes);
+    outputError = error;
+    if (error) say(error.message);
     await deps.artifacts.put(outputKey(job.tenant, job.job_id, job.notebook.name), executed);
     reporter.outputSaved = true;
     say('executed notebook saved');
@@ -257,7 +268,10 @@ async function execute(
   } else {
     say('the engine wrote no output notebook');
   }
-  const outcome = outcomeOf(job, finished, stopReason, exit, engineErr.join(''));
+  let outcome = outcomeOf(job, finished, stopReason, exit, engineErr);
+  // A notebook over the output limit fails a job that otherwise completed; other endings keep
+  // their own cause (the log says the notebook was cut down).
+  if (outputError && outcome.status === 'completed') outcome = { status: 'failed', error: outputError };
   const engineGone = exited.then(() => {
     if (deadlineTimer) clearTimeout(deadlineTimer);
     killLeftover(kernelPid);
@@ -274,7 +288,10 @@ async function saveHtml(
   say: (text: string) => void,
 ): Promise<void> {
   try {
-    await artifacts.put(htmlOutputKey(job.tenant, job.job_id, job.notebook.name), await renderer.html(executed));
+    await artifacts.put(
+      htmlOutputKey(job.tenant, job.job_id, job.notebook.name),
+      await renderer.html(executed),
+    );
     say('HTML copy saved');
   } catch (error) {
     say(`no HTML copy: ${errorMessage(error)}`);
@@ -359,25 +376,6 @@ function killLeftover(pid: number | null): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // already gone: the normal case
-  }
-}
-
-/** Turns chunks of text into whole lines per stream; a partial line waits for its end. */
-class LineSplitter {
-  private partial = new Map<LogLine['stream'], string>();
-
-  constructor(private readonly emit: (stream: LogLine['stream'], text: string) => void) {}
-
-  push(stream: LogLine['stream'], chunk: string): void {
-    const text = (this.partial.get(stream) ?? '') + chunk;
-    const parts = text.split('\n');
-    this.partial.set(stream, parts.pop() ?? '');
-    for (const line of parts) this.emit(stream, line);
-  }
-
-  flushAll(): void {
-    for (const [stream, rest] of this.partial) if (rest) this.emit(stream, rest);
-    this.partial.clear();
   }
 }
 

@@ -2,14 +2,30 @@
  * Job logs as one JSON-lines file per job (local mode). The continuation is a byte offset just past
  * the last complete line returned, so paging never skips or repeats a line, and a page costs what it
  * reads, not the size of the log. The service signs offsets into opaque cursors.
+ *
+ * Reading is linear: each byte is scanned a bounded number of times and a line is never re-joined
+ * with what came before it. A line longer than MAX_LINE_BYTES (only a log written without the
+ * runner's caps has one) is crossed without being buffered and comes back cut, marked `truncated`.
  */
 import { mkdirSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogLine, LogPage, LogReader, LogReadOptions, LogSink, LogSource } from '../core/ports.ts';
 import { InvalidRequestError } from '../core/errors.ts';
+import { parseLogLine } from './stdout-log-sink.ts';
 
 const CHUNK = 64 * 1024;
+/** Reads grow up to this while crossing a long line, so a 50 MB line costs 50 reads, not 800. */
+const MAX_CHUNK = 1024 * 1024;
+/**
+ * A line up to this many bytes comes back whole. The runner caps the text of a line (64 KiB by
+ * default), which JSON escaping can grow at most six-fold, so every line it writes fits.
+ */
+export const MAX_LINE_BYTES = 1024 * 1024;
+/** How much text a longer line keeps (the runner's default line cap). */
+export const TRUNCATED_LINE_CHARS = 64 * 1024;
+/** One read of whole lines in a tail stays under this. */
+const MAX_RUN_BYTES = 8 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
 export function jobLogPath(folder: string, jobId: string): string {
@@ -50,92 +66,180 @@ function parseOffset(cursor: string | undefined): number {
   return Number(cursor);
 }
 
+/** `length` bytes from `position` (fewer at the end of the file), in a buffer of their own. */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const { buffer, bytesRead } = await handle.read(Buffer.allocUnsafe(length), 0, length, position);
+  return buffer.subarray(0, bytesRead);
+}
+
+/** The bytes of the line being read: its pieces as they come, at most MAX_LINE_BYTES of them. */
+class LineBytes {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  /** The line is longer than MAX_LINE_BYTES: the rest of it is skipped. */
+  overLong = false;
+
+  add(piece: Buffer): void {
+    if (this.overLong || piece.length === 0) return;
+    const room = MAX_LINE_BYTES - this.bytes;
+    if (piece.length > room) {
+      this.overLong = true;
+      piece = piece.subarray(0, room);
+    }
+    this.parts.push(piece);
+    this.bytes += piece.length;
+  }
+
+  take(): LogLine {
+    const raw = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.bytes);
+    const line = parseLine(raw, this.overLong);
+    this.parts = [];
+    this.bytes = 0;
+    this.overLong = false;
+    return line;
+  }
+}
+
 async function readForward(handle: FileHandle, size: number, start: number, limit: number): Promise<LogPage> {
   const lines: LogLine[] = [];
-  let offset = Math.min(start, size);
-  let carry = Buffer.alloc(0);
-  let position = offset;
+  let offset = Math.min(start, size); // just past the last line returned
+  let position = offset; // the next byte to read
+  let rest: Buffer = Buffer.alloc(0); // what was read past the last line of a full page
+  const line = new LineBytes();
   while (lines.length < limit && position < size) {
-    const { buffer, bytesRead } = await handle.read(
-      Buffer.alloc(Math.min(CHUNK, size - position)),
-      0,
-      Math.min(CHUNK, size - position),
+    const chunk = await readAt(
+      handle,
       position,
+      Math.min(line.overLong ? MAX_CHUNK : CHUNK, size - position),
     );
-    if (bytesRead === 0) break;
-    position += bytesRead;
-    let data = Buffer.concat([carry, buffer.subarray(0, bytesRead)]);
+    if (chunk.length === 0) break;
+    let from = 0;
     let newline: number;
-    while (lines.length < limit && (newline = data.indexOf(NEWLINE)) >= 0) {
-      lines.push(parseLine(data.subarray(0, newline)));
-      offset += newline + 1;
-      data = data.subarray(newline + 1);
+    while (lines.length < limit && (newline = chunk.indexOf(NEWLINE, from)) >= 0) {
+      line.add(chunk.subarray(from, newline));
+      lines.push(line.take());
+      offset = position + newline + 1;
+      from = newline + 1;
     }
-    carry = data;
+    if (lines.length < limit) line.add(chunk.subarray(from));
+    else rest = chunk.subarray(from);
+    position += chunk.length;
   }
   // At the end when no complete line remains past the offset (a half-written last line waits).
-  const atEnd = lines.length < limit || !(await hasNewline(handle, offset, size));
+  const atEnd =
+    lines.length < limit || !(rest.includes(NEWLINE) || (await hasNewline(handle, position, size)));
   return { lines, next_cursor: String(offset), at_end: atEnd };
 }
 
 async function hasNewline(handle: FileHandle, from: number, size: number): Promise<boolean> {
-  for (let position = from; position < size; position += CHUNK) {
-    const length = Math.min(CHUNK, size - position);
-    const { buffer, bytesRead } = await handle.read(Buffer.alloc(length), 0, length, position);
-    if (buffer.subarray(0, bytesRead).includes(NEWLINE)) return true;
+  let length = CHUNK;
+  for (let position = from; position < size; position += length) {
+    length = Math.min(length * 2, MAX_CHUNK, size - position);
+    if ((await readAt(handle, position, length)).includes(NEWLINE)) return true;
   }
   return false;
 }
 
 async function readTail(handle: FileHandle, size: number, count: number): Promise<LogPage> {
-  // Find the end of the last complete line, then walk back `count` newlines from there.
-  let end = size;
-  let data = Buffer.alloc(0);
+  // Walk back from the end noting newline offsets only: the last one ends the last complete line,
+  // and count + 1 of them bound the last `count` lines. Each byte is scanned once.
+  const newlines: number[] = []; // descending
   let position = size;
-  let endFound = false;
-  while (position > 0) {
-    const length = Math.min(CHUNK, position);
+  let chunkSize = CHUNK;
+  while (position > 0 && newlines.length <= count) {
+    const length = Math.min(chunkSize, position);
     position -= length;
-    const { buffer } = await handle.read(Buffer.alloc(length), 0, length, position);
-    data = Buffer.concat([buffer, data]);
-    if (!endFound) {
-      const last = data.lastIndexOf(NEWLINE);
-      if (last < 0) continue;
-      end = position + last + 1;
-      endFound = true;
+    const chunk = await readAt(handle, position, length);
+    let found = false;
+    for (let i = chunk.length - 1; newlines.length <= count && i >= 0;) {
+      const newline = chunk.lastIndexOf(NEWLINE, i);
+      if (newline < 0) break;
+      newlines.push(position + newline);
+      found = true;
+      i = newline - 1;
     }
-    if (countNewlines(data, end - position) > count) break;
+    chunkSize = found ? CHUNK : Math.min(chunkSize * 2, MAX_CHUNK);
   }
-  if (!endFound) return { lines: [], next_cursor: '0', at_end: true };
-  const text = data.subarray(0, end - position);
-  const all = splitLines(text);
-  return { lines: all.slice(-count).map(parseLine), next_cursor: String(end), at_end: end === size };
+  const last = newlines[0];
+  if (last === undefined) return { lines: [], next_cursor: '0', at_end: true };
+  const bounds: Array<{ start: number; stop: number }> = [];
+  for (let k = Math.min(count, newlines.length) - 1; k >= 0; k--) {
+    const before = newlines[k + 1];
+    bounds.push({ start: before === undefined ? 0 : before + 1, stop: newlines[k] as number });
+  }
+  // Then read just those lines: runs of ordinary lines in one read each, a long line's head only.
+  const lines: LogLine[] = [];
+  const isLong = (i: number) => bounds[i]!.stop - bounds[i]!.start > MAX_LINE_BYTES;
+  for (let i = 0; i < bounds.length;) {
+    const { start } = bounds[i]!;
+    if (isLong(i)) {
+      lines.push(parseLine(await readAt(handle, start, MAX_LINE_BYTES), true));
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j + 1 < bounds.length && !isLong(j + 1) && bounds[j + 1]!.stop - start <= MAX_RUN_BYTES) j++;
+    const data = await readAt(handle, start, bounds[j]!.stop - start);
+    for (; i <= j; i++)
+      lines.push(parseLine(data.subarray(bounds[i]!.start - start, bounds[i]!.stop - start)));
+  }
+  // No complete line follows the last one, so the page is at the end, as a forward page would be
+  // (a half-written last line waits).
+  return { lines, next_cursor: String(last + 1), at_end: true };
 }
 
-function countNewlines(data: Buffer, length: number): number {
-  let n = 0;
-  for (let i = 0; i < length; i++) if (data[i] === NEWLINE) n++;
-  return n;
+/**
+ * One line of the file. A line the runner did not write as a log line (cut by a crash, or from
+ * another writer) keeps its text. `cut` says `raw` is only the head of a longer line.
+ */
+function parseLine(raw: Buffer, cut = false): LogLine {
+  if (cut) return parseHead(raw);
+  const text = raw.toString('utf8');
+  return parseLogLine(text) ?? { ts: '', stream: 'runner', text: text.replace(/\r$/, '') };
 }
 
-function splitLines(data: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  let start = 0;
-  let i: number;
-  while ((i = data.indexOf(NEWLINE, start)) >= 0) {
-    out.push(data.subarray(start, i));
-    start = i + 1;
+/** `"ts":"...","stream":"...","text":"` at the start of a line the sinks wrote. */
+const LINE_HEAD = /^\{"ts":("(?:[^"\\]|\\.)*"),"stream":"(stdout|stderr|output|runner)","text":"/;
+
+/** The head of an over-long line: its time and stream, and the first TRUNCATED_LINE_CHARS of text. */
+function parseHead(raw: Buffer): LogLine {
+  const text = utf8Head(raw);
+  const match = LINE_HEAD.exec(text);
+  const body =
+    match && jsonStringPrefix(text.slice(match[0].length, match[0].length + 6 * TRUNCATED_LINE_CHARS));
+  if (match && body !== null) {
+    const ts = JSON.parse(match[1] as string) as string;
+    return { ts, stream: match[2] as LogLine['stream'], text: cutText(body), truncated: true };
   }
-  return out;
+  return { ts: '', stream: 'runner', text: cutText(text), truncated: true };
 }
 
-function parseLine(raw: Buffer): LogLine {
-  try {
-    return JSON.parse(raw.toString('utf8')) as LogLine;
-  } catch {
-    // A line the runner did not write as JSON (e.g. cut by a crash): keep its text.
-    return { ts: '', stream: 'runner', text: raw.toString('utf8') };
+/** Decodes bytes cut anywhere, leaving out a character the cut split. */
+function utf8Head(raw: Buffer): string {
+  let lead = raw.length - 1;
+  while (lead > 0 && lead > raw.length - 4 && ((raw[lead] as number) & 0xc0) === 0x80) lead--;
+  const byte = raw[lead];
+  if (byte === undefined) return '';
+  const size = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+  return raw.subarray(0, lead + size <= raw.length ? raw.length : lead).toString('utf8');
+}
+
+/** The decoded value of a JSON string's body cut anywhere (an escape the cut split is dropped). */
+function jsonStringPrefix(body: string): string | null {
+  for (let drop = 0; drop <= 6 && drop <= body.length; drop++) {
+    try {
+      return JSON.parse(`"${body.slice(0, body.length - drop)}"`) as string;
+    } catch {
+      // cut inside an escape: try a little shorter
+    }
   }
+  return null;
+}
+
+function cutText(text: string): string {
+  if (text.length <= TRUNCATED_LINE_CHARS) return text;
+  const code = text.charCodeAt(TRUNCATED_LINE_CHARS - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? TRUNCATED_LINE_CHARS - 1 : TRUNCATED_LINE_CHARS);
 }
 
 /** Appends log lines to a job's file, batching writes; `flush` makes them durable in order. */

@@ -17,7 +17,8 @@ const SAFE_CHUNK_UNITS = 2000;
 const STREAMS: ReadonlySet<string> = new Set<LogLine['stream']>(['stdout', 'stderr', 'output', 'runner']);
 
 function serialize(line: LogLine): string {
-  return JSON.stringify({ ts: line.ts, stream: line.stream, text: line.text });
+  const { ts, stream, text } = line;
+  return JSON.stringify(line.truncated ? { ts, stream, text, truncated: true } : { ts, stream, text });
 }
 
 /** Splits text into pieces of at most SAFE_CHUNK_UNITS units, never inside a surrogate pair. */
@@ -70,8 +71,9 @@ export function parseLogLine(text: string): LogLine | null {
     return null;
   }
   if (typeof value !== 'object' || value === null) return null;
-  const { ts, stream, text: body } = value as Record<string, unknown>;
+  const { ts, stream, text: body, truncated } = value as Record<string, unknown>;
   if (typeof ts !== 'string' || typeof stream !== 'string' || typeof body !== 'string') return null;
   if (!STREAMS.has(stream)) return null;
-  return { ts, stream: stream as LogLine['stream'], text: body };
+  const line: LogLine = { ts, stream: stream as LogLine['stream'], text: body };
+  return truncated === true ? { ...line, truncated } : line;
 }

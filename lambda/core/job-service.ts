@@ -12,6 +12,7 @@ import {
   StateConflictError,
 } from './errors.ts';
 import {
+  DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
   durationSeconds,
   emptyProgress,
   htmlName,
@@ -85,6 +86,8 @@ export interface JobServiceConfig {
   waitPollMs: number;
   /** How long a direct download URL (AWS: presigned S3 GET) stays valid. */
   downloadUrlTtlSeconds: number;
+  /** Largest executed notebook a result summary reads; a larger one is only downloadable. */
+  maxResultNotebookBytes: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -97,6 +100,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   launchGraceSeconds: 120,
   waitPollMs: 100,
   downloadUrlTtlSeconds: 900,
+  maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
 };
 
 export interface JobServiceDeps {
@@ -710,7 +714,17 @@ export class JobService {
 
   private async readOutput(job: JobRecord): Promise<Notebook | null> {
     if (!(await this.deps.artifacts.exists(job.output_uri))) return null;
-    return parseNotebookText(await this.deps.artifacts.read(job.output_uri));
+    const limit = this.config.maxResultNotebookBytes;
+    try {
+      return parseNotebookText(await this.deps.artifacts.read(job.output_uri, limit));
+    } catch (error) {
+      if (!(error instanceof PayloadTooLargeError)) throw error;
+      const size = error.details?.size;
+      throw new PayloadTooLargeError(
+        `the executed notebook of job ${job.job_id} is ${size} bytes, more than the ${limit} bytes a result summary reads; download it with GET /v1/jobs/${job.job_id}/output`,
+        { job_id: job.job_id, size, limit },
+      );
+    }
   }
 
   private async removeJob(job: JobRecord): Promise<void> {

@@ -17,8 +17,16 @@ export const ERROR_TYPES = [
   'kernel_died',
   'infrastructure',
   'invalid_notebook',
+  'output_too_large',
 ] as const;
 export type JobErrorType = (typeof ERROR_TYPES)[number];
+
+/**
+ * Default limit on an executed notebook's size (the runner's output limit), and on what the result
+ * summary reads back: enough for plots and tables, small enough that a few summaries at once
+ * do not exhaust the server's memory.
+ */
+export const DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES = 50 * 1024 * 1024;
 
 /** Allowed transitions; every state write is conditional on the `from` state. */
 const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {

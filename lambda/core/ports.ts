@@ -124,6 +124,8 @@ export interface LogLine {
   ts: string;
   stream: 'stdout' | 'stderr' | 'output' | 'runner';
   text: string;
+  /** The line was longer than a log line may be: `text` is its beginning. */
+  truncated?: boolean;
 }
 
 export interface LogPage {

@@ -102,7 +102,9 @@ const NextCallSchema = z.object({
 });
 
 const LogPageSchema = z.object({
-  lines: z.array(z.object({ ts: z.string(), stream: z.string(), text: z.string() })),
+  lines: z.array(
+    z.object({ ts: z.string(), stream: z.string(), text: z.string(), truncated: z.boolean().optional() }),
+  ),
   next_cursor: z.string(),
   at_end: z.boolean(),
 });

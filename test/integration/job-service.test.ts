@@ -12,7 +12,7 @@ import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobService } from '../../lambda/core/job-service.ts';
-import { InvalidRequestError } from '../../lambda/core/errors.ts';
+import { InvalidRequestError, PayloadTooLargeError } from '../../lambda/core/errors.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import type { JobRecord, JobStateChange } from '../../lambda/core/job.ts';
@@ -299,6 +299,31 @@ describe('output', () => {
     expect(await service.output('t', a.job_id, 'html', { allowUrl: false })).toEqual({
       name: 'notebook.html',
       body: Buffer.from('<html>saved</html>'),
+    });
+  });
+
+  it('reads at most maxResultNotebookBytes for a result summary, and points at the download beyond', async () => {
+    const a = await service.create('t', { notebook });
+    await store.update(a.job_id, ['running'], { status: 'completed', ended_at: new Date(now).toISOString() });
+    const executed = JSON.stringify(makeNotebook([{ ...codeCell('x = 1'), execution_count: 1 }]));
+    await artifacts.put(`outputs/${a.job_id}/notebook.ipynb`, executed);
+    service.config.maxResultNotebookBytes = executed.length;
+    expect(await service.result('t', a.job_id)).toMatchObject({
+      output_available: true,
+      summary: expect.anything(),
+    });
+
+    service.config.maxResultNotebookBytes = executed.length - 1;
+    const refused = service.result('t', a.job_id);
+    await expect(refused).rejects.toBeInstanceOf(PayloadTooLargeError);
+    await expect(refused).rejects.toThrow(
+      `is ${executed.length} bytes, more than the ${executed.length - 1} bytes a result summary reads; download it with GET /v1/jobs/${a.job_id}/output`,
+    );
+    await expect(refused).rejects.toMatchObject({ details: { job_id: a.job_id, size: executed.length } });
+    // The notebook itself is still there to download.
+    expect(await service.output('t', a.job_id, 'ipynb', { allowUrl: false })).toEqual({
+      name: 'notebook.ipynb',
+      body: Buffer.from(executed),
     });
   });
 

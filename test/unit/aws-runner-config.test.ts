@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readRunnerConfig } from '../../container/runner/config.ts';
+import { DEFAULT_LIMITS } from '../../container/runner/limits.ts';
 import { ConfigError } from '../../lambda/core/config.ts';
 
 const AWS_ENV = {
@@ -46,6 +47,7 @@ describe('readRunnerConfig', () => {
       watchStdin: false,
       workRoot: join(tmpdir(), 'work'),
       storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined },
+      limits: DEFAULT_LIMITS,
     });
   });
 

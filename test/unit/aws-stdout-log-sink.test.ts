@@ -65,6 +65,26 @@ describe('StdoutLogSink + parseLogLine', () => {
     for (const line of parsed) expect(line!.text).not.toMatch(loneSurrogate);
   });
 
+  it('keeps the truncated mark, on every piece of a split line', () => {
+    const { sink, written } = capture();
+    const cut: LogLine = {
+      ts: '2026-05-01T10:00:00.000Z',
+      stream: 'stdout',
+      text: 'x'.repeat(40_000),
+      truncated: true,
+    };
+    sink.write(cut);
+    sink.write({ ...cut, text: 'short' });
+    sink.write({ ...cut, text: 'whole', truncated: false });
+    const parsed = written.map(parseLogLine);
+    expect(parsed.length).toBeGreaterThan(3);
+    expect(parsed.slice(0, -2).every((l) => l?.truncated === true)).toBe(true);
+    expect(parsed.slice(-2)).toEqual([
+      { ...cut, text: 'short' },
+      { ts: cut.ts, stream: 'stdout', text: 'whole' },
+    ]);
+  });
+
   it('does not take other output for a log line', () => {
     for (const text of [
       '',

@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileLogReader, FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
+import {
+  FileLogReader,
+  FileLogSink,
+  jobLogPath,
+  MAX_LINE_BYTES,
+  TRUNCATED_LINE_CHARS,
+} from '../../lambda/adapters/file-logs.ts';
 import { InvalidRequestError } from '../../lambda/core/errors.ts';
 import type { LogLine, LogPage } from '../../lambda/core/ports.ts';
 
@@ -376,5 +382,128 @@ describe('FileLogSink', () => {
       'from the first runner',
       'from a second attempt',
     ]);
+  });
+});
+
+describe('bounded reading', () => {
+  const raw = (l: LogLine) => `${JSON.stringify(l)}\n`;
+
+  it('crosses one 50 MB line: tail and paging return it cut and marked, never twice', async () => {
+    const jobId = newJob();
+    const path = jobLogPath(folder, jobId);
+    const before = line('before');
+    const huge = line(`start of the long line ${'y'.repeat(50_000_000)}`);
+    const after = Array.from({ length: 10 }, (_, i) => line(`after ${i}`, i % 2 ? 'stderr' : 'stdout'));
+    await writeFile(path, raw(before) + raw(huge));
+    for (const l of after) await appendFile(path, raw(l));
+    const cut = { ...huge, text: huge.text.slice(0, TRUNCATED_LINE_CHARS), truncated: true };
+
+    const tail = await reader.read(logOfJob(jobId), { limit: 100, tail: 10 });
+    expect(tail.lines).toEqual(after);
+    expect(tail.next_cursor).toBe(String(await sizeOf(jobId)));
+    const longer = await reader.read(logOfJob(jobId), { limit: 100, tail: 11 });
+    expect(longer.lines).toEqual([cut, ...after]);
+    expect((await reader.read(logOfJob(jobId), { limit: 100, tail: 50 })).lines).toEqual([
+      before,
+      cut,
+      ...after,
+    ]);
+
+    for (const limit of [1, 2, 5, 500]) {
+      const all = await pages(jobId, limit);
+      expect(all.flatMap((p) => p.lines)).toEqual([before, cut, ...after]);
+      expect(all.at(-1)?.next_cursor).toBe(String(await sizeOf(jobId)));
+    }
+    // A page that ends just before the long line is not at the end, and resumes across it.
+    const first = await reader.read(logOfJob(jobId), { limit: 1 });
+    expect(first).toMatchObject({ lines: [before], at_end: false });
+    const second = await reader.read(logOfJob(jobId), { limit: 1, cursor: first.next_cursor });
+    expect(second.lines).toEqual([cut]);
+    expect(Number(second.next_cursor)).toBe(raw(before).length + raw(huge).length);
+  });
+
+  it('keeps a line of exactly MAX_LINE_BYTES whole and cuts one a byte longer', async () => {
+    const envelope = raw(line('')).length - 1;
+    const exact = line('e'.repeat(MAX_LINE_BYTES - envelope));
+    const over = line('o'.repeat(MAX_LINE_BYTES - envelope + 1));
+    expect(Buffer.byteLength(JSON.stringify(exact))).toBe(MAX_LINE_BYTES);
+    const jobId = newJob();
+    await writeFile(jobLogPath(folder, jobId), raw(exact) + raw(over) + raw(line('end')));
+    const expected = [exact, { ...over, text: over.text.slice(0, TRUNCATED_LINE_CHARS), truncated: true }];
+    expect((await pages(jobId, 1)).flatMap((p) => p.lines)).toEqual([...expected, line('end')]);
+    expect((await reader.read(logOfJob(jobId), { limit: 10, tail: 3 })).lines).toEqual([
+      ...expected,
+      line('end'),
+    ]);
+  });
+
+  it('cuts a long line wherever escapes and multi-byte characters fall, keeping a prefix of its text', async () => {
+    const unit = 'a"\\\n€😀\u0001é\t';
+    for (let pad = 0; pad < 12; pad++) {
+      const text = 'p'.repeat(pad) + unit.repeat(Math.ceil(MAX_LINE_BYTES / 8));
+      const jobId = await logOf([line(text, 'output'), line('next')]);
+      const [got, next] = (await reader.read(logOfJob(jobId), { limit: 10 })).lines;
+      expect(got).toMatchObject({ ts: line('').ts, stream: 'output', truncated: true });
+      expect(got?.text.length).toBeGreaterThanOrEqual(TRUNCATED_LINE_CHARS - 1);
+      expect(got?.text.length).toBeLessThanOrEqual(TRUNCATED_LINE_CHARS);
+      expect(text.startsWith(got?.text ?? 'missing')).toBe(true);
+      expect(next).toEqual(line('next'));
+    }
+  });
+
+  it('reads CRLF line endings and keeps the text of garbage lines, long ones cut', async () => {
+    const jobId = newJob();
+    const garbage = Buffer.from([0xff, 0xfe, 0x00, 0x41, 0xc3]); // not UTF-8
+    await writeFile(
+      jobLogPath(folder, jobId),
+      Buffer.concat([
+        Buffer.from(`${JSON.stringify(line('crlf json'))}\r\nplain crlf\r\n`),
+        Buffer.from(
+          'null\n42\n[1,2]\n{"ts":1,"stream":"stdout","text":"x"}\n{"ts":"t","stream":"nope","text":"x"}\n\n',
+        ),
+        garbage,
+        Buffer.from(`\n${'g'.repeat(3 * MAX_LINE_BYTES)}\r\n{"ts":"t","stream":"runner","text":"last"}\n`),
+      ]),
+    );
+    const expected: LogLine[] = [
+      line('crlf json'),
+      { ts: '', stream: 'runner', text: 'plain crlf' },
+      ...[
+        'null',
+        '42',
+        '[1,2]',
+        '{"ts":1,"stream":"stdout","text":"x"}',
+        '{"ts":"t","stream":"nope","text":"x"}',
+        '',
+      ].map((text): LogLine => ({ ts: '', stream: 'runner', text })),
+      { ts: '', stream: 'runner', text: garbage.toString('utf8') },
+      { ts: '', stream: 'runner', text: 'g'.repeat(TRUNCATED_LINE_CHARS), truncated: true },
+      { ts: 't', stream: 'runner', text: 'last' },
+    ];
+    for (const limit of [1, 3, 100])
+      expect((await pages(jobId, limit)).flatMap((p) => p.lines)).toEqual(expected);
+    for (const n of [1, 2, 3, 20])
+      expect((await reader.read(logOfJob(jobId), { limit: 100, tail: n })).lines).toEqual(expected.slice(-n));
+  });
+
+  it('waits for a half-written long last line, then returns it once, cut', async () => {
+    const jobId = await logOf([line('one')]);
+    const path = jobLogPath(folder, jobId);
+    const complete = await sizeOf(jobId);
+    const long = JSON.stringify(line('w'.repeat(3 * MAX_LINE_BYTES)));
+    await appendFile(path, long.slice(0, 2 * MAX_LINE_BYTES));
+
+    const first = await reader.read(logOfJob(jobId), { limit: 10 });
+    expect(first).toEqual({ lines: [line('one')], next_cursor: String(complete), at_end: true });
+    const full = await reader.read(logOfJob(jobId), { limit: 1 });
+    expect(full).toEqual({ lines: [line('one')], next_cursor: String(complete), at_end: true });
+    const tail = await reader.read(logOfJob(jobId), { limit: 10, tail: 2 });
+    expect(tail).toEqual({ lines: [line('one')], next_cursor: String(complete), at_end: true });
+
+    await appendFile(path, `${long.slice(2 * MAX_LINE_BYTES)}\n`);
+    const next = await reader.read(logOfJob(jobId), { limit: 10, cursor: first.next_cursor });
+    expect(next.lines).toEqual([{ ...line('w'.repeat(TRUNCATED_LINE_CHARS)), truncated: true }]);
+    expect(next.at_end).toBe(true);
+    expect((await reader.read(logOfJob(jobId), { limit: 10, cursor: next.next_cursor })).lines).toEqual([]);
   });
 });

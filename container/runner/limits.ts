@@ -1,0 +1,214 @@
+/**
+ * What one job may produce, enforced by the runner before anything reaches a log sink or the
+ * artifact store: the length of a log line, the bytes of log kept, the size of the executed
+ * notebook. The same limits hold locally (log file) and on AWS (stdout -> CloudWatch).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobError } from '../../lambda/core/job.ts';
+import type { LogLine, LogSink } from '../../lambda/core/ports.ts';
+import { parseNotebookText, type Notebook } from '../../lambda/notebook/notebook.ts';
+import { truncateOutputs } from '../../lambda/notebook/truncate-outputs.ts';
+
+export interface RunnerLimits {
+  /** Log bytes kept per job (as written: JSON lines); past it one line says so and output is dropped. */
+  maxLogBytes: number;
+  /** UTF-8 bytes of text in one log line; longer lines are cut and marked `truncated`. */
+  maxLogLineBytes: number;
+  /** Largest executed notebook saved as is; a larger one fails the job and is saved cut down. */
+  maxOutputBytes: number;
+}
+
+export const DEFAULT_LIMITS: RunnerLimits = {
+  // A million typical lines: far more than anyone reads through, and a tail or page stays cheap.
+  maxLogBytes: 64 * 1024 * 1024,
+  // A screenful of text many times over; the engines send output in pieces of this size too.
+  maxLogLineBytes: 64 * 1024,
+  maxOutputBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
+};
+
+/** The environment variables that set the limits (read in config.ts; named in messages). */
+export const LIMIT_VARIABLES = {
+  maxLogBytes: 'NOTEBOOK_JOBS_MAX_LOG_BYTES',
+  maxLogLineBytes: 'NOTEBOOK_JOBS_MAX_LOG_LINE_BYTES',
+  maxOutputBytes: 'NOTEBOOK_JOBS_MAX_OUTPUT_BYTES',
+} as const satisfies Record<keyof RunnerLimits, string>;
+
+/** After the log limit, the runner's own lines (saving, the ending) may still use this much. */
+const LIFECYCLE_RESERVE_BYTES = 64 * 1024;
+
+const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
+
+/** The first `units` UTF-16 units of `text`, one fewer rather than half a surrogate pair. */
+function headUnits(text: string, units: number): string {
+  return isHighSurrogate(text.charCodeAt(units - 1)) ? text.slice(0, units - 1) : text.slice(0, units);
+}
+
+/** `text` cut to at most `maxBytes` of UTF-8 (never inside a character), or null when it fits. */
+export function cutUtf8(text: string, maxBytes: number): string | null {
+  if (text.length * 3 <= maxBytes) return null; // a UTF-16 unit is at most 3 bytes of UTF-8
+  if (text.length <= maxBytes && Buffer.byteLength(text) <= maxBytes) return null;
+  // A UTF-16 unit is at least one byte, so the cut falls inside the first maxBytes units.
+  const head = Buffer.from(headUnits(text, maxBytes), 'utf8');
+  if (head.length <= maxBytes) return head.toString('utf8');
+  let end = maxBytes;
+  while (end > 0 && ((head[end] as number) & 0xc0) === 0x80) end--; // back to a character's start
+  return head.subarray(0, end).toString('utf8');
+}
+
+/**
+ * Keeps a job's log within its limits: each line's text is capped, and once `maxLogBytes` have been
+ * written one line says the limit was reached and the job's output is dropped from then on. The
+ * runner's own lines (`note`) still get a small reserve, so the log shows how the job ended.
+ */
+export class BoundedLogSink implements LogSink {
+  private written = 0;
+  private reserveUsed = 0;
+  private full = false;
+
+  constructor(
+    private readonly sink: LogSink,
+    private readonly limits: Pick<RunnerLimits, 'maxLogBytes' | 'maxLogLineBytes'>,
+  ) {}
+
+  write(line: LogLine): void {
+    this.add(this.cap(line), false);
+  }
+
+  /** A line of the runner's own; after the limit it still goes in while the reserve lasts. */
+  note(text: string): void {
+    this.add(this.cap({ ts: new Date().toISOString(), stream: 'runner', text }), true);
+  }
+
+  flush(): Promise<void> {
+    return this.sink.flush();
+  }
+
+  private add(line: LogLine, lifecycle: boolean): void {
+    const bytes = Buffer.byteLength(JSON.stringify(line)) + 1;
+    if (!this.full && this.written + bytes <= this.limits.maxLogBytes) {
+      this.written += bytes;
+      this.sink.write(line);
+      return;
+    }
+    if (!this.full) {
+      this.full = true;
+      this.sink.write({
+        ts: new Date().toISOString(),
+        stream: 'runner',
+        text: `log limit reached: this job's log is capped at ${this.limits.maxLogBytes} bytes (${LIMIT_VARIABLES.maxLogBytes}); the rest of its output is not kept, and the job goes on`,
+      });
+    }
+    if (lifecycle && this.reserveUsed + bytes <= LIFECYCLE_RESERVE_BYTES) {
+      this.reserveUsed += bytes;
+      this.sink.write(line);
+    }
+  }
+
+  private cap(line: LogLine): LogLine {
+    const cut = cutUtf8(line.text, this.limits.maxLogLineBytes);
+    return cut === null ? line : { ...line, text: cut, truncated: true };
+  }
+}
+
+interface PendingLine {
+  parts: string[];
+  units: number;
+  /** The line outgrew the cap and was emitted: drop the rest of it, up to its newline. */
+  dropping: boolean;
+}
+
+/**
+ * Turns chunks of text into whole lines per stream; a partial line waits for its end. Linear: the
+ * pieces of a partial line are joined once, when it ends. A partial line that reaches
+ * `maxUnits` UTF-16 units is emitted at once, marked truncated, and the rest of it is dropped.
+ */
+export class LineSplitter {
+  private partial = new Map<LogLine['stream'], PendingLine>();
+
+  constructor(
+    private readonly emit: (stream: LogLine['stream'], text: string, truncated: boolean) => void,
+    private readonly maxUnits: number,
+  ) {}
+
+  push(stream: LogLine['stream'], chunk: string): void {
+    let state = this.partial.get(stream);
+    if (!state) this.partial.set(stream, (state = { parts: [], units: 0, dropping: false }));
+    for (let from = 0; ;) {
+      const newline = chunk.indexOf('\n', from);
+      this.add(stream, state, newline < 0 ? chunk.slice(from) : chunk.slice(from, newline));
+      if (newline < 0) return;
+      if (!state.dropping) this.emit(stream, state.parts.join(''), false);
+      this.reset(state);
+      from = newline + 1;
+    }
+  }
+
+  flushAll(): void {
+    for (const [stream, state] of this.partial)
+      if (!state.dropping && state.units > 0) this.emit(stream, state.parts.join(''), false);
+    this.partial.clear();
+  }
+
+  private add(stream: LogLine['stream'], state: PendingLine, piece: string): void {
+    if (state.dropping || piece.length === 0) return;
+    const room = this.maxUnits - state.units;
+    if (piece.length <= room) {
+      state.parts.push(piece);
+      state.units += piece.length;
+      return;
+    }
+    state.parts.push(headUnits(piece, room));
+    this.emit(stream, state.parts.join(''), true);
+    this.reset(state);
+    state.dropping = true;
+  }
+
+  private reset(state: PendingLine): void {
+    state.parts = [];
+    state.units = 0;
+    state.dropping = false;
+  }
+}
+
+export interface SavedOutput {
+  body: Buffer;
+  /** Set when the executed notebook was over the limit (the body is then the cut-down notebook). */
+  error: JobError | null;
+}
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+
+/**
+ * The executed notebook as it will be saved. Over `maxBytes`, its largest outputs are replaced by
+ * notes until it fits, and `error` says so. A notebook too large even to read back (past V8's
+ * string limit) is replaced by the input notebook, whose code cells have no outputs.
+ */
+export async function boundedOutput(path: string, input: Notebook, maxBytes: number): Promise<SavedOutput> {
+  const { size } = await stat(path);
+  if (size <= maxBytes) return { body: await readFile(path), error: null };
+  let executed: Notebook;
+  let unreadable = false;
+  try {
+    executed = parseNotebookText(await readFile(path));
+  } catch {
+    unreadable = true;
+    executed = {
+      ...input,
+      cells: input.cells.map((cell) => (cell.outputs ? { ...cell, outputs: [] } : cell)),
+    };
+  }
+  const cut = truncateOutputs(executed, maxBytes);
+  const how = unreadable
+    ? 'it was too large to read back, so the input notebook (without outputs) was saved instead'
+    : `it was saved with its ${cut.removedOutputs} largest outputs (${cut.removedBytes} bytes) replaced by a note` +
+      (cut.fits ? '' : `, and is still ${cut.bytes} bytes without them`);
+  return {
+    body: Buffer.from(cut.text),
+    error: {
+      type: 'output_too_large',
+      message:
+        `the executed notebook is ${size} bytes (${mib(size)}), over the output limit of ${maxBytes} bytes ` +
+        `(${mib(maxBytes)}, ${LIMIT_VARIABLES.maxOutputBytes}); ${how}`,
+    },
+  };
+}
