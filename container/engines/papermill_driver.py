@@ -216,6 +216,10 @@ class Driver:
                 execution_timeout=math.ceil(timeout) if timeout else None,
                 # engine kwargs, which NBClientEngine passes to nbclient's NotebookClient
                 kernel_manager_class=self.kernel_manager_class(),
+                # papermill's client raises when a cell's output is still arriving 4 s (nbclient's
+                # iopub_timeout) after its reply, e.g. a multi-megabyte print on a busy task; the
+                # local engine (nbclient's default) waits it out with a warning. Same rule for both.
+                raise_on_iopub_timeout=False,
                 on_notebook_start=self.kernel_started,
             )
             return 'ok', None
@@ -224,7 +228,10 @@ class Driver:
                 'cell_error', f'{e.ename}: {e.evalue}', e.cell_index, e.ename, e.evalue, e.traceback
             )
         except CellTimeoutError:  # papermill has already closed the cell (cell_complete)
-            index, limit = self.last_started, math.ceil(timeout)
+            index = self.last_started
+            if not timeout:  # not cell_timeout_seconds: nbclient gave up waiting for the kernel
+                return 'timeout', job_error('timeout', f'the kernel stopped answering during cell {index}', index)
+            limit = math.ceil(timeout)
             return 'timeout', job_error('timeout', f'cell {index} ran longer than {limit} s', index)
         except DeadKernelError:
             index = self.last_started

@@ -306,7 +306,7 @@ describe('output', () => {
     const a = await service.create('t', { notebook });
     await store.update(a.job_id, ['running'], { status: 'completed', ended_at: new Date(now).toISOString() });
     const executed = JSON.stringify(makeNotebook([{ ...codeCell('x = 1'), execution_count: 1 }]));
-    await artifacts.put(`outputs/${a.job_id}/notebook.ipynb`, executed);
+    await artifacts.put(`outputs/t/${a.job_id}/notebook.ipynb`, executed);
     service.config.maxResultNotebookBytes = executed.length;
     expect(await service.result('t', a.job_id)).toMatchObject({
       output_available: true,
