@@ -1,5 +1,34 @@
-/** A complete queued job record for tests that write to a store directly. */
-import type { JobRecord } from '../../lambda/core/job.ts';
+/** Job records for tests that write to a store directly. */
+import { inputKey, outputKey, type JobRecord } from '../../lambda/core/job.ts';
+import type { Artifacts, JobStore } from '../../lambda/core/ports.ts';
+import { MonotonicJobIds } from '../../lambda/core/ids.ts';
+
+const ids = new MonotonicJobIds();
+
+/**
+ * Stores `notebook` as a new job's input and records the job as just started (running,
+ * provisioning, attempt 1): what a runner finds when it is launched.
+ */
+export async function runningJob(
+  store: JobStore,
+  artifacts: Artifacts,
+  notebook: object,
+): Promise<JobRecord> {
+  const jobId = ids.jobId();
+  const uri = await artifacts.put(inputKey('local', jobId, 'nb.ipynb'), JSON.stringify(notebook));
+  await store.create(
+    jobRecord(jobId, {
+      notebook: { name: 'nb.ipynb', uri },
+      output_uri: artifacts.uriFor(outputKey('local', jobId, 'nb.ipynb')),
+    }),
+  );
+  return store.update(jobId, ['queued'], {
+    status: 'running',
+    stage: 'provisioning',
+    started_at: new Date().toISOString(),
+    attempt: 1,
+  });
+}
 
 export function jobRecord(jobId: string, overrides: Partial<JobRecord> = {}): JobRecord {
   const now = new Date().toISOString();

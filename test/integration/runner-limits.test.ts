@@ -17,20 +17,18 @@ import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogReader, FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
-import { MonotonicJobIds } from '../../lambda/core/ids.ts';
-import { inputKey, outputKey, type JobRecord } from '../../lambda/core/job.ts';
+import type { JobRecord } from '../../lambda/core/job.ts';
 import type { LogLine } from '../../lambda/core/ports.ts';
 import { parseNotebookText } from '../../lambda/notebook/notebook.ts';
 import { DEFAULT_LIMITS, type RunnerLimits } from '../../container/runner/limits.ts';
 import { runJob } from '../../container/runner/runner.ts';
 import { codeCell, joined, makeNotebook, writeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
-import { jobRecord } from '../helpers/jobs.ts';
+import { runningJob as startedJob } from '../helpers/jobs.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const db = dynalite({ createTableMs: 0 });
 const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-limits-'));
-const ids = new MonotonicJobIds();
 const artifacts = new FileArtifacts({ root: join(work, 'artifacts'), workspace: work });
 const logsFolder = join(work, 'logs');
 let store: DynamoDbJobStore;
@@ -46,22 +44,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function runningJob(notebook: object): Promise<JobRecord> {
-  const jobId = ids.jobId();
-  const uri = await artifacts.put(inputKey('local', jobId, 'nb.ipynb'), JSON.stringify(notebook));
-  await store.create(
-    jobRecord(jobId, {
-      notebook: { name: 'nb.ipynb', uri },
-      output_uri: artifacts.uriFor(outputKey('local', jobId, 'nb.ipynb')),
-    }),
-  );
-  return store.update(jobId, ['queued'], {
-    status: 'running',
-    stage: 'provisioning',
-    started_at: new Date().toISOString(),
-    attempt: 1,
-  });
-}
+const runningJob = (notebook: object) => startedJob(store, artifacts, notebook);
 
 /** Runs a job with the nbclient engine under `limits`; returns its outcome and whole log. */
 async function run(job: JobRecord, limits: Partial<RunnerLimits>) {

@@ -13,25 +13,16 @@ import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
-import { MonotonicJobIds } from '../../lambda/core/ids.ts';
-import {
-  htmlOutputKey,
-  inputKey,
-  outputKey,
-  type JobChanges,
-  type JobRecord,
-  type JobStatus,
-} from '../../lambda/core/job.ts';
+import { htmlOutputKey, type JobChanges, type JobRecord, type JobStatus } from '../../lambda/core/job.ts';
 import { RunnerControl, runJob } from '../../container/runner/runner.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { NotebookRenderer } from '../../lambda/core/ports.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
-import { jobRecord } from '../helpers/jobs.ts';
+import { runningJob as startedJob } from '../helpers/jobs.ts';
 
 const db = dynalite({ createTableMs: 0 });
 const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-runner-'));
-const ids = new MonotonicJobIds();
 let store: DynamoDbJobStore;
 const artifacts = new FileArtifacts({ root: join(work, 'artifacts'), workspace: work });
 
@@ -55,23 +46,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function runningJob(notebook: object): Promise<JobRecord> {
-  const jobId = ids.jobId();
-  const uri = await artifacts.put(inputKey('local', jobId, 'nb.ipynb'), JSON.stringify(notebook));
-  await store.create(
-    jobRecord(jobId, {
-      notebook: { name: 'nb.ipynb', uri },
-      output_uri: artifacts.uriFor(outputKey('local', jobId, 'nb.ipynb')),
-    }),
-  );
-  const now = new Date().toISOString();
-  return store.update(jobId, ['queued'], {
-    status: 'running',
-    stage: 'provisioning',
-    started_at: now,
-    attempt: 1,
-  });
-}
+const runningJob = (notebook: object) => startedJob(store, artifacts, notebook);
 
 /** Runs a job with the nbclient engine and a log file, as the runner entry point would. */
 async function run(
