@@ -20,6 +20,12 @@
  *   NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS  minimum time between progress writes (default 2000)
  *   NOTEBOOK_JOBS_RETENTION_DAYS      days an ended job is kept before DynamoDB TTL removes it (30)
  *   NOTEBOOK_JOBS_WATCH_STDIN         1: stop the job when stdin closes (the local server died)
+ *   NOTEBOOK_JOBS_WORK_ROOT           folder of the jobs' working folders (default: <DATA>/work);
+ *                                     with a kernel user, every folder above it must be traversable
+ *   NOTEBOOK_JOBS_KERNEL_USER         run engines and kernels as this user (the runner must be root);
+ *                                     unset: as the runner's own user
+ *   NOTEBOOK_JOBS_KERNEL_ENV_PASS     comma-separated variable names kernels may see besides the
+ *                                     allow-list in kernel-env.ts (never AWS_*, NOTEBOOK_JOBS_*, ECS_*)
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
  *
  * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
@@ -113,6 +119,8 @@ async function main(): Promise<number> {
         workDir,
         enginesDir: config.enginesDir,
         progressIntervalMs: config.progressIntervalMs,
+        kernelUser: config.kernelUser,
+        kernelEnvPass: config.kernelEnvPass,
       },
       control,
     );
