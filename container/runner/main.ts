@@ -5,7 +5,7 @@
  * Environment:
  *   NOTEBOOK_JOBS_JOB_ID              the job to run (or the first argument; on ECS a RunTask override)
  *   NOTEBOOK_JOBS_TABLE               DynamoDB table (required)
- *   NOTEBOOK_JOBS_DYNAMODB_ENDPOINT   endpoint override (local mode: the embedded dynalite)
+ *   NOTEBOOK_JOBS_DYNAMODB_ENDPOINT   endpoint override (local mode: the embedded dynalite's unix:/path)
  *   NOTEBOOK_JOBS_ARTIFACTS           file (default: local mode) | s3 (AWS mode)
  *   NOTEBOOK_JOBS_DATA                local mode: data folder with artifacts/, logs/, work/ (required);
  *                                     AWS mode: only holds the scratch work/ folder (default: os.tmpdir())

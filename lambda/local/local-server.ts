@@ -5,7 +5,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +14,7 @@ import { DEFAULT_SERVICE_CONFIG, JobService, type JobServiceConfig } from '../co
 import { CursorCodec } from '../core/cursor.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
 import { PayloadTooLargeError } from '../core/errors.ts';
-import { createDocumentClient } from '../adapters/dynamodb/client.ts';
+import { createDocumentClient, UNIX_ENDPOINT_PREFIX } from '../adapters/dynamodb/client.ts';
 import { createJobTable } from '../adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../adapters/file-artifacts.ts';
@@ -71,8 +72,13 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
 
   const python = await findPython({ configured: options.python, engine: options.engine });
   const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((done) => db.listen(0, '127.0.0.1', () => done()));
-  const endpoint = `http://127.0.0.1:${(db.address() as AddressInfo).port}`;
+  // dynalite checks no credentials, so it listens on a Unix socket in a folder only this user may
+  // enter, not on a loopback port any local process (a kernel too) could connect to. A fresh short
+  // path under the temporary folder: socket paths are limited to about 100 bytes.
+  const storeDir = mkdtempSync(join(tmpdir(), 'notebook-jobs-store-'));
+  const socketPath = join(storeDir, 'dynalite.sock');
+  await new Promise<void>((done) => db.listen(socketPath, () => done()));
+  const endpoint = `${UNIX_ENDPOINT_PREFIX}${socketPath}`;
   const client = createDocumentClient({ endpoint });
   await createJobTable(client, TABLE);
   const store = new DynamoDbJobStore({ client, tableName: TABLE });
@@ -188,6 +194,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       // Reconciliations and sweeps still talking to the store finish before it closes.
       await Promise.all(inFlight);
       await new Promise<void>((done) => db.close(() => done()));
+      rmSync(storeDir, { recursive: true, force: true });
     },
   };
 }
