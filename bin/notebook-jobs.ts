@@ -19,6 +19,9 @@ Commands:
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
       --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
+      --kernel-user NAME        run kernels as this user (NOTEBOOK_JOBS_KERNEL_USER; the service
+                                must run as root); without it a kernel runs as the service's user
+                                and can read its process
                                 /mcp requires Authorization: Bearer $NOTEBOOK_JOBS_MCP_TOKEN if set;
                                 NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: more browser origins for /mcp
   run <notebook.ipynb>          submit a notebook as a job and print its id
@@ -69,6 +72,7 @@ const OPTIONS = {
   workspace: { type: 'string' },
   'max-concurrent': { type: 'string' },
   python: { type: 'string' },
+  'kernel-user': { type: 'string' },
   param: { type: 'string', short: 'p', multiple: true },
   kernel: { type: 'string' },
   timeout: { type: 'string' },
@@ -414,6 +418,7 @@ async function main(argv: string[]): Promise<number> {
         workspace: values.workspace,
         maxConcurrent: intOption(values, 'max-concurrent'),
         python: values.python,
+        kernelUser: values['kernel-user'],
       });
       return new Promise<number>(() => undefined); // runs until a signal ends the process
     }

@@ -12,6 +12,7 @@ export interface ServeOptions {
   workspace?: string;
   maxConcurrent?: number;
   python?: string;
+  kernelUser?: string;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -23,6 +24,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     workspace: options.workspace,
     maxConcurrentJobs: options.maxConcurrent ?? intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT', 5, 1, 1000),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
+    kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
     mcpToken: optionalEnv(env, 'NOTEBOOK_JOBS_MCP_TOKEN'),
     mcpAllowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
       .split(',')

@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
@@ -29,6 +29,7 @@ import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
+import { prepareKernelArea } from './kernel-area.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -51,6 +52,11 @@ export interface LocalServerOptions {
   mcpToken?: string;
   /** Browser origins allowed on /mcp besides this server's own. */
   mcpAllowedOrigins?: string[];
+  /**
+   * Run engines and kernels as this user (the server must run as root): they then cannot read the
+   * server's environment, memory or data folder. Unset: they run as the server's own user.
+   */
+  kernelUser?: string;
   log?: (message: string) => void;
 }
 
@@ -68,9 +74,23 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const log = options.log ?? ((message: string) => console.error(message));
   const dataDir = resolve(options.dataDir);
   const workspace = resolve(options.workspace ?? process.cwd());
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Jobs, notebooks, logs and the cursor secret are this user's alone (and never a kernel user's).
+  chmodSync(dataDir, 0o700);
 
   const python = await findPython({ configured: options.python, engine: options.engine });
+  const kernelArea = options.kernelUser
+    ? await prepareKernelArea({
+        kernelUser: options.kernelUser,
+        python: python.python,
+        engine: python.engine,
+      })
+    : null;
+  if (!kernelArea && process.getuid?.() === 0)
+    log(
+      'warning: running as root without --kernel-user: notebooks run as root and can read this ' +
+        "server's environment, memory and data folder; start it with --kernel-user NAME",
+    );
   const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // dynalite checks no credentials, so it listens on a Unix socket in a folder only this user may
   // enter, not on a loopback port any local process (a kernel too) could connect to. A fresh short
@@ -100,7 +120,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: endpoint,
       NOTEBOOK_JOBS_DATA: dataDir,
       NOTEBOOK_JOBS_WORKSPACE: workspace,
-      NOTEBOOK_JOBS_ENGINES_DIR: ENGINES_DIR,
+      NOTEBOOK_JOBS_ENGINES_DIR: kernelArea?.enginesDir ?? ENGINES_DIR,
+      // Set either way, so that a value in this server's own environment cannot half-apply.
+      NOTEBOOK_JOBS_KERNEL_USER: kernelArea ? (options.kernelUser as string) : '',
+      NOTEBOOK_JOBS_WORK_ROOT: kernelArea?.workRoot ?? '',
       NOTEBOOK_JOBS_PYTHON: python.python,
       NOTEBOOK_JOBS_ENGINE: python.engine,
       NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: String(options.progressIntervalMs ?? 2000),
@@ -195,6 +218,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       await Promise.all(inFlight);
       await new Promise<void>((done) => db.close(() => done()));
       rmSync(storeDir, { recursive: true, force: true });
+      kernelArea?.remove();
     },
   };
 }
