@@ -37,7 +37,6 @@ import {
   sourcePreview,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
-import type { Env } from '../../lambda/core/config.ts';
 import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
 import { kernelEnvironment } from './kernel-env.ts';
 import type { EngineName } from './python.ts';
@@ -75,8 +74,6 @@ export interface RunnerDeps {
   stopGraceMs?: number;
   /** The user the engine and kernel run as, when not the runner's own (the runner must be root). */
   kernelUser?: string;
-  /** The environment the kernel's is picked from by the allow-list (default: the runner's own). */
-  hostEnv?: Env;
   /** More variable names an operator lets through to kernels (NOTEBOOK_JOBS_KERNEL_ENV_PASS). */
   kernelEnvPass?: readonly string[];
   /** Where the final state change is published (AWS: EventBridge). */
@@ -188,7 +185,7 @@ async function execute(
   if (job.cell_timeout_seconds) driver.push('--cell-timeout', String(job.cell_timeout_seconds));
   const stopGraceMs = deps.stopGraceMs ?? 20_000;
   const kernelEnv = kernelEnvironment({
-    from: deps.hostEnv ?? process.env,
+    from: process.env,
     workDir: deps.workDir,
     kernelUser: deps.kernelUser,
     extraNames: deps.kernelEnvPass,

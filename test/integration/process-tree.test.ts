@@ -8,7 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
-import { isEnded, startTestService, type TestService } from '../helpers/local-service.ts';
+import {
+  isEnded,
+  processesMentioning,
+  startTestService,
+  type TestService,
+} from '../helpers/local-service.ts';
 
 /** The service's stop grace: SIGTERM to the runner, SIGKILL to its process group after this. */
 const STOP_GRACE_MS = 5000;
@@ -65,12 +70,14 @@ async function waitForEscapees(marker: string): Promise<void> {
   }
 }
 
-/** Within the grace period no process carrying the marker may remain. */
-async function expectNoneLeftWithinGrace(marker: string, since: number): Promise<void> {
-  while (processesWith(marker).length > 0) {
-    expect(Date.now() - since, `left running: ${processesWith(marker).join('; ')}`).toBeLessThan(
-      STOP_GRACE_MS,
-    );
+/**
+ * Within the grace period no process carrying the marker may remain, nor any other process of the
+ * job (the kernel, anything working in the job's folder).
+ */
+async function expectNoneLeftWithinGrace(marker: string, jobId: string, since: number): Promise<void> {
+  const left = () => [...processesWith(marker), ...processesMentioning(jobId).map(String)];
+  while (left().length > 0) {
+    expect(Date.now() - since, `left running: ${left().join('; ')}`).toBeLessThan(STOP_GRACE_MS);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -85,25 +92,46 @@ describe('processes a notebook starts', () => {
         expect(response.body.status).toBe('cancelled');
       },
       status: 'cancelled',
+      error: undefined,
     },
-    { ending: 'timeout_seconds', timeout: 20, stop: async () => undefined, status: 'failed' },
-  ])('are all stopped on $ending, in a new session or double-forked', async ({ timeout, stop, status }) => {
-    const marker = `nbj-tree-${randomUUID()}`;
-    const created = await svc.request('POST', '/v1/jobs', {
-      notebook: { content: escapingNotebook(marker, true) },
-      timeout_seconds: timeout,
-    });
-    expect(created.status).toBe(201);
-    const jobId = created.body.job_id as string;
-    await waitForEscapees(marker);
-    await svc.waitFor(jobId, (job) => job.progress.current_cell?.index === 1, 30_000);
+    {
+      ending: 'timeout_seconds',
+      timeout: 20,
+      stop: async () => undefined,
+      status: 'failed',
+      error: 'timeout',
+    },
+    {
+      // What the launcher does after its grace period; the sandbox hears of it (parent-death signal).
+      ending: 'a SIGKILL of the runner',
+      timeout: 3600,
+      stop: async (jobId: string) => {
+        const ref = (await svc.server.store.get(jobId))?.runner_ref ?? '';
+        process.kill(Number(/^local:(\d+):/.exec(ref)?.[1]), 'SIGKILL');
+      },
+      status: 'failed',
+      error: 'infrastructure',
+    },
+  ])(
+    'are all stopped on $ending, in a new session or double-forked',
+    async ({ timeout, stop, status, error }) => {
+      const marker = `nbj-tree-${randomUUID()}`;
+      const created = await svc.request('POST', '/v1/jobs', {
+        notebook: { content: escapingNotebook(marker, true) },
+        timeout_seconds: timeout,
+      });
+      expect(created.status).toBe(201);
+      const jobId = created.body.job_id as string;
+      await waitForEscapees(marker);
+      await svc.waitFor(jobId, (job) => job.progress.current_cell?.index === 1, 30_000);
 
-    await stop(jobId);
-    const job = await svc.waitFor(jobId, isEnded, 30_000);
-    expect(job.status).toBe(status);
-    if (status === 'failed') expect(job.error.type).toBe('timeout');
-    await expectNoneLeftWithinGrace(marker, Date.now());
-  });
+      await stop(jobId);
+      const job = await svc.waitFor(jobId, isEnded, 30_000);
+      expect(job.status).toBe(status);
+      expect(job.error?.type).toBe(error);
+      await expectNoneLeftWithinGrace(marker, jobId, Date.now());
+    },
+  );
 
   it('are stopped when the notebook completes and leaves them running', async () => {
     const marker = `nbj-tree-${randomUUID()}`;
@@ -112,6 +140,6 @@ describe('processes a notebook starts', () => {
     });
     const job = await svc.waitFor(created.body.job_id, isEnded, 30_000);
     expect(job.status).toBe('completed');
-    await expectNoneLeftWithinGrace(marker, Date.now());
+    await expectNoneLeftWithinGrace(marker, job.job_id, Date.now());
   });
 });
