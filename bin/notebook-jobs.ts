@@ -19,6 +19,9 @@ Commands:
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
       --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
+      --kernel-user NAME        run kernels as this user (NOTEBOOK_JOBS_KERNEL_USER; the service
+                                must run as root); without it a kernel runs as the service's user
+                                and can read its process
       --allowed-hosts H1,H2     Host names accepted besides 127.0.0.1, localhost and [::1]
                                 (NOTEBOOK_JOBS_ALLOWED_HOSTS; NAME or NAME:PORT)
                                 The server is for the local user: it refuses other Host headers
@@ -76,6 +79,7 @@ const OPTIONS = {
   'max-concurrent': { type: 'string' },
   python: { type: 'string' },
   'allowed-hosts': { type: 'string' },
+  'kernel-user': { type: 'string' },
   param: { type: 'string', short: 'p', multiple: true },
   kernel: { type: 'string' },
   timeout: { type: 'string' },
@@ -422,6 +426,7 @@ async function main(argv: string[]): Promise<number> {
         maxConcurrent: intOption(values, 'max-concurrent'),
         python: values.python,
         allowedHosts: values['allowed-hosts'],
+        kernelUser: values['kernel-user'],
       });
       return new Promise<number>(() => undefined); // runs until a signal ends the process
     }

@@ -12,6 +12,7 @@ export interface ServeOptions {
   workspace?: string;
   maxConcurrent?: number;
   python?: string;
+  kernelUser?: string;
   /** Comma-separated Host names accepted besides the loopback ones (`--allowed-hosts`). */
   allowedHosts?: string;
 }
@@ -76,6 +77,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     maxConcurrentJobs: options.maxConcurrent ?? intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT', 5, 1, 1000),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     ...access,
+    kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
   });
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
   console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);

@@ -37,10 +37,15 @@ import type { TaskArchitecture } from './stack-config.ts';
 export const RUNNER_CONTAINER = 'runner';
 /** awslogs stream prefix: a task's stream is `runner/runner/<task id>`. */
 export const LOG_STREAM_PREFIX = 'runner';
-/** The non-root user of the image (container/Dockerfile creates it with this uid and gid). */
-export const RUNNER_USER = '1000:1000';
-/** The runner user's home in the image; mounted writable because the root filesystem is not. */
-export const RUNNER_HOME = '/home/runner';
+/**
+ * The runner runs as root: it starts each job's engine and kernel as the image's `kernel` user
+ * (uid 1000, NOTEBOOK_JOBS_KERNEL_USER) through the engine sandbox, and switching users needs root
+ * (Fargate grants a root container Docker's default capabilities, SETUID and SETGID among them).
+ * The notebook's code never runs as root and cannot read the runner's environment or memory.
+ */
+export const RUNNER_USER = '0:0';
+/** The user kernels run as (container/Dockerfile creates it). */
+export const KERNEL_USER = 'kernel';
 /** Fargate's maximum: time between SIGTERM and SIGKILL, for saving the partial notebook. */
 export const STOP_TIMEOUT = Duration.seconds(120);
 
@@ -104,7 +109,7 @@ export class RunnerTask extends Construct {
         // .NET both ship arm64 builds. The image must be built for the same platform (below).
         cpuArchitecture: arm ? CpuArchitecture.ARM64 : CpuArchitecture.X86_64,
       },
-      volumes: [{ name: 'tmp' }, { name: 'home' }],
+      volumes: [{ name: 'tmp' }],
     });
     this.container = this.taskDefinition.addContainer(RUNNER_CONTAINER, {
       containerName: RUNNER_CONTAINER,
@@ -114,11 +119,11 @@ export class RunnerTask extends Construct {
       }),
       essential: true,
       user: RUNNER_USER,
-      // Writable only where papermill, kernels, pip --user and NuGet write: /tmp and HOME, each an
-      // empty task-storage volume (the Dockerfile declares both as VOLUMEs owned by the runner).
+      // Writable only where papermill and kernels write: /tmp, an empty task-storage volume (a
+      // kernel's HOME, where pip --user and NuGet write, is its working folder there).
       readonlyRootFilesystem: true,
       stopTimeout: STOP_TIMEOUT,
-      // An init process as PID 1 forwards SIGTERM to node and reaps orphaned kernel processes.
+      // An init process as PID 1 forwards SIGTERM to node and reaps whatever is left.
       linuxParameters: new LinuxParameters(this, 'LinuxParameters', { initProcessEnabled: true }),
       logging: LogDrivers.awsLogs({
         streamPrefix: LOG_STREAM_PREFIX,
@@ -136,13 +141,11 @@ export class RunnerTask extends Construct {
         NOTEBOOK_JOBS_ENGINE: 'papermill',
         NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
         NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
+        NOTEBOOK_JOBS_KERNEL_USER: KERNEL_USER,
         AWS_REGION: stack.region,
       },
     });
-    this.container.addMountPoints(
-      { sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false },
-      { sourceVolume: 'home', containerPath: RUNNER_HOME, readOnly: false },
-    );
+    this.container.addMountPoints({ sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false });
 
     acknowledge(
       this.taskDefinition,

@@ -5,7 +5,15 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { intEnv, oneOfEnv, optionalEnv, requireEnv, type Env } from '../../lambda/core/config.ts';
+import {
+  ConfigError,
+  intEnv,
+  oneOfEnv,
+  optionalEnv,
+  requireEnv,
+  type Env,
+} from '../../lambda/core/config.ts';
+import { kernelEnvPass } from './kernel-env.ts';
 import type { EngineName } from './python.ts';
 import { DEFAULT_LIMITS, LIMIT_VARIABLES, type RunnerLimits } from './limits.ts';
 
@@ -42,6 +50,10 @@ export interface RunnerConfig {
   watchStdin: boolean;
   /** Scratch folder; each job works in `<workRoot>/<job id>`. */
   workRoot: string;
+  /** The user engines and kernels run as, when not the runner's own (the runner is then root). */
+  kernelUser: string | undefined;
+  /** More variable names kernels may see besides the allow-list (never AWS_*, NOTEBOOK_JOBS_*). */
+  kernelEnvPass: string[];
   storage: FileStorageConfig | S3StorageConfig;
   /** What one job may produce (log bytes, log line length, executed notebook size). */
   limits: RunnerLimits;
@@ -91,6 +103,10 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     };
     workRoot = join(data, 'work');
   }
+  const kernelUser = optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER');
+  // A user name, not an option or a path: it becomes an argument of the sandbox.
+  if (kernelUser !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(kernelUser))
+    throw new ConfigError(`NOTEBOOK_JOBS_KERNEL_USER is not a user name: "${kernelUser}"`);
   return {
     jobId,
     table,
@@ -102,7 +118,9 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     progressIntervalMs: intEnv(env, 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS', 2000, 0, 600_000),
     retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
     watchStdin: env.NOTEBOOK_JOBS_WATCH_STDIN === '1',
-    workRoot,
+    workRoot: optionalEnv(env, 'NOTEBOOK_JOBS_WORK_ROOT') ?? workRoot,
+    kernelUser,
+    kernelEnvPass: kernelEnvPass(env),
     storage,
     limits: readLimits(env),
   };

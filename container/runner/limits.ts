@@ -3,7 +3,6 @@
  * artifact store: the length of a log line, the bytes of log kept, the size of the executed
  * notebook. The same limits hold locally (log file) and on AWS (stdout -> CloudWatch).
  */
-import { readFile, stat } from 'node:fs/promises';
 import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobError } from '../../lambda/core/job.ts';
 import type { LogLine, LogSink } from '../../lambda/core/ports.ts';
 import { parseNotebookText, type Notebook } from '../../lambda/notebook/notebook.ts';
@@ -183,13 +182,13 @@ const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
  * notes until it fits, and `error` says so. A notebook too large even to read back (past V8's
  * string limit) is replaced by the input notebook, whose code cells have no outputs.
  */
-export async function boundedOutput(path: string, input: Notebook, maxBytes: number): Promise<SavedOutput> {
-  const { size } = await stat(path);
-  if (size <= maxBytes) return { body: await readFile(path), error: null };
+export function boundedOutput(body: Buffer, input: Notebook, maxBytes: number): SavedOutput {
+  const size = body.length;
+  if (size <= maxBytes) return { body, error: null };
   let executed: Notebook;
   let unreadable = false;
   try {
-    executed = parseNotebookText(await readFile(path));
+    executed = parseNotebookText(body);
   } catch {
     unreadable = true;
     executed = {

@@ -5,7 +5,7 @@
  * Environment:
  *   NOTEBOOK_JOBS_JOB_ID              the job to run (or the first argument; on ECS a RunTask override)
  *   NOTEBOOK_JOBS_TABLE               DynamoDB table (required)
- *   NOTEBOOK_JOBS_DYNAMODB_ENDPOINT   endpoint override (local mode: the embedded dynalite)
+ *   NOTEBOOK_JOBS_DYNAMODB_ENDPOINT   endpoint override (local mode: the embedded dynalite's unix:/path)
  *   NOTEBOOK_JOBS_ARTIFACTS           file (default: local mode) | s3 (AWS mode)
  *   NOTEBOOK_JOBS_DATA                local mode: data folder with artifacts/, logs/, work/ (required);
  *                                     AWS mode: only holds the scratch work/ folder (default: os.tmpdir())
@@ -27,6 +27,12 @@
  *   NOTEBOOK_JOBS_MAX_OUTPUT_BYTES    largest executed notebook kept as is (default 50 MiB); a larger
  *                                     one fails the job (output_too_large) and is saved with its
  *                                     largest outputs replaced by notes
+ *   NOTEBOOK_JOBS_WORK_ROOT           folder of the jobs' working folders (default: <DATA>/work);
+ *                                     with a kernel user, every folder above it must be traversable
+ *   NOTEBOOK_JOBS_KERNEL_USER         run engines and kernels as this user (the runner must be root);
+ *                                     unset: as the runner's own user
+ *   NOTEBOOK_JOBS_KERNEL_ENV_PASS     comma-separated variable names kernels may see besides the
+ *                                     allow-list in kernel-env.ts (never AWS_*, NOTEBOOK_JOBS_*, ECS_*)
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
  *
  * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
@@ -121,6 +127,8 @@ async function main(): Promise<number> {
         enginesDir: config.enginesDir,
         progressIntervalMs: config.progressIntervalMs,
         limits: config.limits,
+        kernelUser: config.kernelUser,
+        kernelEnvPass: config.kernelEnvPass,
       },
       control,
     );

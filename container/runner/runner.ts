@@ -6,8 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
@@ -37,6 +36,8 @@ import {
   sourcePreview,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
+import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
+import { kernelEnvironment } from './kernel-env.ts';
 import type { EngineName } from './python.ts';
 import { BoundedLogSink, boundedOutput, DEFAULT_LIMITS, LineSplitter, type RunnerLimits } from './limits.ts';
 
@@ -66,8 +67,15 @@ export interface RunnerDeps {
   enginesDir?: string;
   /** Minimum time between progress writes (stage changes are written at once). */
   progressIntervalMs?: number;
-  /** How long the engine gets to save after SIGTERM before it is killed. */
+  /**
+   * How long the engine gets to save after SIGTERM before the sandbox kills it and everything the
+   * job started.
+   */
   stopGraceMs?: number;
+  /** The user the engine and kernel run as, when not the runner's own (the runner must be root). */
+  kernelUser?: string;
+  /** More variable names an operator lets through to kernels (NOTEBOOK_JOBS_KERNEL_ENV_PASS). */
+  kernelEnvPass?: readonly string[];
   /** Where the final state change is published (AWS: EventBridge). */
   events?: JobEventPublisher;
   /**
@@ -167,20 +175,46 @@ async function execute(
   const notebook =
     hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source;
   const cellIndexes = executableCodeCells(notebook);
-  await mkdir(deps.workDir, { recursive: true });
+  // Fresh each time: an earlier attempt's folder holds whatever its kernel left there.
+  await rm(deps.workDir, { recursive: true, force: true });
+  await mkdir(deps.workDir, { recursive: true, mode: 0o700 });
   const inputPath = join(deps.workDir, 'input.ipynb');
   const outputPath = join(deps.workDir, 'output.ipynb');
   await writeFile(inputPath, JSON.stringify(notebook));
   reporter.setTotal(cellIndexes.length);
   await reporter.stage('starting_kernel');
 
-  const args = [engineScript(deps.engine, deps.enginesDir), '--input', inputPath, '--output', outputPath];
-  args.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
-  if (job.cell_timeout_seconds) args.push('--cell-timeout', String(job.cell_timeout_seconds));
-  const engine = spawn(deps.python, args, {
-    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-    env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1', PYTHONUNBUFFERED: '1' },
+  const driver = [deps.python, engineScript(deps.engine, deps.enginesDir)];
+  driver.push('--input', inputPath, '--output', outputPath);
+  driver.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
+  if (job.cell_timeout_seconds) driver.push('--cell-timeout', String(job.cell_timeout_seconds));
+  const stopGraceMs = deps.stopGraceMs ?? 20_000;
+  const kernelEnv = kernelEnvironment({
+    from: process.env,
+    workDir: deps.workDir,
+    kernelUser: deps.kernelUser,
+    extraNames: deps.kernelEnvPass,
   });
+  // The driver runs inside the sandbox (container/engines/sandbox.py), which outlives it to stop
+  // whatever the job started. Its own session: when the runner's process group is SIGKILLed, the
+  // sandbox hears of it (parent-death signal) and still cleans up.
+  const [program, ...args] = sandboxCommand(
+    {
+      python: deps.python,
+      enginesDir: deps.enginesDir ?? ENGINES_DIR,
+      workDir: deps.workDir,
+      kernelUser: deps.kernelUser,
+      graceMs: stopGraceMs,
+    },
+    driver,
+  );
+  const engine = spawn(program as string, args, {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+    env: { PATH: kernelEnv.PATH ?? '/usr/bin:/bin' },
+    detached: true,
+  });
+  engine.stdin?.on('error', () => undefined); // a sandbox that exits at once says why on stderr
+  engine.stdin?.end(sandboxInput(kernelEnv));
   const limits = deps.limits ?? DEFAULT_LIMITS;
   const lines = new LineSplitter(
     (stream, text, truncated) =>
@@ -195,7 +229,7 @@ async function execute(
   });
 
   let stopReason: StopReason | null = null;
-  const stopEngine = stopper(engine, deps.stopGraceMs ?? 20_000);
+  const stopEngine = stopper(engine, stopGraceMs);
   control.onStop((reason) => {
     stopReason ??= reason;
     say(reason === 'cancel' ? 'stop requested: cancelling' : `stopping: ${reason}`);
@@ -256,8 +290,9 @@ async function execute(
 
   await reporter.stage('saving');
   let outputError: JobError | null = null;
-  if (existsSync(outputPath)) {
-    const { body: executed, error } = await boundedOutput(outputPath, notebook, limits.maxOutputBytes);
+  const written = await readKernelFile(outputPath);
+  if (written) {
+    const { body: executed, error } = boundedOutput(written, notebook, limits.maxOutputBytes);
     outputError = error;
     if (error) say(error.message);
     await deps.artifacts.put(outputKey(job.tenant, job.job_id, job.notebook.name), executed);
@@ -357,14 +392,27 @@ function outcomeOf(
   };
 }
 
-/** SIGTERM now; SIGKILL if the engine has not exited after the grace period. */
+/** How long past its own grace period a sandbox may take to kill and reap before it is killed. */
+const SANDBOX_BACKSTOP_MS = 15_000;
+
+/**
+ * SIGTERM to the sandbox, which forwards it to the engine and, once the engine exits or its grace
+ * period ends, kills every process the job started. SIGKILL to the sandbox's process group (sandbox
+ * and engine) only if it is still there well after that: a backstop for a sandbox that hangs.
+ */
 function stopper(child: ChildProcess, graceMs: number): () => void {
   let sent = false;
   return () => {
     if (sent || child.exitCode !== null) return;
     sent = true;
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, graceMs + SANDBOX_BACKSTOP_MS);
     child.once('close', () => clearTimeout(timer));
   };
 }

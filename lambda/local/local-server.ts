@@ -14,7 +14,8 @@ import {
 } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
@@ -29,7 +30,7 @@ import {
   UnsupportedMediaTypeError,
 } from '../core/errors.ts';
 import { ConfigError } from '../core/config.ts';
-import { createDocumentClient } from '../adapters/dynamodb/client.ts';
+import { createDocumentClient, UNIX_ENDPOINT_PREFIX } from '../adapters/dynamodb/client.ts';
 import { createJobTable } from '../adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../adapters/file-artifacts.ts';
@@ -44,6 +45,7 @@ import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
+import { prepareKernelArea } from './kernel-area.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -74,6 +76,11 @@ export interface LocalServerOptions {
   allowedHosts?: string[];
   /** Browser origins (e.g. "http://localhost:6274") allowed besides this server's own. */
   allowedOrigins?: string[];
+  /**
+   * Run engines and kernels as this user (the server must run as root): they then cannot read the
+   * server's environment, memory or data folder. Unset: they run as the server's own user.
+   */
+  kernelUser?: string;
   log?: (message: string) => void;
 }
 
@@ -92,12 +99,31 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const policyFor = callerPolicyFor(options);
   const dataDir = resolve(options.dataDir);
   const workspace = resolve(options.workspace ?? process.cwd());
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Jobs, notebooks, logs and the cursor secret are this user's alone (and never a kernel user's).
+  chmodSync(dataDir, 0o700);
 
   const python = await findPython({ configured: options.python, engine: options.engine });
+  const kernelArea = options.kernelUser
+    ? await prepareKernelArea({
+        kernelUser: options.kernelUser,
+        python: python.python,
+        engine: python.engine,
+      })
+    : null;
+  if (!kernelArea && process.getuid?.() === 0)
+    log(
+      'warning: running as root without --kernel-user: notebooks run as root and can read this ' +
+        "server's environment, memory and data folder; start it with --kernel-user NAME",
+    );
   const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((done) => db.listen(0, '127.0.0.1', () => done()));
-  const endpoint = `http://127.0.0.1:${(db.address() as AddressInfo).port}`;
+  // dynalite checks no credentials, so it listens on a Unix socket in a folder only this user may
+  // enter, not on a loopback port any local process (a kernel too) could connect to. A fresh short
+  // path under the temporary folder: socket paths are limited to about 100 bytes.
+  const storeDir = mkdtempSync(join(tmpdir(), 'notebook-jobs-store-'));
+  const socketPath = join(storeDir, 'dynalite.sock');
+  await new Promise<void>((done) => db.listen(socketPath, () => done()));
+  const endpoint = `${UNIX_ENDPOINT_PREFIX}${socketPath}`;
   const client = createDocumentClient({ endpoint });
   await createJobTable(client, TABLE);
   const store = new DynamoDbJobStore({ client, tableName: TABLE });
@@ -119,7 +145,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: endpoint,
       NOTEBOOK_JOBS_DATA: dataDir,
       NOTEBOOK_JOBS_WORKSPACE: workspace,
-      NOTEBOOK_JOBS_ENGINES_DIR: ENGINES_DIR,
+      NOTEBOOK_JOBS_ENGINES_DIR: kernelArea?.enginesDir ?? ENGINES_DIR,
+      // Set either way, so that a value in this server's own environment cannot half-apply.
+      NOTEBOOK_JOBS_KERNEL_USER: kernelArea ? (options.kernelUser as string) : '',
+      NOTEBOOK_JOBS_WORK_ROOT: kernelArea?.workRoot ?? '',
       NOTEBOOK_JOBS_PYTHON: python.python,
       NOTEBOOK_JOBS_ENGINE: python.engine,
       NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: String(options.progressIntervalMs ?? 2000),
@@ -218,6 +247,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       // Reconciliations and sweeps still talking to the store finish before it closes.
       await Promise.all(inFlight);
       await new Promise<void>((done) => db.close(() => done()));
+      rmSync(storeDir, { recursive: true, force: true });
+      kernelArea?.remove();
     },
   };
 }

@@ -188,23 +188,20 @@ describe('runner task definition', () => {
     );
   });
 
-  it('runs the runner container as non-root, read-only, with awslogs and a 120 s stop timeout', () => {
+  it('runs the runner container as root (kernels as `kernel`), read-only, with awslogs and a 120 s stop timeout', () => {
     const { template, stack } = synth();
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       TaskRoleArn: arnOf(stack.runner.taskRole),
-      Volumes: [{ Name: 'tmp' }, { Name: 'home' }],
+      Volumes: [{ Name: 'tmp' }],
       ContainerDefinitions: [
         Match.objectLike({
           Name: 'runner',
           Essential: true,
-          User: '1000:1000',
+          User: '0:0',
           ReadonlyRootFilesystem: true,
           StopTimeout: 120,
           LinuxParameters: { InitProcessEnabled: true },
-          MountPoints: [
-            { ContainerPath: '/tmp', ReadOnly: false, SourceVolume: 'tmp' },
-            { ContainerPath: '/home/runner', ReadOnly: false, SourceVolume: 'home' },
-          ],
+          MountPoints: [{ ContainerPath: '/tmp', ReadOnly: false, SourceVolume: 'tmp' }],
           LogConfiguration: {
             LogDriver: 'awslogs',
             Options: {
@@ -236,6 +233,7 @@ describe('runner task definition', () => {
       NOTEBOOK_JOBS_ENGINE: 'papermill',
       NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
       NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
+      NOTEBOOK_JOBS_KERNEL_USER: 'kernel',
       AWS_REGION: { Ref: 'AWS::Region' },
     });
   });

@@ -19,6 +19,7 @@ const AWS_ENV = {
   NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
   NOTEBOOK_JOBS_ENGINES_DIR: '/app/container/engines',
   NOTEBOOK_JOBS_RETENTION_DAYS: '14',
+  NOTEBOOK_JOBS_KERNEL_USER: 'kernel',
   AWS_REGION: 'eu-west-1',
 };
 
@@ -46,6 +47,8 @@ describe('readRunnerConfig', () => {
       retentionDays: 14,
       watchStdin: false,
       workRoot: join(tmpdir(), 'work'),
+      kernelUser: 'kernel',
+      kernelEnvPass: [],
       storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined },
       limits: DEFAULT_LIMITS,
     });
@@ -119,5 +122,35 @@ describe('readRunnerConfig', () => {
     expect(configError(() => readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_ENGINE: 'jupyter' }))).toBe(
       'NOTEBOOK_JOBS_ENGINE must be one of auto, nbclient, papermill, got "jupyter"',
     );
+    expect(configError(() => readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_KERNEL_USER: '--grace' }))).toBe(
+      'NOTEBOOK_JOBS_KERNEL_USER is not a user name: "--grace"',
+    );
+    expect(
+      configError(() => readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_KERNEL_ENV_PASS: 'AWS_PROFILE' })),
+    ).toBe('NOTEBOOK_JOBS_KERNEL_ENV_PASS: AWS_PROFILE is never passed to kernels');
+  });
+
+  it('the sandbox settings: a work root of its own, a kernel user, more variables for kernels', () => {
+    const config = readRunnerConfig(
+      {
+        NOTEBOOK_JOBS_TABLE: 'jobs',
+        NOTEBOOK_JOBS_DATA: '/data',
+        NOTEBOOK_JOBS_WORK_ROOT: '/tmp/kernels/work',
+        NOTEBOOK_JOBS_KERNEL_USER: 'nbkernel',
+        NOTEBOOK_JOBS_KERNEL_ENV_PASS: 'GDAL_DATA,PROJ_DATA',
+      },
+      ['job_1'],
+    );
+    expect(config).toMatchObject({
+      workRoot: '/tmp/kernels/work',
+      kernelUser: 'nbkernel',
+      kernelEnvPass: ['GDAL_DATA', 'PROJ_DATA'],
+    });
+    expect(
+      readRunnerConfig({ NOTEBOOK_JOBS_TABLE: 'jobs', NOTEBOOK_JOBS_DATA: '/d' }, ['job_1']),
+    ).toMatchObject({
+      workRoot: join('/d', 'work'),
+      kernelUser: undefined,
+    });
   });
 });

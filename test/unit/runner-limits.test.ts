@@ -2,6 +2,7 @@
  * The runner's limits on what a job produces: line length, log bytes, and the executed notebook's
  * size. Pure logic and temp files; the real-kernel checks are in test/integration/runner-limits.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -189,7 +190,7 @@ describe('boundedOutput', () => {
     const path = join(dir, 'small.ipynb');
     const text = JSON.stringify(input, null, 1);
     await writeFile(path, text);
-    const out = await boundedOutput(path, input, bytes(text));
+    const out = boundedOutput(readFileSync(path), input, bytes(text));
     expect(out).toEqual({ body: Buffer.from(text), error: null });
   });
 
@@ -204,7 +205,7 @@ describe('boundedOutput', () => {
     };
     const text = JSON.stringify(executed, null, 1);
     await writeFile(path, text);
-    const out = await boundedOutput(path, input, 100_000);
+    const out = boundedOutput(readFileSync(path), input, 100_000);
     expect(out.body.length).toBeLessThanOrEqual(100_000);
     const saved = parseNotebookText(out.body);
     expect(saved.cells[0]?.outputs?.[0]).toMatchObject({ output_type: 'stream', name: 'stderr' });
@@ -218,7 +219,7 @@ describe('boundedOutput', () => {
   it('saves the input notebook without outputs when the executed one cannot be read back', async () => {
     const path = join(dir, 'broken.ipynb');
     await writeFile(path, `{"cells": [${'"x",'.repeat(100_000)}`);
-    const out = await boundedOutput(path, input, 10_000);
+    const out = boundedOutput(readFileSync(path), input, 10_000);
     expect(out.error?.type).toBe('output_too_large');
     expect(out.error?.message).toContain('input notebook');
     const saved = parseNotebookText(out.body);
