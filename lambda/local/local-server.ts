@@ -28,6 +28,7 @@ import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
+import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -70,6 +71,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   mkdirSync(dataDir, { recursive: true });
 
   const python = await findPython({ configured: options.python, engine: options.engine });
+  closeLevelIteratorsWithTheirStreams(); // else every Query/Scan leaks its LevelDB iterator
   const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   await new Promise<void>((done) => db.listen(0, '127.0.0.1', () => done()));
   const endpoint = `http://127.0.0.1:${(db.address() as AddressInfo).port}`;
