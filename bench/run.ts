@@ -7,6 +7,7 @@
  * (b) create and get latency p50/p99 through the JobService with 10^2 and 10^4 jobs stored, and a
  *     raw store read for comparison.
  * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
+ * (soak) memory over 1,000 jobs and over one long job: bench/soak.ts, its own table afterwards.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON.
  */
@@ -30,6 +31,7 @@ import { FileArtifacts } from '../lambda/adapters/file-artifacts.ts';
 import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-logs.ts';
 import { engineScript } from '../container/runner/runner.ts';
 import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
+import { soakBench } from './soak.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -222,6 +224,8 @@ async function pageCost(work: string, records: number) {
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-bench-'));
   try {
+    // The soak (bench/soak.ts) prints its own table; BENCH_ONLY=soak runs it alone.
+    if (process.env.BENCH_ONLY === 'soak') return await soakBench(work);
     console.error('(a) end to end ...');
     const a = await endToEnd(work);
     console.error('(b) latency ...');
@@ -287,6 +291,7 @@ async function main() {
       JSON.stringify({ node: process.version, end_to_end: a, latency: b, page_cost: c }, null, 2),
     );
     console.log(`\nwritten: ${file}`);
+    await soakBench(work);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
