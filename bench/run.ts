@@ -8,9 +8,10 @@
  *     raw store read for comparison.
  * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
  * (d) a log tail of 10 lines on a log holding one 50 MB line vs on a 1 MB log: the ratio.
+ * (soak) memory over 1,000 jobs and over one long job: bench/soak.ts, its own table afterwards.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON,
- * BENCH_ONLY (run one section alone: logs).
+ * BENCH_ONLY (run one section alone: logs or soak).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +33,7 @@ import { FileArtifacts } from '../lambda/adapters/file-artifacts.ts';
 import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-logs.ts';
 import { engineScript } from '../container/runner/runner.ts';
 import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
+import { soakBench } from './soak.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -295,8 +297,10 @@ function saveResults(results: Record<string, unknown>): void {
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-bench-'));
   try {
+    // The soak (bench/soak.ts) prints its own table; BENCH_ONLY=soak runs it alone.
+    if (ONLY === 'soak') return await soakBench(work);
     if (ONLY !== undefined) {
-      if (ONLY !== 'logs') throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs`);
+      if (ONLY !== 'logs') throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs, soak`);
       console.error('(d) long log line ...');
       const d = await longLineTail(work);
       printTable(longLineRows(d));
@@ -362,6 +366,7 @@ async function main() {
     ];
     printTable(rows);
     saveResults({ end_to_end: a, latency: b, page_cost: c, long_line_tail: d });
+    await soakBench(work);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

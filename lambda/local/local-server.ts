@@ -46,6 +46,7 @@ import { bundleRunner } from './runner-bundle.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
+import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -116,6 +117,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       'warning: running as root without --kernel-user: notebooks run as root and can read this ' +
         "server's environment, memory and data folder; start it with --kernel-user NAME",
     );
+  closeLevelIteratorsWithTheirStreams(); // else every Query/Scan leaks its LevelDB iterator
   const db = dynalite({ path: join(dataDir, 'db'), createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   // dynalite checks no credentials, so it listens on a Unix socket in a folder only this user may
   // enter, not on a loopback port any local process (a kernel too) could connect to. A fresh short
