@@ -173,12 +173,12 @@ export class HouseFunction extends Construct {
    * plus read-only access to exactly those prefixes.
    */
   bindTenantSources(sources: TenantSources): this {
+    if (Object.values(sources).flat().length === 0) return this;
     this.addEnvironment('NOTEBOOK_JOBS_TENANT_SOURCES', JSON.stringify(sources));
     const objects = [...new Set(Object.values(sources).flat())].map((uri) => {
       const { bucket, key } = parseS3Uri(uri) as { bucket: string; key: string };
       return `arn:${Aws.PARTITION}:s3:::${bucket}/${key}*`;
     });
-    if (objects.length === 0) return this;
     this.addToRolePolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: objects }));
     acknowledgeWildcardResources(
       this,
