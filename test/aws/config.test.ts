@@ -15,6 +15,7 @@ describe('readAwsConfig', () => {
       dynamodbEndpoint: 'http://127.0.0.1:4567',
       retentionDays: 30,
       bucket: 'notebook-jobs-artifacts-111122223333',
+      tenantSources: {},
       ecs: {
         cluster: 'arn:aws:ecs:us-west-2:111122223333:cluster/notebook-jobs',
         taskDefinition: 'arn:aws:ecs:us-west-2:111122223333:task-definition/notebook-jobs-runner:7',
@@ -92,6 +93,12 @@ describe('readAwsConfig', () => {
         '-1',
         'NOTEBOOK_JOBS_RETENTION_DAYS must be an integer from 1 to 3650',
       ],
+      [
+        'NOTEBOOK_JOBS_TENANT_SOURCES',
+        '{"acme": ["s3://acme-data/notebooks"]}',
+        'NOTEBOOK_JOBS_TENANT_SOURCES "acme": "s3://acme-data/notebooks" is not an s3://bucket/prefix/ ending in "/"',
+      ],
+      ['NOTEBOOK_JOBS_TENANT_SOURCES', 'acme', 'NOTEBOOK_JOBS_TENANT_SOURCES must be a JSON object'],
     ];
     for (const [name, value, message] of cases) {
       expect(() => readAwsConfig({ ...env(), [name]: value }), `${name}=${value}`).toThrow(message);
