@@ -3,11 +3,16 @@
  * and JSON responses. Web-standard Request in, Response out, so the local server and the Lambda
  * handler share this one code path. Transport hygiene happens here, before any JSON-RPC:
  * POST only (405 with Allow: POST), Origin allow-list (403), body size (413), bearer token (401),
- * JSON no deeper than MAX_JSON_DEPTH and not an empty batch (400).
+ * JSON no deeper than MAX_JSON_DEPTH and not an empty batch (400), each message JSON-RPC 2.0 (400,
+ * -32600), and each request's params in the shape its method takes (-32602, which the SDK would
+ * answer as an internal error -32603 after its handler's own parse throws).
  * The SDK transport handles MCP-Protocol-Version (400 for versions it does not speak) and Accept.
  */
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { ClientRequestSchema, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import { InvalidRequestError } from '../core/errors.ts';
 import { JsonTooDeepError, parseJsonText } from '../core/json.ts';
+import { parseRequest } from '../core/schemas.ts';
 import type { JobService } from '../core/job-service.ts';
 import { createMcpServer } from './server.ts';
 
@@ -68,6 +73,22 @@ export async function handleMcpRequest(
     return rpcError(400, -32600, 'invalid request: an empty JSON-RPC batch ([]); send at least one message');
   }
 
+  const messages: unknown[] = Array.isArray(parsedBody) ? parsedBody : [parsedBody];
+  const problems = messages.map(messageProblem);
+  const invalid = problems.findIndex((problem) => problem !== null);
+  if (invalid >= 0) {
+    const problem = problems[invalid] as MessageProblem;
+    // A lone request gets its JSON-RPC error under its own id, as the client awaits; a batch, one 400.
+    if (!Array.isArray(parsedBody) && problem.id !== null) {
+      return Response.json(
+        { jsonrpc: '2.0', id: problem.id, error: { code: problem.code, message: problem.message } },
+        { status: 200 },
+      );
+    }
+    const where = Array.isArray(parsedBody) ? `message ${invalid} of the batch: ` : '';
+    return rpcError(400, problem.code === -32602 ? -32602 : -32600, `${where}${problem.message}`);
+  }
+
   const server = createMcpServer(
     {
       service: endpoint.service,
@@ -87,6 +108,46 @@ export async function handleMcpRequest(
   } finally {
     await transport.close();
     await server.close();
+  }
+}
+
+interface MessageProblem {
+  id: string | number | null;
+  code: number;
+  message: string;
+}
+
+/** The JSON-RPC request schema of each method a client may call, from the SDK's own union. */
+const REQUEST_SCHEMAS = new Map<string, (typeof ClientRequestSchema.options)[number]>(
+  ClientRequestSchema.options.map((schema) => [schema.shape.method.value, schema]),
+);
+
+/**
+ * Why one message cannot be dispatched, or null. Unknown methods pass: the SDK answers them
+ * -32601 (method not found).
+ */
+function messageProblem(message: unknown): MessageProblem | null {
+  if (!JSONRPCMessageSchema.safeParse(message).success) {
+    return {
+      id: null,
+      code: -32600,
+      message:
+        'invalid request: not a JSON-RPC 2.0 message (an object with "jsonrpc": "2.0", and a "method" with a string or number "id" for a request)',
+    };
+  }
+  const { id = null, method } = message as { id?: string | number; method?: string };
+  const schema = method === undefined ? undefined : REQUEST_SCHEMAS.get(method);
+  if (!schema || id === null) return null;
+  try {
+    const { params } = parseRequest(schema, message, `${method} request`) as { params?: { uri?: unknown } };
+    // The SDK's resource handlers parse the URI with `new URL`, which throws (-32603) on a non-URL.
+    if (typeof params?.uri === 'string' && !URL.canParse(params.uri)) {
+      return { id, code: -32602, message: `invalid ${method} request: params.uri is not a URI` };
+    }
+    return null;
+  } catch (error) {
+    if (!(error instanceof InvalidRequestError)) throw error;
+    return { id, code: -32602, message: error.message };
   }
 }
 
