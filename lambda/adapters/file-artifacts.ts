@@ -8,7 +8,7 @@
  * descriptor), so swapping a symbolic link between the check and the read cannot lead outside.
  */
 import { mkdir, open, rm, rename, writeFile, type FileHandle } from 'node:fs/promises';
-import { readlinkSync, realpathSync } from 'node:fs';
+import { constants, readlinkSync, realpathSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -116,7 +116,9 @@ export class FileArtifacts implements Artifacts {
     const path = this.pathOfUri(uri);
     let handle: FileHandle;
     try {
-      handle = await open(path, 'r');
+      // Non-blocking: opening a named pipe for reading would otherwise wait for a writer, holding
+      // a libuv thread (four hang the server); it opens at once and is refused as not a file.
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') throw new NotFoundError(`no file at ${uri}`, { uri });

@@ -14,6 +14,7 @@ import {
   truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -142,6 +143,16 @@ describe('what a caller may submit (readSubmitted)', () => {
       expect(error, uri).toBeInstanceOf(InvalidRequestError);
       expect(error.message).toMatch(/unsupported notebook URI/);
     }
+  });
+
+  it('refuses a named pipe in the workspace at once instead of waiting for a writer', async () => {
+    // Opening a FIFO for reading blocks a libuv thread until someone writes; four of them hung the server.
+    execFileSync('mkfifo', [join(workspace, 'pipe.ipynb')]);
+    const error = await rejection(
+      artifacts.readSubmitted('local', url(join(workspace, 'pipe.ipynb')), LIMIT),
+    );
+    expect(error).toBeInstanceOf(InvalidRequestError);
+    expect(error.message).toMatch(/is not a file/);
   });
 
   it('a link swapped between check and read never yields a file outside the workspace', async () => {
