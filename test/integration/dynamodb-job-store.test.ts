@@ -194,6 +194,24 @@ describe('create and get', () => {
     expect((await store.get(job.job_id))?.error).toStrictEqual({ type: 'timeout', message: 'too slow' });
   });
 
+  it('stores maps whose keys the marshaller would misread as a class ("constructor"), and finds them', async () => {
+    // The SDK's marshaller types an object by value.constructor.name: these were refused (a 500).
+    const job = makeJob({
+      tags: { constructor: 'x', team: 'ml' },
+      parameters: {
+        constructor: 1,
+        spec: { constructor: { name: 'Set' } },
+        flag: { constructor: { name: 'Boolean' } },
+      },
+      error: { type: 'cell_error', message: 'boom', ename: 'constructor' },
+    });
+    await store.create(job);
+    // toEqual: toStrictEqual compares the two objects' .constructor, here the data itself.
+    expect(await store.get(job.job_id)).toEqual(job);
+    const found = await store.list({ tenant: job.tenant, tag: { key: 'constructor', value: 'x' }, limit: 5 });
+    expect(found.items.map((j) => j.job_id)).toEqual([job.job_id]);
+  });
+
   it('refuses a duplicate id with ConflictError and keeps the original', async () => {
     const job = makeJob();
     await store.create(job);

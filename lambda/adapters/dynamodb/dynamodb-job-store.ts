@@ -611,16 +611,24 @@ function toRecord(item: Item): JobRecord {
 
 /**
  * Drops undefined object members (and turns undefined array entries into null), as JSON would, so
- * an optional field left undefined never reaches the marshaller, whatever its options.
+ * an optional field left undefined never reaches the marshaller, whatever its options. Objects go
+ * to the marshaller as Maps: it tells an object's kind by `value.constructor.name`, so a plain
+ * object holding a key "constructor" (a tag, a parameter value) would otherwise be refused, or
+ * with {"constructor": {"name": "Set"}} written as something else.
  */
 function clean(value: unknown): unknown {
   if (Array.isArray(value)) return value.map((entry) => (entry === undefined ? null : clean(entry)));
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    const out: Record<string, unknown> = {};
-    for (const [key, entry] of Object.entries(value)) if (entry !== undefined) out[key] = clean(entry);
+  if (value !== null && typeof value === 'object' && isPlainObject(value)) {
+    const out = new Map<string, unknown>();
+    for (const [key, entry] of Object.entries(value)) if (entry !== undefined) out.set(key, clean(entry));
     return out;
   }
   return value;
+}
+
+function isPlainObject(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 interface ConditionFailure extends Error {
