@@ -30,13 +30,39 @@ export class JsonTooDeepError extends InvalidRequestError {
  */
 export function parseJsonText(text: string, what: string, maxDepth = MAX_JSON_DEPTH): unknown {
   checkJsonDepth(text, what, maxDepth);
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     // JSON.parse's message quotes the text; what a caller sent is reported by position only.
     const { where, details } = jsonSyntaxProblem(text);
     throw new InvalidRequestError(`${what} is not valid JSON${where}`, details);
   }
+  const at = protoKeyPath(value);
+  if (at !== null) {
+    throw new InvalidRequestError(
+      `${what} has a member named "__proto__" (at ${at || 'the top level'}); that name is reserved, because JavaScript objects cannot keep it: rename it`,
+      { path: at },
+    );
+  }
+  return value;
+}
+
+/**
+ * Where a parsed value holds a "__proto__" member (a dotted path), or null. JSON.parse keeps such a
+ * member, but every copy into a plain object (zod's records, spreads into defaults) drops it, so a
+ * tag or parameter of that name would be lost without a word. Iterative: the depth is already bounded.
+ */
+function protoKeyPath(root: unknown): string | null {
+  const pending: Array<[unknown, string]> = [[root, '']];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [value, path] = next;
+    if (value === null || typeof value !== 'object') continue;
+    if (!Array.isArray(value) && Object.hasOwn(value, '__proto__')) return path;
+    for (const [key, child] of Object.entries(value))
+      if (child !== null && typeof child === 'object') pending.push([child, path ? `${path}.${key}` : key]);
+  }
+  return null;
 }
 
 const QUOTE = 0x22;
