@@ -3,6 +3,7 @@
  * data folder, and gives tests a small JSON client for it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { readdirSync, readlinkSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,6 +95,56 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: any;
+  /** The body as received. */
+  text: string;
+}
+
+/**
+ * A request over node:http, which (unlike fetch) lets a test choose the Host header. The JSON body
+ * is parsed when there is one.
+ */
+export function rawRequest(
+  server: TestService,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string | Buffer,
+  timeoutMs = 30_000,
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    // A body is framed by its length whatever the method (node:http frames only some methods' bodies).
+    const length = body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) };
+    const options = {
+      host: '127.0.0.1',
+      port: server.server.port,
+      method,
+      path,
+      headers: { ...length, ...headers },
+      timeout: timeoutMs,
+    };
+    const req = httpRequest(options, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          // not JSON
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed, text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer to ${method} ${path} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 export const isEnded = (job: { status: string }) => ['completed', 'failed', 'cancelled'].includes(job.status);

@@ -4,7 +4,6 @@
  * names that cannot go into a header raw, broken percent-encoding, deeply nested JSON, oversized
  * headers. Each answer is a clear 4xx, and the server is still up afterwards.
  */
-import { request as httpRequest } from 'node:http';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,7 @@ import { readAccessConfig } from '../../bin/serve.ts';
 import { checkJsonDepth, JsonTooDeepError, MAX_JSON_DEPTH, parseJsonText } from '../../lambda/core/json.ts';
 import { contentDisposition } from '../../lambda/http/routes.ts';
 import { runCli } from '../helpers/cli.ts';
-import { startTestService, type TestService } from '../helpers/local-service.ts';
+import { rawRequest as raw, startTestService, type TestService } from '../helpers/local-service.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 
 const TOKEN = 'local-secret-token-123';
@@ -44,42 +43,6 @@ afterAll(async () => {
   await Promise.all([svc?.close(), guarded?.close()]);
   rmSync(scratch, { recursive: true, force: true });
 });
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: any;
-}
-
-/**
- * A request over node:http, which (unlike fetch) lets a test choose the Host header. The JSON body
- * is parsed when there is one.
- */
-function raw(
-  server: TestService,
-  method: string,
-  path: string,
-  headers: Record<string, string>,
-  body?: string,
-): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: server.server.port, method, path, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => {
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          // not JSON
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 const own = (server: TestService) => `127.0.0.1:${server.server.port}`;
 
@@ -339,6 +302,62 @@ describe('requests that used to crash the server or answer 500', () => {
     const response = await raw(svc, 'POST', '/mcp', MCP_HEADERS, '[]');
     expect(response.status).toBe(400);
     expect(response.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32600 }, id: null });
+  });
+
+  it('answers MCP requests whose params are the wrong shape with -32602, not an internal error', async () => {
+    // The SDK parses params inside its handler and answers a failure as -32603; these were that.
+    for (const [params, problem] of [
+      [{ name: 5 }, /params\.name/],
+      [{ name: 'inspect_notebook', arguments: [1] }, /params\.arguments/],
+      [undefined, /params/],
+    ] as const) {
+      const message = { jsonrpc: '2.0', id: 7, method: 'tools/call', ...(params ? { params } : {}) };
+      const response = await raw(svc, 'POST', '/mcp', MCP_HEADERS, JSON.stringify(message));
+      expect(response.status).toBe(200);
+      expect(response.body).toMatchObject({ jsonrpc: '2.0', id: 7, error: { code: -32602 } });
+      expect(response.body.error.message).toMatch(problem);
+    }
+    for (const method of ['resources/read', 'tasks/get']) {
+      const params = method === 'tasks/get' ? { taskId: 7 } : { uri: '' };
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 'a', method, params });
+      const response = await raw(svc, 'POST', '/mcp', MCP_HEADERS, body);
+      expect(response.body, method).toMatchObject({ id: 'a', error: { code: -32602 } });
+    }
+    const notRpc = await raw(
+      svc,
+      'POST',
+      '/mcp',
+      MCP_HEADERS,
+      JSON.stringify({ jsonrpc: '2.0', id: {}, method: 'ping' }),
+    );
+    expect(notRpc.status).toBe(400);
+    expect(notRpc.body).toMatchObject({ error: { code: -32600 }, id: null });
+    const batch = JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'ping' }, 5]);
+    const badBatch = await raw(svc, 'POST', '/mcp', MCP_HEADERS, batch);
+    expect(badBatch.status).toBe(400);
+    expect(badBatch.body.error.message).toMatch(/message 1 of the batch/);
+  });
+
+  it('refuses a "__proto__" member, which JavaScript would drop without a word, and a "constructor" tag is kept', async () => {
+    const notebook = JSON.stringify(makeNotebook([codeCell('x = 1', ['parameters'])]));
+    for (const [extra, at] of <const>[
+      ['"tags":{"__proto__":"a"}', 'tags'],
+      ['"parameters":{"__proto__":1},"allow_unknown_parameters":true', 'parameters'],
+      ['"parameters":{"x":{"a":{"__proto__":{}}}}', 'parameters.x.a'],
+    ]) {
+      const response = await svc.request('POST', '/v1/jobs', `{"notebook":{"content":${notebook}},${extra}}`);
+      expect(response.status, extra).toBe(400);
+      expect(response.body.error.message).toMatch(
+        new RegExp(`"__proto__" \\(at ${at.replace('.', '\\.')}\\)`),
+      );
+    }
+    const kept = await svc.request(
+      'POST',
+      '/v1/jobs',
+      `{"notebook":{"content":${notebook}},"tags":{"constructor":"x"}}`,
+    );
+    expect(kept.status, JSON.stringify(kept.body)).toBe(201);
+    expect(kept.body.tags).toEqual({ constructor: 'x' });
   });
 
   it('answers malformed HTTP with a 4xx and keeps serving', async () => {
