@@ -357,7 +357,8 @@ export async function longJob(server: ServerProcess, lines: number): Promise<Run
   const executing = samples.filter((s) => s.stage === 'executing');
   const start = executing[0]?.rss ?? NaN;
   const peak = Math.max(...samples.map((s) => s.rss));
-  const executingPeak = Math.max(...executing.map((s) => s.rss));
+  // NaN, not -Infinity, when the job ended before a sample caught it executing (a short job).
+  const executingPeak = executing.length ? Math.max(...executing.map((s) => s.rss)) : NaN;
   const mb = (n: number) => Math.round((n / MB) * 10) / 10;
   return {
     lines,
@@ -451,7 +452,15 @@ export function soakRows(result: SoakResult): string[][] {
   ]);
   if (result.failed_jobs) rows.push(['(soak) jobs not completed', String(result.failed_jobs), '', '', '0']);
   const r = result.runner;
-  if (r) {
+  if (r && Number.isNaN(r.start_rss_mb)) {
+    rows.push([
+      `(soak) runner RSS, job printing ${r.lines} lines`,
+      'n/a',
+      `ended (${r.status}, ${r.seconds} s) before a sample caught it executing; peak ${r.peak_rss_mb} MB`,
+      '',
+      '<= 1.10x',
+    ]);
+  } else if (r) {
     rows.push([
       `(soak) runner RSS, job printing ${r.lines} lines`,
       `start ${r.start_rss_mb} MB`,
