@@ -11,7 +11,8 @@
  * (soak) memory over 1,000 jobs and over one long job: bench/soak.ts, its own table afterwards.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON,
- * BENCH_ONLY (run one section alone: logs or soak).
+ * BENCH_ONLY (run one section alone: logs or soak), BENCH_SOAK_* (bench/soak.ts; the soak is slow,
+ * BENCH_SOAK_JOBS=0 skips it).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
