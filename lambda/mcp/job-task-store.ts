@@ -8,9 +8,7 @@ import type { Result, Task } from '@modelcontextprotocol/sdk/types.js';
 import type { TaskStore } from '@modelcontextprotocol/sdk/experimental/tasks/interfaces.js';
 import { AppError } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
-import { callTool, TOOLS, type McpCallContext } from './tools.ts';
-
-const manageAsyncJob = TOOLS.find((tool) => tool.name === 'manage_async_job') as (typeof TOOLS)[number];
+import { executeResult, toolError, type McpCallContext } from './tools.ts';
 
 /** The task a job is, as tasks/get reports it. */
 export function taskOf(job: JobView, ctx: McpCallContext, ttlMs: number | null): Task {
@@ -71,9 +69,16 @@ export class JobTaskStore implements TaskStore {
   /** The runner records results in the job; there is nothing to store separately. */
   async storeTaskResult(): Promise<void> {}
 
-  /** The same result as manage_async_job action=result. */
+  /**
+   * What the execute_notebook call would have returned had it waited for the end (the spec: the
+   * result of the request that created the task), in that tool's output shape.
+   */
   async getTaskResult(taskId: string): Promise<Result> {
-    return callTool(manageAsyncJob, this.ctx, { action: 'result', job_id: taskId });
+    try {
+      return await executeResult(this.ctx, await this.ctx.service.get(this.ctx.tenant, taskId));
+    } catch (error) {
+      return toolError(this.ctx, error);
+    }
   }
 
   /** tasks/cancel cancels the job (the SDK has already refused terminal tasks). */

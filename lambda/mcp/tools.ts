@@ -64,17 +64,7 @@ export const TOOLS: ToolDefinition[] = [
         'arguments',
       );
       const job = await ctx.service.create(ctx.tenant, { ...request, wait_seconds: sync_timeout_seconds });
-      const done = isTerminal(job.status);
-      const result = done ? await ctx.service.result(ctx.tenant, job.job_id) : null;
-      return toolResult(
-        {
-          job,
-          done,
-          result: result && { output_available: result.output_available, summary: result.summary },
-          next: done ? null : nextCall(ctx, job),
-        },
-        outputLinks(job),
-      );
+      return executeResult(ctx, job);
     },
   },
   {
@@ -170,6 +160,24 @@ async function manageAsyncJob(ctx: McpCallContext, args: ManageAsyncJobInput): P
     case 'cleanup':
       return toolResult({ action, ...(await service.cleanup(tenant, args.cleanup_older_than)) });
   }
+}
+
+/**
+ * execute_notebook's answer for a job: its view, whether it has ended, the result summary once it
+ * has, and what to call next while it has not. Also what tasks/result returns for its task.
+ */
+export async function executeResult(ctx: McpCallContext, job: JobView): Promise<CallToolResult> {
+  const done = isTerminal(job.status);
+  const result = done ? await ctx.service.result(ctx.tenant, job.job_id) : null;
+  return toolResult(
+    {
+      job,
+      done,
+      result: result && { output_available: result.output_available, summary: result.summary },
+      next: done ? null : nextCall(ctx, job),
+    },
+    outputLinks(job),
+  );
 }
 
 /** Runs a tool; failures become `isError` results with a message that says what was wrong. */

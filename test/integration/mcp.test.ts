@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ExecuteNotebookOutputSchema } from '../../lambda/mcp/schemas.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { processesMentioning, startTestService, type TestService } from '../helpers/local-service.ts';
 
@@ -323,12 +324,33 @@ describe('MCP tasks', () => {
     }
     expect(got.status).toBe('completed');
     expect([...messages].some((m) => /cells/.test(m))).toBe(true);
+    // tasks/result is what the tool call would have returned: execute_notebook's own shape.
     const result = await client.experimental.tasks.getTaskResult(task.taskId, CallToolResultSchema);
-    expect(result.structuredContent).toMatchObject({
-      action: 'result',
-      status: 'completed',
-      job_id: task.taskId,
+    expect(ExecuteNotebookOutputSchema.parse(result.structuredContent)).toMatchObject({
+      job: { job_id: task.taskId, status: 'completed' },
+      done: true,
+      result: { output_available: true, summary: { totals: { error: 0, not_run: 0 } } },
+      next: null,
     });
+  });
+
+  it("gives the SDK's task client a result that matches execute_notebook's output schema", async () => {
+    // callToolStream validates the final result against the tool's outputSchema; it used to reject
+    // every execute_notebook task (-32602 Structured content does not match).
+    await client.listTools(); // the client sends a task only for tools it knows to support them
+    const seen: string[] = [];
+    let final: any = null;
+    for await (const message of client.experimental.tasks.callToolStream({
+      name: 'execute_notebook',
+      arguments: { notebook: { content: slow(1) } },
+    })) {
+      seen.push(message.type);
+      if (message.type === 'error') throw message.error;
+      if (message.type === 'result') final = message.result;
+    }
+    expect(seen[0]).toBe('taskCreated');
+    expect(seen.at(-1)).toBe('result');
+    expect(final.structuredContent).toMatchObject({ done: true, job: { status: 'completed' } });
   });
 
   it('cancels a running task with tasks/cancel, which cancels the job', async () => {
