@@ -6,6 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { JobView as Job, LogPage, ResultView } from '../lambda/core/contract.ts';
 
 const HELP = `notebook-jobs: run Jupyter notebooks as asynchronous jobs
 
@@ -131,30 +132,6 @@ function parse(argv: string[]) {
   return parseArgs({ args: joined, options: OPTIONS, allowPositionals: true, strict: true });
 }
 
-interface Job {
-  job_id: string;
-  status: string;
-  stage: string | null;
-  progress: {
-    cells_total: number;
-    cells_executed: number;
-    percent: number;
-    current_cell: { index: number; source_preview: string } | null;
-  };
-  error: {
-    type: string;
-    message: string;
-    cell_index?: number | null;
-    ename?: string | null;
-    evalue?: string | null;
-  } | null;
-  output: { uri: string; available: boolean };
-  notebook: { name: string };
-  created_at: string;
-  duration_seconds: number | null;
-  queue_position: number | null;
-}
-
 class Api {
   constructor(
     readonly base: string,
@@ -278,21 +255,6 @@ function describe(job: Job): string {
   }
   if (job.output.available) lines.push(`executed notebook: ${job.output.uri}`);
   return lines.join('\n');
-}
-
-interface LogPage {
-  lines: Array<{ ts: string; stream: string; text: string; truncated?: boolean }>;
-  next_cursor: string;
-  at_end: boolean;
-}
-
-interface ResultView {
-  status: string;
-  summary: {
-    totals: Record<string, number>;
-    named_results: Record<string, unknown>;
-    cells: Array<{ index: number; status: string; duration_seconds: number | null; output_text: string }>;
-  } | null;
 }
 
 function describeResult(result: ResultView): string {

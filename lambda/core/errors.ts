@@ -2,18 +2,11 @@
  * Typed errors that carry their meaning. One mapper per protocol (HTTP, MCP) turns them
  * into responses; anything else is an internal error and is never echoed to the caller.
  */
+import type { ERROR_CODES } from './contract.ts';
 import type { JobRecord } from './job.ts';
 
-export type ErrorCode =
-  | 'invalid_request'
-  | 'not_found'
-  | 'conflict'
-  | 'payload_too_large'
-  | 'unsupported_media_type'
-  | 'method_not_allowed'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'internal';
+/** The error codes of the contract (lambda/core/contract.ts), one HTTP status each. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class AppError extends Error {
   constructor(

@@ -63,9 +63,8 @@ import {
   inspectParameters,
   languageForKernel,
   unknownParameters,
-  type ParameterInfo,
 } from '../notebook/parameters.ts';
-import { summarizeNotebook, type ResultSummary } from '../notebook/result-summary.ts';
+import { summarizeNotebook } from '../notebook/result-summary.ts';
 import { nameFromUri } from './names.ts';
 
 export interface JobServiceConfig {
@@ -119,52 +118,16 @@ export interface JobServiceDeps {
   config?: Partial<JobServiceConfig>;
 }
 
-/** The job as callers see it (REST body, MCP structuredContent). */
-export interface JobView {
-  job_id: string;
-  status: JobStatus;
-  stage: JobRecord['stage'];
-  notebook: JobRecord['notebook'];
-  parameters: Record<string, unknown>;
-  kernel: string;
-  progress: JobRecord['progress'];
-  created_at: string;
-  started_at: string | null;
-  updated_at: string;
-  ended_at: string | null;
-  duration_seconds: number | null;
-  timeout_seconds: number;
-  cell_timeout_seconds: number | null;
-  deadline_at: string | null;
-  queue_position: number | null;
-  priority: number;
-  tags: Record<string, string>;
-  attempt: number;
-  output: { uri: string; download_url: string | null; available: boolean };
-  error: JobError | null;
-  links: { self: string; logs: string; result: string; output: string; cancel: string };
-}
-
-export interface InspectResult {
-  name: string | null;
-  kernel: string;
-  language: string;
-  parameters: ParameterInfo[];
-  cells: { total: number; code: number; markdown: number; raw: number };
-}
-
-export interface ResultView {
-  job_id: string;
-  status: JobStatus;
-  error: JobError | null;
-  output_available: boolean;
-  summary: ResultSummary | null;
-}
-
-export interface CleanupResult {
-  deleted: string[];
-  count: number;
-}
+import type {
+  CleanupResult,
+  DeleteResult,
+  InspectResult,
+  JobList,
+  JobView,
+  ResultView,
+  UploadSlot,
+} from './contract.ts';
+export type { CleanupResult, InspectResult, JobView, ResultView } from './contract.ts';
 
 type NotebookSource = CreateJobRequest['notebook'];
 
@@ -243,10 +206,7 @@ export class JobService {
     return this.view(job, await this.queuePosition(job));
   }
 
-  async list(
-    tenant: string,
-    query: ListJobsRequest,
-  ): Promise<{ jobs: JobView[]; next_cursor: string | null }> {
+  async list(tenant: string, query: ListJobsRequest): Promise<JobList> {
     const scope = `list:${tenant}:${query.status ?? ''}:${query.tag ?? ''}`;
     const cursor = query.cursor ? this.deps.cursors.decode(scope, query.cursor) : undefined;
     const tag = query.tag ? splitTag(query.tag) : undefined;
@@ -297,7 +257,7 @@ export class JobService {
   }
 
   /** Deletes a terminal job: record, notebooks and logs. */
-  async delete(tenant: string, jobId: string): Promise<{ job_id: string; deleted: true }> {
+  async delete(tenant: string, jobId: string): Promise<DeleteResult> {
     const job = await this.getOwned(tenant, jobId);
     if (!isTerminal(job.status)) {
       throw new ConflictError(
@@ -416,16 +376,7 @@ export class JobService {
   }
 
   /** A short-lived URL to PUT a notebook to, and the URI to submit it by afterwards. */
-  async createUpload(
-    tenant: string,
-    input: unknown,
-  ): Promise<{
-    upload_url: string;
-    method: 'PUT';
-    notebook_uri: string;
-    expires_at: string;
-    max_bytes: number;
-  }> {
+  async createUpload(tenant: string, input: unknown): Promise<UploadSlot> {
     const { name } = parseRequest(UploadRequestSchema, input, 'upload request');
     const key = `${uploadsPrefix(tenant)}${randomBytes(16).toString('hex')}/${name}`;
     const expiresAt = new Date(this.deps.clock.now().getTime() + this.config.uploadTtlSeconds * 1000);

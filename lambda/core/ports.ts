@@ -120,21 +120,8 @@ export interface Launcher {
   isAlive(runnerRef: string): Promise<boolean | null>;
 }
 
-export interface LogLine {
-  ts: string;
-  stream: 'stdout' | 'stderr' | 'output' | 'runner';
-  text: string;
-  /** The line was longer than a log line may be: `text` is its beginning. */
-  truncated?: boolean;
-}
-
-export interface LogPage {
-  lines: LogLine[];
-  /** Resume here to get the lines after this page (never skips or repeats). */
-  next_cursor: string;
-  /** True when the page ended at the current end of the log. */
-  at_end: boolean;
-}
+import type { LogLine, LogPage } from './contract.ts';
+export type { LogLine, LogPage } from './contract.ts';
 
 export interface LogReadOptions {
   cursor?: string;

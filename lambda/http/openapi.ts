@@ -1,5 +1,6 @@
 /**
- * OpenAPI 3.1 for REST v1, generated from the same zod schemas the routes validate with.
+ * OpenAPI 3.1 for REST v1, generated from the same zod schemas the routes validate requests with
+ * and the service's response contract (lambda/core/contract.ts).
  */
 import { z } from 'zod';
 import {
@@ -13,12 +14,25 @@ import {
   OutputQuerySchema,
   UploadRequestSchema,
 } from '../core/schemas.ts';
+import {
+  CleanupResultSchema,
+  DeleteResultSchema,
+  ErrorBodySchema,
+  InspectResultSchema,
+  JobListSchema,
+  JobViewSchema,
+  JobWithLogsSchema,
+  LogPageSchema,
+  ResultViewSchema,
+  UploadReceiptSchema,
+  UploadSlotSchema,
+} from '../core/contract.ts';
 
 type JsonSchema = Record<string, unknown>;
 
-function schemaOf(schema: z.ZodType): JsonSchema {
+function schemaOf(schema: z.ZodType, io: 'input' | 'output' = 'input'): JsonSchema {
   const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, {
-    io: 'input',
+    io,
     unrepresentable: 'any',
   }) as JsonSchema;
   return rest;
@@ -34,26 +48,32 @@ function queryParameters(schema: z.ZodType): JsonSchema[] {
   }));
 }
 
-const errorBody = {
-  description: 'Error',
-  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-};
-const jobBody = {
-  description: 'The job',
-  content: {
-    'application/json': { schema: { type: 'object', description: 'See DESIGN 3: the job representation.' } },
-  },
-};
+/** The response bodies, published once under components.schemas and referred to by name. */
+const RESPONSES = {
+  Job: JobViewSchema,
+  JobWithLogs: JobWithLogsSchema,
+  JobList: JobListSchema,
+  LogPage: LogPageSchema,
+  Result: ResultViewSchema,
+  Inspection: InspectResultSchema,
+  Cleanup: CleanupResultSchema,
+  Deleted: DeleteResultSchema,
+  UploadSlot: UploadSlotSchema,
+  UploadReceipt: UploadReceiptSchema,
+  Error: ErrorBodySchema,
+} as const;
+
+const ok = (description: string, name: keyof typeof RESPONSES) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } },
+});
+const errorBody = ok('Error: what was wrong and what is allowed', 'Error');
+const jobBody = ok('The job (DESIGN 3: the job representation)', 'Job');
 const jobId = { name: 'job_id', in: 'path', required: true, schema: schemaOf(JobIdSchema) };
 const body = (schema: z.ZodType) => ({
   required: true,
   content: { 'application/json': { schema: schemaOf(schema) } },
 });
-const ok = (description: string) => ({
-  description,
-  content: { 'application/json': { schema: { type: 'object' } } },
-});
-
 let cached: JsonSchema | null = null;
 
 export function buildOpenApi(): JsonSchema {
@@ -82,40 +102,44 @@ export function buildOpenApi(): JsonSchema {
         get: {
           summary: 'List jobs, newest first',
           parameters: queryParameters(ListJobsQuerySchema),
-          responses: { '200': ok('{jobs, next_cursor}'), '400': errorBody },
+          responses: { '200': ok('A page of jobs', 'JobList'), '400': errorBody },
         },
       },
       '/v1/jobs/cleanup': {
         post: {
           summary: 'Delete ended jobs older than N hours',
           requestBody: body(CleanupRequestSchema),
-          responses: { '200': ok('{deleted, count}'), '400': errorBody },
+          responses: { '200': ok('The deleted job ids', 'Cleanup'), '400': errorBody },
         },
       },
       '/v1/jobs/{job_id}': {
         get: {
           summary: 'Job status and progress',
           parameters: [jobId, ...queryParameters(GetJobQuerySchema)],
-          responses: { '200': jobBody, '400': errorBody, '404': errorBody },
+          responses: {
+            '200': ok('The job, and its last log lines with include_logs=true', 'JobWithLogs'),
+            '400': errorBody,
+            '404': errorBody,
+          },
         },
         delete: {
           summary: 'Delete an ended job',
           parameters: [jobId],
-          responses: { '200': ok('deleted'), '404': errorBody, '409': errorBody },
+          responses: { '200': ok('Deleted', 'Deleted'), '404': errorBody, '409': errorBody },
         },
       },
       '/v1/jobs/{job_id}/logs': {
         get: {
           summary: 'A page of log lines',
           parameters: [jobId, ...queryParameters(LogsQuerySchema)],
-          responses: { '200': ok('{lines, next_cursor, at_end}'), '400': errorBody, '404': errorBody },
+          responses: { '200': ok('A page of log lines', 'LogPage'), '400': errorBody, '404': errorBody },
         },
       },
       '/v1/jobs/{job_id}/result': {
         get: {
           summary: 'Result summary',
           parameters: [jobId],
-          responses: { '200': ok('result summary'), '404': errorBody },
+          responses: { '200': ok('The result summary', 'Result'), '404': errorBody },
         },
       },
       '/v1/jobs/{job_id}/output': {
@@ -143,7 +167,7 @@ export function buildOpenApi(): JsonSchema {
           summary: 'Get a short-lived URL to PUT a notebook to, and the notebook_uri to submit afterwards',
           requestBody: body(UploadRequestSchema),
           responses: {
-            '201': ok('{upload_url, method, notebook_uri, expires_at, max_bytes}'),
+            '201': ok('Where to PUT the notebook, and the notebook_uri to submit', 'UploadSlot'),
             '400': errorBody,
           },
         },
@@ -152,29 +176,57 @@ export function buildOpenApi(): JsonSchema {
         post: {
           summary: 'Inspect a notebook',
           requestBody: body(InspectRequestSchema),
-          responses: { '200': ok('inspection'), '400': errorBody },
+          responses: {
+            '200': ok("The notebook's kernel, parameters and cell counts", 'Inspection'),
+            '400': errorBody,
+          },
         },
       },
-      '/v1/health': { get: { summary: 'Health', responses: { '200': ok('health') } } },
-    },
-    components: {
-      schemas: {
-        Error: {
-          type: 'object',
-          required: ['error'],
-          properties: {
-            error: {
-              type: 'object',
-              required: ['code', 'message'],
-              properties: {
-                code: { type: 'string' },
-                message: { type: 'string' },
-                details: { type: 'object' },
+      '/v1/uploads/{token}': {
+        put: {
+          summary:
+            'Local mode: receive the notebook at the upload_url (on AWS the upload_url is a presigned S3 URL instead)',
+          parameters: [{ name: 'token', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: {
+            required: true,
+            content: {
+              'application/x-ipynb+json': {},
+              'application/json': {},
+              'application/octet-stream': {},
+            },
+          },
+          responses: {
+            '200': ok('Stored', 'UploadReceipt'),
+            '400': errorBody,
+            '404': errorBody,
+            '413': errorBody,
+          },
+        },
+      },
+      '/v1/health': {
+        get: {
+          summary: 'Health',
+          responses: {
+            '200': {
+              description: 'The service is up; the facts vary by mode (engine, kernels, version)',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['status'],
+                    properties: { status: { const: 'ok' } },
+                  },
+                },
               },
             },
           },
         },
       },
+    },
+    components: {
+      schemas: Object.fromEntries(
+        Object.entries(RESPONSES).map(([name, schema]) => [name, schemaOf(schema, 'output')]),
+      ),
     },
   };
   return cached;

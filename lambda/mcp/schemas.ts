@@ -3,7 +3,17 @@
  * describe the structuredContent each tool returns, and are published as the tools' outputSchema.
  */
 import { z } from 'zod';
-import { ERROR_TYPES, JOB_STATUSES, STAGES } from '../core/job.ts';
+import {
+  CleanupResultSchema,
+  InspectResultSchema,
+  JobListSchema,
+  JobViewSchema,
+  LogPageSchema,
+  ParameterInfoSchema,
+  ResultSummarySchema,
+  ResultViewSchema,
+} from '../core/contract.ts';
+import { JOB_STATUSES } from '../core/job.ts';
 import { CreateJobBaseSchema, InspectRequestSchema, JobIdSchema, MAX_WAIT_SECONDS } from '../core/schemas.ts';
 
 export const DEFAULT_SYNC_TIMEOUT_SECONDS = 20;
@@ -58,99 +68,46 @@ export type ManageAsyncJobInput = z.infer<typeof ManageAsyncJobInputSchema>;
 
 export const InspectNotebookInputSchema = InspectRequestSchema;
 
-// ---- outputs ----
+// ---- outputs: built from the service's contract (lambda/core/contract.ts), strict ----
 
-const ProgressSchema = z.object({
-  cells_total: z.number(),
-  cells_executed: z.number(),
-  percent: z.number(),
-  current_cell: z.object({ index: z.number(), source_preview: z.string() }).nullable().optional(),
-});
-
-const JobErrorSchema = z.looseObject({
-  type: z.enum(ERROR_TYPES),
-  message: z.string(),
-  cell_index: z.number().nullable().optional(),
-  ename: z.string().nullable().optional(),
-  evalue: z.string().nullable().optional(),
-  traceback: z.array(z.string()).optional(),
-});
-
-/** The job representation (DESIGN 3), as REST returns it. */
-export const JobViewSchema = z.looseObject({
-  job_id: z.string(),
-  status: z.enum(JOB_STATUSES),
-  stage: z.enum(STAGES).nullable(),
-  notebook: z.object({ name: z.string(), uri: z.string() }),
-  parameters: z.record(z.string(), z.unknown()),
-  kernel: z.string(),
-  progress: ProgressSchema,
-  created_at: z.string(),
-  started_at: z.string().nullable(),
-  ended_at: z.string().nullable(),
-  duration_seconds: z.number().nullable(),
-  queue_position: z.number().nullable(),
-  output: z.object({ uri: z.string(), download_url: z.string().nullable(), available: z.boolean() }),
-  error: JobErrorSchema.nullable(),
-});
-
-const NextCallSchema = z.object({
+const NextCallSchema = z.strictObject({
   tool: z.literal('manage_async_job'),
-  arguments: z.record(z.string(), z.unknown()),
+  arguments: z.strictObject({ action: z.literal('status'), job_id: z.string() }),
   poll_interval_seconds: z.number(),
   hint: z.string(),
 });
 
-const LogPageSchema = z.object({
-  lines: z.array(
-    z.object({ ts: z.string(), stream: z.string(), text: z.string(), truncated: z.boolean().optional() }),
-  ),
-  next_cursor: z.string(),
-  at_end: z.boolean(),
-});
+const next = NextCallSchema.nullable().describe(
+  'What to call next while the job is still queued or running.',
+);
 
-const SummarySchema = z.looseObject({
-  cells: z.array(z.looseObject({ index: z.number(), status: z.string() })),
-  totals: z.record(z.string(), z.number()),
-  named_results: z.record(z.string(), z.unknown()),
-  error: z.looseObject({ cell_index: z.number() }).nullable(),
-});
-
-export const ExecuteNotebookOutputSchema = z.object({
+export const ExecuteNotebookOutputSchema = z.strictObject({
   job: JobViewSchema,
   done: z.boolean().describe('True when the job has ended (completed, failed or cancelled).'),
   result: z
-    .object({ output_available: z.boolean(), summary: SummarySchema.nullable() })
+    .strictObject({ output_available: z.boolean(), summary: ResultSummarySchema.nullable() })
     .nullable()
     .describe('The result summary, once the job has ended.'),
-  next: NextCallSchema.nullable().describe('What to call next while the job is still queued or running.'),
+  next,
 });
 
-export const ManageAsyncJobOutputSchema = z.looseObject({
-  action: z.enum(MANAGE_ACTIONS),
-  job_id: z.string().optional(),
-  status: z.enum(JOB_STATUSES).optional(),
-  progress: ProgressSchema.optional(),
-  logs: LogPageSchema.optional(),
-  lines: LogPageSchema.shape.lines.optional(),
-  next_cursor: z.string().nullable().optional(),
-  summary: SummarySchema.nullable().optional(),
-  jobs: z.array(JobViewSchema).optional(),
-  deleted: z.array(z.string()).optional(),
-  next: NextCallSchema.nullable().optional(),
-});
+/** One shape per action, told apart by `action`. */
+export const ManageAsyncJobOutputSchema = z.discriminatedUnion('action', [
+  JobViewSchema.extend({ action: z.literal('status'), logs: LogPageSchema.optional(), next }),
+  LogPageSchema.extend({ action: z.literal('logs'), job_id: z.string() }),
+  ResultViewSchema.extend({ action: z.literal('result'), output: JobViewSchema.shape.output, next }),
+  JobViewSchema.extend({ action: z.literal('cancel') }),
+  JobListSchema.extend({ action: z.literal('list') }),
+  CleanupResultSchema.extend({ action: z.literal('cleanup') }),
+]);
 
-export const InspectNotebookOutputSchema = z.object({
-  name: z.string().nullable(),
-  kernel: z.string(),
-  language: z.string(),
+export const InspectNotebookOutputSchema = InspectResultSchema.extend({
   parameters: z.array(
-    z.object({
+    z.strictObject({
       name: z.string(),
-      type: z.string().nullable(),
-      default: z.string(),
-      comment: z.string(),
+      type: ParameterInfoSchema.shape.inferred_type,
+      default: ParameterInfoSchema.shape.default,
+      comment: ParameterInfoSchema.shape.help,
     }),
   ),
-  cells: z.object({ total: z.number(), code: z.number(), markdown: z.number(), raw: z.number() }),
 });

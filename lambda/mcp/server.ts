@@ -47,7 +47,9 @@ function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSch
     string,
     unknown
   >;
-  return rest as Tool['inputSchema'];
+  // MCP wants an object schema at the top; a union of object shapes (manage_async_job's output,
+  // one per action) is one, said so.
+  return { type: 'object', ...rest } as Tool['inputSchema'];
 }
 
 /** tools/list entries, computed once: the schemas never change at run time. */

@@ -15,15 +15,8 @@ export type KernelLanguage = 'python' | 'csharp' | 'fsharp' | 'powershell';
 export const KERNEL_LANGUAGES: readonly KernelLanguage[] = ['python', 'csharp', 'fsharp', 'powershell'];
 
 /** A parameter declared in the `parameters` cell, as papermill's inspection reports it. */
-export interface ParameterInfo {
-  name: string;
-  /** The declared type (annotation or type comment), else the type of the literal default, else null. */
-  inferred_type: string | null;
-  /** The default's source text (multi-line defaults flattened, comments removed). */
-  default: string;
-  /** The trailing comment of the declaration, or ''. */
-  help: string;
-}
+import type { ParameterInfo } from '../core/contract.ts';
+export type { ParameterInfo } from '../core/contract.ts';
 
 export const PARAMETERS_TAG = 'parameters';
 export const INJECTED_PARAMETERS_TAG = 'injected-parameters';

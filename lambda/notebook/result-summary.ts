@@ -13,39 +13,8 @@ import {
   isExecutable,
 } from './notebook.ts';
 
-export type CellStatus = 'ok' | 'error' | 'skipped' | 'not_run';
-
-export interface CellError {
-  ename: string;
-  evalue: string;
-  /** Traceback lines with ANSI colour codes removed. */
-  traceback: string[];
-}
-
-/** One code cell of the executed notebook. */
-export interface CellResult {
-  /** Index in the notebook's cells (markdown cells included), as in job progress and errors. */
-  index: number;
-  execution_count: number | null;
-  status: CellStatus;
-  duration_seconds: number | null;
-  source_preview: string;
-  /** The text of the cell's outputs, joined; when longer than the limit, its END is kept. */
-  output_text: string;
-  /** Length of the full output text before truncation. */
-  output_chars: number;
-  truncated: boolean;
-  error?: CellError;
-}
-
-export interface ResultSummary {
-  cells: CellResult[];
-  totals: { code_cells: number; ok: number; error: number; skipped: number; not_run: number };
-  /** See {@link summarizeNotebook} for where named results come from. */
-  named_results: Record<string, unknown>;
-  /** The first failing cell (papermill stops there), or null. */
-  error: ({ cell_index: number } & CellError) | null;
-}
+import type { CellError, CellResult, CellStatus, ResultSummary } from '../core/contract.ts';
+export type { CellError, CellResult, CellStatus, ResultSummary } from '../core/contract.ts';
 
 export interface SummaryOptions {
   /** Per-cell limit of `output_text`, in characters (default 2000). */
