@@ -234,6 +234,7 @@ describe('runner task definition', () => {
       NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
       NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
       NOTEBOOK_JOBS_KERNEL_USER: 'kernel',
+      NOTEBOOK_JOBS_RUNNER_ROLE_ARN: arnOf(stack.runner.runnerRole),
       AWS_REGION: { Ref: 'AWS::Region' },
     });
   });
@@ -505,18 +506,46 @@ describe('IAM scope', () => {
     expect(runners).toHaveLength(4);
   });
 
-  it('lets the task role read and update only job items of this table and touch only its prefixes', () => {
+  it('lets the task role do one thing: assume the runner role', () => {
+    const { template, stack } = synth();
+    expect(statementsOf(template, stack.runner.taskRole)).toEqual([
+      { Effect: 'Allow', Action: 'sts:AssumeRole', Resource: arnOf(stack.runner.runnerRole) },
+    ]);
+    // The runner role trusts exactly the task role, and sessions last at most the chaining limit.
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { AWS: arnOf(stack.runner.taskRole) } },
+        ],
+      },
+      MaxSessionDuration: 3600,
+    });
+    // RunTask passes the task role; nobody passes the runner role to a service.
+    const passed = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[])
+      .filter((s) => actionsOf(s).includes('iam:PassRole'))
+      .map((s) => JSON.stringify(s.Resource));
+    for (const resources of passed) expect(resources).not.toContain(logicalId(stack.runner.runnerRole));
+  });
+
+  it('gives the runner role job items, tenant settings, the input and output prefixes, job events and notebook roles', () => {
     const { template, stack } = synth();
     const bucket = arnOf(stack.artifacts.bucket);
     const objects = (prefix: string) => ({ 'Fn::Join': ['', [bucket, `/${prefix}*`]] });
-    expect(statementsOf(template, stack.runner.taskRole)).toEqual([
+    expect(statementsOf(template, stack.runner.runnerRole)).toEqual([
       {
         Effect: 'Allow',
         Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         Resource: arnOf(stack.table.table),
         Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['JOB#*'] } },
       },
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: [objects('inputs/'), objects('uploads/')] },
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:GetItem',
+        Resource: arnOf(stack.table.table),
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TENANT#*'] } },
+      },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs/') },
       { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs/') },
       {
         Effect: 'Allow',
@@ -535,7 +564,17 @@ describe('IAM scope', () => {
             ],
           ],
         },
-        Condition: { StringEquals: { 'events:source': 'notebook-jobs' } },
+        Condition: {
+          StringEquals: {
+            'events:source': 'notebook-jobs',
+            'events:detail-type': 'Notebook Job State Change',
+          },
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: 'sts:AssumeRole',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/*']] },
       },
     ]);
   });
