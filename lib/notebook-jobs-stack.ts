@@ -81,7 +81,7 @@ export class NotebookJobsStack extends Stack {
     );
     const network = new Network(this, 'Network', {
       vpcId: config.vpcId,
-      taskSubnets: config.taskSubnets,
+      egress: config.egress,
       ...logs,
     });
     this.runner = new RunnerTask(this, 'Runner', {
