@@ -213,7 +213,7 @@ describe('runner entry point in AWS mode', () => {
     expect(await store.get(job.job_id)).toMatchObject({
       status: 'completed',
       output_saved: true,
-      progress: { cells_executed: 1, percent: 100 },
+      progress: { cells_executed: 2, percent: 100 },
     });
     expect(outputText(job.job_id)).toBe('hello from 42\n');
     expect(output(job.job_id, 'nb.html')?.toString('utf8')).toContain('hello from 42');
