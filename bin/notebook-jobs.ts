@@ -53,6 +53,10 @@ Commands:
       --scopes read,write       read: GET requests; write: everything else (default both)
       --expires-in-days N       the token stops working after N days (default: never)
       --description TEXT        what the token is for
+      --notebook-role ARN       the tenant's IAM role for its notebooks: the runner assumes it with
+                                the external id notebook-jobs:<tenant> and gives the kernel only
+                                those credentials (without one: no AWS credentials at all). Kept
+                                with the tenant; a later --notebook-role replaces it (docs/deploy.md)
   tokens list --tenant T        a tenant's tokens (ids, scopes, expiry; never the tokens)
   tokens revoke --tenant T ID   revoke a token by its id (tok_...)
       --table NAME              the deployment's table (NOTEBOOK_JOBS_TABLE); uses your AWS
@@ -100,6 +104,7 @@ const OPTIONS = {
   scopes: { type: 'string' },
   'expires-in-days': { type: 'string' },
   description: { type: 'string' },
+  'notebook-role': { type: 'string' },
   table: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -306,17 +311,28 @@ async function tokens(values: Values, positionals: string[], print: (data: unkno
   const { AppError, InvalidRequestError } = await import('../lambda/core/errors.ts');
   const { createDocumentClient } = await import('../lambda/adapters/dynamodb/client.ts');
   const { DynamoDbTokenStore, parseScopes } = await import('../lambda/adapters/dynamodb/token-store.ts');
-  const store = new DynamoDbTokenStore({
-    client: createDocumentClient({
-      endpoint: process.env.NOTEBOOK_JOBS_DYNAMODB_ENDPOINT || undefined,
-      region: process.env.AWS_REGION || undefined,
-    }),
-    tableName: table,
+  const { DynamoDbTenantSettings } = await import('../lambda/adapters/dynamodb/tenant-settings.ts');
+  const { checkNotebookRoleArn, notebookRoleExternalId } = await import('../lambda/core/notebook-role.ts');
+  const client = createDocumentClient({
+    endpoint: process.env.NOTEBOOK_JOBS_DYNAMODB_ENDPOINT || undefined,
+    region: process.env.AWS_REGION || undefined,
   });
+  const store = new DynamoDbTokenStore({ client, tableName: table });
   const describeToken = (t: { token_id: string; scopes: string[]; expires_at: string | null }) =>
     `${t.token_id}  scopes ${t.scopes.join(',')}  expires ${t.expires_at ?? 'never'}`;
   try {
+    if (values['notebook-role'] !== undefined && action !== 'create')
+      throw new CliError('--notebook-role goes with tokens create');
     if (action === 'create') {
+      // Checked before anything is written: a bad ARN creates neither a token nor a setting.
+      const role =
+        values['notebook-role'] === undefined ? undefined : checkNotebookRoleArn(values['notebook-role']);
+      if (role !== undefined)
+        await new DynamoDbTenantSettings({ client, tableName: table }).setNotebookRole(values.tenant, role);
+      const notebookRole =
+        role === undefined
+          ? {}
+          : { notebook_role: { arn: role, external_id: notebookRoleExternalId(values.tenant) } };
       const created = await store.create({
         tenant: values.tenant,
         scopes: values.scopes === undefined ? undefined : parseScopes(values.scopes),
@@ -324,11 +340,16 @@ async function tokens(values: Values, positionals: string[], print: (data: unkno
         description: values.description,
       });
       print(
-        created,
+        { ...created, ...notebookRole },
         [
           created.token,
           `id ${describeToken(created)}  tenant ${created.tenant}`,
           'This is the only time the token is shown: store it now (e.g. export NOTEBOOK_JOBS_TOKEN=...).',
+          ...(notebookRole.notebook_role
+            ? [
+                `notebook role ${notebookRole.notebook_role.arn}: its trust policy must allow the stack's RunnerRoleArn output with sts:ExternalId ${notebookRole.notebook_role.external_id} (docs/deploy.md)`,
+              ]
+            : []),
         ].join('\n'),
       );
     } else if (action === 'list') {

@@ -10,11 +10,16 @@ export const EVENT_SOURCE = 'notebook-jobs';
 /** `detail-type` of every job event. */
 export const STATE_CHANGE_DETAIL_TYPE = 'Notebook Job State Change';
 
-/** events:PutEvents on one bus, for events with this service's source only. */
+/**
+ * events:PutEvents on one bus, for this service's state-change events only. EventBridge can condition
+ * PutEvents on an entry's source and detail-type, not on its detail (so not on the job id inside).
+ */
 export function eventPublishStatement(bus: IEventBus): PolicyStatement {
   return new PolicyStatement({
     actions: ['events:PutEvents'],
     resources: [bus.eventBusArn],
-    conditions: { StringEquals: { 'events:source': EVENT_SOURCE } },
+    conditions: {
+      StringEquals: { 'events:source': EVENT_SOURCE, 'events:detail-type': STATE_CHANGE_DETAIL_TYPE },
+    },
   });
 }

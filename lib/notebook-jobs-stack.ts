@@ -81,7 +81,7 @@ export class NotebookJobsStack extends Stack {
     );
     const network = new Network(this, 'Network', {
       vpcId: config.vpcId,
-      taskSubnets: config.taskSubnets,
+      egress: config.egress,
       ...logs,
     });
     this.runner = new RunnerTask(this, 'Runner', {
@@ -159,6 +159,10 @@ export class NotebookJobsStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { description: 'REST API base URL', value: this.api.restApi.url });
     new CfnOutput(this, 'McpUrl', { description: 'MCP endpoint (streamable HTTP)', value: this.api.mcpUrl });
     new CfnOutput(this, 'BucketName', { value: this.artifacts.bucket.bucketName });
+    new CfnOutput(this, 'RunnerRoleArn', {
+      description: "The principal tenants' notebook roles trust (docs/deploy.md)",
+      value: this.runner.runnerRole.roleArn,
+    });
     new CfnOutput(this, 'TableName', { value: this.table.table.tableName });
     new CfnOutput(this, 'DashboardUrl', {
       value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${observability.dashboard.dashboardName}`,

@@ -21,11 +21,12 @@ import {
 } from 'aws-cdk-lib/aws-ecs';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import type { IEventBus } from 'aws-cdk-lib/aws-events';
-import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { ArnPrincipal, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { jobPartitionKey } from '../lambda/adapters/dynamodb/table.ts';
+import { tenantSettingsPartition } from '../lambda/adapters/dynamodb/tenant-settings.ts';
 import { ARTIFACT_PREFIXES } from './artifact-bucket.ts';
 import { REPOSITORY_ROOT, type HouseFunction } from './house-function.ts';
 import { eventPublishStatement } from './job-events.ts';
@@ -69,7 +70,13 @@ export class RunnerTask extends Construct {
   readonly taskDefinition: FargateTaskDefinition;
   readonly container: ContainerDefinition;
   readonly logGroup: LogGroup;
+  /** The task's own role: it may only assume `runnerRole`. */
   readonly taskRole: Role;
+  /**
+   * What the runner works with, always through a session scoped to one job
+   * (container/runner/job-credentials.ts). Tenants' notebook roles trust this role.
+   */
+  readonly runnerRole: Role;
   private readonly props: RunnerTaskProps;
 
   constructor(scope: Construct, id: string, props: RunnerTaskProps) {
@@ -87,7 +94,8 @@ export class RunnerTask extends Construct {
       removalPolicy: props.logRemovalPolicy,
     });
     this.taskRole = new Role(this, 'TaskRole', {
-      description: 'notebook-jobs runner: reads its job, updates it, reads its notebook, writes the output',
+      description:
+        'notebook-jobs runner task: may only assume the runner role (with a job-scoped session policy)',
       assumedBy: new ServicePrincipal('ecs-tasks.amazonaws.com', {
         // Only ECS acting for this account may assume it (confused-deputy guard).
         conditions: {
@@ -96,6 +104,16 @@ export class RunnerTask extends Construct {
         },
       }),
     });
+    this.runnerRole = new Role(this, 'RunnerRole', {
+      description:
+        'notebook-jobs runner: job items, input and output folders, job events, tenants notebook roles; always assumed with a session policy naming one job',
+      // Role chaining caps sessions at one hour anyway; the runner refreshes before expiry.
+      maxSessionDuration: Duration.hours(1),
+      assumedBy: new ArnPrincipal(this.taskRole.roleArn),
+    });
+    this.taskRole.addToPolicy(
+      new PolicyStatement({ actions: ['sts:AssumeRole'], resources: [this.runnerRole.roleArn] }),
+    );
     this.grantRunner(props);
 
     const arm = props.architecture === 'arm64';
@@ -142,6 +160,7 @@ export class RunnerTask extends Construct {
         NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
         NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
         NOTEBOOK_JOBS_KERNEL_USER: KERNEL_USER,
+        NOTEBOOK_JOBS_RUNNER_ROLE_ARN: this.runnerRole.roleArn,
         AWS_REGION: stack.region,
       },
     });
@@ -232,12 +251,16 @@ export class RunnerTask extends Construct {
   }
 
   /**
-   * The task role: only what the runner does (container/runner/runner.ts through the DynamoDB
-   * store): read its job (GetItem) and update it (UpdateItem), on job items only; read the input
-   * notebook; write the output notebook; publish its final state change.
+   * The runner role: the union of what any one runner does (container/runner/runner.ts through the
+   * DynamoDB store), which each runner narrows to its own job with a session policy: read its job
+   * (GetItem) and update it (UpdateItem), on job items only; read its tenant's settings item; read
+   * the stored input notebook; write the output notebook; publish its state change; assume its
+   * tenant's notebook role. No CloudWatch Logs permission: the runner logs to stdout and the awslogs
+   * driver ships the lines with the execution role, which the container never holds.
    */
   private grantRunner(props: RunnerTaskProps): void {
-    this.taskRole.addToPolicy(
+    const role = this.runnerRole;
+    role.addToPolicy(
       new PolicyStatement({
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         resources: [props.table.tableArn],
@@ -245,18 +268,39 @@ export class RunnerTask extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [jobPartitionKey('*')] } },
       }),
     );
-    const readable = [
-      props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.inputs}*`),
-      props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.uploads}*`),
-    ];
+    role.addToPolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:GetItem'],
+        resources: [props.table.tableArn],
+        conditions: {
+          'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [tenantSettingsPartition('*')] },
+        },
+      }),
+    );
+    // The runner reads the copy the api stored at submit (inputs/), never uploads/ or external URIs.
+    const readable = [props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.inputs}*`)];
     const writable = [props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.outputs}*`)];
-    this.taskRole.addToPolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: readable }));
-    this.taskRole.addToPolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: writable }));
-    this.taskRole.addToPolicy(eventPublishStatement(props.eventBus));
+    role.addToPolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: readable }));
+    role.addToPolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: writable }));
+    role.addToPolicy(eventPublishStatement(props.eventBus));
+    // Tenants' notebook roles live in their own accounts and are configured after deployment.
+    const anyRole = Stack.of(this).formatArn({
+      service: 'iam',
+      region: '',
+      account: '*',
+      resource: 'role',
+      resourceName: '*',
+    });
+    role.addToPolicy(new PolicyStatement({ actions: ['sts:AssumeRole'], resources: [anyRole] }));
     acknowledgeWildcardResources(
-      this.taskRole,
+      role,
       [...readable, ...writable],
-      'The runner reads the job input (inputs/<job>/ or uploads/) and writes the executed notebook under outputs/<job>/; job ids are only known at run time.',
+      'Job ids are only known at run time; every session of this role carries a session policy naming one job (inputs/<tenant>/<job>/*, outputs/<tenant>/<job>/*).',
+    );
+    acknowledgeWildcardResources(
+      role,
+      [anyRole],
+      "Tenants' notebook roles are in their accounts and set after deployment; each session that may assume one names exactly that role ARN in its session policy, and the tenant's trust policy requires the tenant's external id.",
     );
   }
 }

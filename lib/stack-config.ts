@@ -10,16 +10,19 @@ import { errorMessage } from '../lambda/core/errors.ts';
 import { parseTenantSources, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
 import type { Node } from 'constructs';
 
-/** Where job tasks run and how they reach ECR, S3, DynamoDB and CloudWatch. */
-export type TaskSubnets = 'public' | 'private';
+/** What job tasks (and so notebooks) can reach: the internet, or only AWS APIs through VPC endpoints. */
+export type Egress = 'public' | 'private';
 export type TaskArchitecture = 'arm64' | 'x86_64';
 export type RemovalChoice = 'retain' | 'destroy';
 
 export interface StackConfig {
   /** Existing VPC to run tasks in (needs an account and region at synth); else a small VPC is created. */
   readonly vpcId: string | undefined;
-  /** public: public subnets + public IP, no NAT (cheapest); private: private subnets behind NAT. */
-  readonly taskSubnets: TaskSubnets;
+  /**
+   * public: public subnets + public IP, internet egress, no NAT (cheapest); private: isolated
+   * subnets with VPC endpoints for the AWS APIs the runner needs, no internet (lib/network.ts).
+   */
+  readonly egress: Egress;
   /** Default Fargate size of a job task (CPU units, MiB); jobs may override within Fargate's sizes. */
   readonly taskCpu: number;
   readonly taskMemory: number;
@@ -71,6 +74,11 @@ export function readStackConfig(node: Node): StackConfig {
       `context logRetentionDays must be a CloudWatch Logs retention (${LOG_RETENTION_DAYS.join(', ')}), got ${logRetention}`,
     );
   }
+  if (get('taskSubnets') !== undefined) {
+    throw new StackConfigError(
+      'context taskSubnets was replaced by egress (public | private); private now means isolated subnets with VPC endpoints and no NAT gateway',
+    );
+  }
   const vpcId = optionalString(get, 'vpcId');
   if (vpcId !== undefined && !/^vpc-[0-9a-f]{8,17}$/.test(vpcId)) {
     throw new StackConfigError(`context vpcId must look like vpc-0123456789abcdef0, got "${vpcId}"`);
@@ -90,7 +98,7 @@ export function readStackConfig(node: Node): StackConfig {
   }
   return {
     vpcId,
-    taskSubnets: oneOf(get, 'taskSubnets', ['public', 'private'] as const, 'public'),
+    egress: oneOf(get, 'egress', ['public', 'private'] as const, 'public'),
     taskCpu,
     taskMemory,
     taskArchitecture: oneOf(get, 'taskArchitecture', ['arm64', 'x86_64'] as const, 'arm64'),

@@ -13,6 +13,7 @@ import {
   requireEnv,
   type Env,
 } from '../../lambda/core/config.ts';
+import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { kernelEnvPass } from './kernel-env.ts';
 import type { EngineName } from './python.ts';
 import { DEFAULT_LIMITS, LIMIT_VARIABLES, type RunnerLimits } from './limits.ts';
@@ -34,6 +35,11 @@ export interface S3StorageConfig {
   eventBus: string | undefined;
   /** An S3-compatible endpoint instead of AWS S3; unset on AWS. */
   s3Endpoint: string | undefined;
+  /** The role whose job-scoped sessions the runner works with (job-credentials.ts). */
+  runnerRoleArn: string;
+  /** The job's tenant (a RunTask override): names the folders the session may reach. */
+  tenant: string;
+  region: string;
 }
 
 export interface RunnerConfig {
@@ -91,6 +97,9 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
       bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
       eventBus: optionalEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
       s3Endpoint: optionalEnv(env, 'NOTEBOOK_JOBS_S3_ENDPOINT'),
+      runnerRoleArn: requireEnv(env, 'NOTEBOOK_JOBS_RUNNER_ROLE_ARN'),
+      tenant: requireEnv(env, 'NOTEBOOK_JOBS_TENANT'),
+      region: requireEnv(env, 'AWS_REGION'),
     };
     workRoot = join(optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? tmpdir(), 'work');
   } else {
@@ -102,6 +111,14 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
       workspace: optionalEnv(env, 'NOTEBOOK_JOBS_WORKSPACE') ?? cwd,
     };
     workRoot = join(data, 'work');
+  }
+  if (storage.mode === 's3') {
+    if (!/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/.test(storage.runnerRoleArn))
+      throw new ConfigError(
+        `NOTEBOOK_JOBS_RUNNER_ROLE_ARN is not an IAM role ARN: "${storage.runnerRoleArn}"`,
+      );
+    if (!TENANT_PATTERN.test(storage.tenant))
+      throw new ConfigError(`NOTEBOOK_JOBS_TENANT is not a tenant name: "${storage.tenant}"`);
   }
   const kernelUser = optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER');
   // A user name, not an option or a path: it becomes an argument of the sandbox.

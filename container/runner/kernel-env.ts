@@ -83,6 +83,11 @@ export interface KernelEnvOptions {
   extraNames?: readonly string[];
   /** The job's own variables (its secrets, later); they win over everything above. */
   jobVariables?: Readonly<Record<string, string>>;
+  /**
+   * The AWS variables the runner itself hands the kernel: only its tenant's notebook role, as a
+   * credentials file (kernel-credentials.ts). The one way an AWS_* variable reaches a kernel.
+   */
+  notebookAws?: Readonly<Record<string, string>>;
 }
 
 /** Whether a name may never reach a kernel (checked for operator-listed names too). */
@@ -120,5 +125,5 @@ export function kernelEnvironment(options: KernelEnvOptions): Record<string, str
   } else {
     for (const name of ['HOME', 'USER', 'LOGNAME']) copy(name);
   }
-  return { ...env, ...FIXED, ...options.jobVariables };
+  return { ...env, ...FIXED, ...options.jobVariables, ...options.notebookAws };
 }

@@ -13,6 +13,9 @@
  *   NOTEBOOK_JOBS_BUCKET              AWS mode: the artifact bucket (required there)
  *   NOTEBOOK_JOBS_S3_ENDPOINT         AWS mode: an S3-compatible endpoint instead of AWS S3 (path-style)
  *   NOTEBOOK_JOBS_EVENT_BUS           AWS mode: EventBridge bus for state changes (unset: none published)
+ *   NOTEBOOK_JOBS_RUNNER_ROLE_ARN     AWS mode: the role the runner assumes with a session policy
+ *                                     naming only its job (required there; job-credentials.ts)
+ *   NOTEBOOK_JOBS_TENANT              AWS mode: the job's tenant, set by RunTask (required there)
  *   NOTEBOOK_JOBS_PYTHON              interpreter with nbclient + ipykernel (default: probed)
  *   NOTEBOOK_JOBS_ENGINE              auto | nbclient | papermill (default auto)
  *   NOTEBOOK_JOBS_ENGINES_DIR         folder of the engine drivers (default: ../engines from here;
@@ -33,7 +36,9 @@
  *                                     unset: as the runner's own user
  *   NOTEBOOK_JOBS_KERNEL_ENV_PASS     comma-separated variable names kernels may see besides the
  *                                     allow-list in kernel-env.ts (never AWS_*, NOTEBOOK_JOBS_*, ECS_*)
- *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate)
+ *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate; required in
+ *                                     AWS mode)
+ *   AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_EVENTBRIDGE  the AWS SDK's own endpoint overrides
  *
  * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
  * awslogs driver ships to CloudWatch Logs.
@@ -42,16 +47,21 @@ import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { S3Client } from '@aws-sdk/client-s3';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { STSClient } from '@aws-sdk/client-sts';
+import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
 import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
+import { errorMessage } from '../../lambda/core/errors.ts';
 import { S3Artifacts } from '../../lambda/adapters/aws/s3-artifacts.ts';
 import { EventBridgePublisher } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lambda/core/ports.ts';
-import { readRunnerConfig } from './config.ts';
+import { readRunnerConfig, type S3StorageConfig } from './config.ts';
+import { notebookBrokerSession, notebookRoleSession, runnerSession } from './job-credentials.ts';
+import { notebookRoleCredentials, type KernelAwsAccess } from './kernel-credentials.ts';
 import { findPython } from './python.ts';
 import { RunnerControl, runJob, type StopReason } from './runner.ts';
 
@@ -66,8 +76,28 @@ async function main(): Promise<number> {
       ? { python: config.python, engine: config.engine }
       : await findPython({ configured: config.python, engine: config.engine });
 
+  // AWS mode: every call below is made with credentials scoped to this job, never the task role's.
+  const sts = config.storage.mode === 's3' ? new STSClient({ region: config.region }) : null;
+  const session =
+    sts && config.storage.mode === 's3'
+      ? runnerSession(sts, {
+          runnerRoleArn: config.storage.runnerRoleArn,
+          region: config.storage.region,
+          table: config.table,
+          bucket: config.storage.bucket,
+          eventBus: config.storage.eventBus,
+          jobId,
+          tenant: config.storage.tenant,
+        })
+      : null;
+  const credentials = session?.provider;
+  const documents = createDocumentClient({
+    endpoint: config.dynamodbEndpoint,
+    region: config.region,
+    credentials,
+  });
   const store = new DynamoDbJobStore({
-    client: createDocumentClient({ endpoint: config.dynamodbEndpoint, region: config.region }),
+    client: documents,
     tableName: config.table,
     retentionDays: config.retentionDays,
   });
@@ -82,6 +112,7 @@ async function main(): Promise<number> {
     // and checksums only where S3 requires them (many such stores reject the newer ones).
     const s3 = new S3Client({
       region: config.region,
+      credentials,
       ...(s3Endpoint
         ? { endpoint: s3Endpoint, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' }
         : {}),
@@ -89,7 +120,9 @@ async function main(): Promise<number> {
     artifacts = new S3Artifacts(s3, { bucket });
     logs = new StdoutLogSink();
     if (eventBus)
-      events = new EventBridgePublisher(new EventBridgeClient({ region: config.region }), { eventBus });
+      events = new EventBridgePublisher(new EventBridgeClient({ region: config.region, credentials }), {
+        eventBus,
+      });
     let terminated = false;
     process.on('SIGTERM', () => {
       if (terminated) return;
@@ -129,6 +162,12 @@ async function main(): Promise<number> {
         limits: config.limits,
         kernelUser: config.kernelUser,
         kernelEnvPass: config.kernelEnvPass,
+        ...(config.storage.mode === 's3' && sts
+          ? {
+              tenant: config.storage.tenant,
+              kernelAws: kernelAwsFor(config.storage, sts, documents, config.table, `${workDir}.aws`),
+            }
+          : {}),
       },
       control,
     );
@@ -136,7 +175,44 @@ async function main(): Promise<number> {
   } finally {
     await (logs.close ? logs.close() : logs.flush());
     await rm(workDir, { recursive: true, force: true });
+    await rm(`${workDir}.aws`, { recursive: true, force: true });
   }
+}
+
+/**
+ * The kernel's AWS access: its tenant's notebook role when the tenant has one (read from the
+ * tenant's settings item with the job's scoped session), else none at all.
+ */
+function kernelAwsFor(
+  storage: S3StorageConfig,
+  sts: STSClient,
+  documents: ReturnType<typeof createDocumentClient>,
+  table: string,
+  folder: string,
+): (job: { job_id: string; tenant: string }, log: (text: string) => void) => Promise<KernelAwsAccess | null> {
+  return async (job, log) => {
+    const settings = await new DynamoDbTenantSettings({ client: documents, tableName: table }).get(
+      job.tenant,
+    );
+    const arn = settings.notebook_role_arn;
+    if (!arn) {
+      log('no notebook role for this tenant: the kernel has no AWS credentials');
+      return null;
+    }
+    const scope = { runnerRoleArn: storage.runnerRoleArn, jobId: job.job_id, tenant: job.tenant };
+    const broker = notebookBrokerSession(sts, scope, arn);
+    const chained = new STSClient({ region: storage.region, credentials: broker.provider });
+    const role = notebookRoleSession(chained, scope, arn);
+    try {
+      const access = await notebookRoleCredentials({ role, folder, region: storage.region, log });
+      log(`the kernel works as the tenant's notebook role ${arn}`);
+      return access;
+    } catch (error) {
+      throw new Error(`cannot assume the tenant's notebook role ${arn}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  };
 }
 
 /**

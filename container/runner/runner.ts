@@ -38,6 +38,7 @@ import {
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
 import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
 import { kernelEnvironment } from './kernel-env.ts';
+import type { KernelAwsAccess } from './kernel-credentials.ts';
 import type { EngineName } from './python.ts';
 import { BoundedLogSink, boundedOutput, DEFAULT_LIMITS, LineSplitter, type RunnerLimits } from './limits.ts';
 
@@ -85,6 +86,16 @@ export interface RunnerDeps {
   renderer?: NotebookRenderer;
   /** What the job may produce (default DEFAULT_LIMITS). */
   limits?: RunnerLimits;
+  /**
+   * The tenant the runner was started for (AWS: its credentials are scoped to that tenant's
+   * folders); a job of another tenant is refused.
+   */
+  tenant?: string;
+  /**
+   * AWS access for the job's kernel (AWS mode: its tenant's notebook role, if any). Unset or
+   * without a role: the kernel has no AWS credentials.
+   */
+  kernelAws?: (job: JobRecord, say: (text: string) => void) => Promise<KernelAwsAccess | null>;
 }
 
 interface EngineEvent {
@@ -141,8 +152,9 @@ export async function runJob(
 
   let outcome: RunOutcome;
   let engineGone: Promise<void> = Promise.resolve();
+  const kernelAws: { access: KernelAwsAccess | null } = { access: null };
   try {
-    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say));
+    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say, kernelAws));
   } catch (error) {
     say(`runner error: ${errorMessage(error)}`);
     outcome = {
@@ -158,6 +170,7 @@ export async function runJob(
   await reporter.finish(outcome, say);
   await logs.flush();
   await engineGone;
+  await kernelAws.access?.stop();
   return outcome;
 }
 
@@ -167,7 +180,10 @@ async function execute(
   control: RunnerControl,
   reporter: ProgressReporter,
   say: (text: string) => void,
+  kernelAws: { access: KernelAwsAccess | null },
 ): Promise<{ outcome: RunOutcome; engineGone: Promise<void> }> {
+  if (deps.tenant !== undefined && job.tenant !== deps.tenant)
+    throw new Error(`job ${job.job_id} belongs to another tenant than the runner was started for`);
   const source = parseNotebookText(await deps.artifacts.read(job.notebook.uri));
   const language = languageForKernel(job.kernel, job.language);
   const hasParameters = Object.keys(job.parameters).length > 0;
@@ -189,11 +205,13 @@ async function execute(
   driver.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
   if (job.cell_timeout_seconds) driver.push('--cell-timeout', String(job.cell_timeout_seconds));
   const stopGraceMs = deps.stopGraceMs ?? 20_000;
+  kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
   const kernelEnv = kernelEnvironment({
     from: process.env,
     workDir: deps.workDir,
     kernelUser: deps.kernelUser,
     extraNames: deps.kernelEnvPass,
+    notebookAws: kernelAws.access?.env,
   });
   // The driver runs inside the sandbox (container/engines/sandbox.py), which outlives it to stop
   // whatever the job started. Its own session: when the runner's process group is SIGKILLed, the

@@ -187,7 +187,15 @@ export function expectedRunTask(jobId: string, tenant: string): RunTaskCommandIn
       },
     },
     overrides: {
-      containerOverrides: [{ name: 'runner', environment: [{ name: 'NOTEBOOK_JOBS_JOB_ID', value: jobId }] }],
+      containerOverrides: [
+        {
+          name: 'runner',
+          environment: [
+            { name: 'NOTEBOOK_JOBS_JOB_ID', value: jobId },
+            { name: 'NOTEBOOK_JOBS_TENANT', value: tenant },
+          ],
+        },
+      ],
     },
     tags: [
       { key: 'notebook-jobs:job-id', value: jobId },

@@ -8,6 +8,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDbTokenStore, hashToken, TOKEN_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { Dynalite } from './aws-harness.ts';
+import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
 import { runCli, type CliRun } from '../helpers/cli.ts';
 
 let db: Dynalite;
@@ -109,10 +110,62 @@ describe('notebook-jobs tokens', () => {
     expect(missingTable.stderr).toContain('cannot use table no-such-table');
   });
 
+  it("stores the tenant's notebook role with the token and prints the external id its trust policy needs", async () => {
+    const arn = 'arn:aws:iam::444455556666:role/data/initech-notebooks';
+    const run = await cli(['tokens', 'create', '--tenant', 'initech', '--notebook-role', arn]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout.trim().split('\n').at(-1)).toBe(
+      `notebook role ${arn}: its trust policy must allow the stack's RunnerRoleArn output with sts:ExternalId notebook-jobs:initech (docs/deploy.md)`,
+    );
+    const item = (
+      await db.client.send(
+        new GetCommand({ TableName: table, Key: { pk: 'TENANT#initech', sk: 'SETTINGS' } }),
+      )
+    ).Item;
+    expect(item).toMatchObject({ tenant: 'initech', notebook_role_arn: arn });
+    expect(await new DynamoDbTenantSettings({ client: db.client, tableName: table }).get('initech')).toEqual({
+      notebook_role_arn: arn,
+    });
+
+    const json = await cli(['tokens', 'create', '--tenant', 'initech', '--notebook-role', arn, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      tenant: 'initech',
+      notebook_role: { arn, external_id: 'notebook-jobs:initech' },
+    });
+  });
+
+  it.each([
+    ['a wildcard', 'arn:aws:iam::444455556666:role/*'],
+    ['an account wildcard', 'arn:aws:iam::*:role/notebooks'],
+    ['a user, not a role', 'arn:aws:iam::444455556666:user/alice'],
+    ['a policy injection', 'arn:aws:iam::444455556666:role/x","Action":"*'],
+    ['a line break', 'arn:aws:iam::444455556666:role/x\n[default]'],
+    ['an option', '--json'],
+    ['not an ARN', 'notebooks'],
+  ])('refuses %s as a notebook role (exit 2) and writes nothing', async (_what, hostile) => {
+    const tenant = `hostile-${Math.random().toString(36).slice(2, 8)}`;
+    const run = await cli(['tokens', 'create', '--tenant', tenant, `--notebook-role=${hostile}`]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'notebook role must be an IAM role ARN like arn:aws:iam::123456789012:role/',
+    );
+    const items = await db.client.send(
+      new GetCommand({ TableName: table, Key: { pk: `TENANT#${tenant}`, sk: 'SETTINGS' } }),
+    );
+    expect(items.Item).toBeUndefined();
+    const listed = await cli(['tokens', 'list', '--tenant', tenant]);
+    expect(listed.stdout.trim()).toBe(`no tokens for tenant ${tenant}`);
+  });
+
   it('documents the tokens commands in --help', async () => {
     const help = await cli(['--help']);
     expect(help.code).toBe(0);
-    for (const line of ['tokens create --tenant T', 'tokens list --tenant T', 'tokens revoke --tenant T ID'])
+    for (const line of [
+      'tokens create --tenant T',
+      'tokens list --tenant T',
+      'tokens revoke --tenant T ID',
+      '--notebook-role ARN',
+    ])
       expect(help.stdout).toContain(line);
   });
 

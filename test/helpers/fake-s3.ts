@@ -4,18 +4,23 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { signedBy } from './fake-aws.ts';
 
 export interface FakeS3 {
   url: string;
   /** "bucket/key" -> body */
   objects: Map<string, Buffer>;
+  /** Every request: method, "bucket/key" and the access key id that signed it. */
+  requests: Array<{ method: string; path: string; signedBy: string | null }>;
   close(): Promise<void>;
 }
 
 export async function startFakeS3(): Promise<FakeS3> {
   const objects = new Map<string, Buffer>();
+  const requests: FakeS3['requests'] = [];
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://s3.test').pathname.slice(1));
+    requests.push({ method: req.method ?? '', path, signedBy: signedBy(req) });
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -42,6 +47,7 @@ export async function startFakeS3(): Promise<FakeS3> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     objects,
+    requests,
     close: () => new Promise((done) => server.close(() => done())),
   };
 }

@@ -40,7 +40,7 @@ describe('cdk-nag AwsSolutions', () => {
   it.each([
     ['alarm email (SNS topic)', { alarmEmail: 'ops@example.com' }],
     ['removalPolicy destroy (auto-delete custom resource)', { removalPolicy: 'destroy' }],
-    ['private task subnets (NAT gateway)', { taskSubnets: 'private' }],
+    ['private egress (isolated subnets, VPC endpoints)', { egress: 'private' }],
     ['x86_64 tasks on Fargate Spot', { taskArchitecture: 'x86_64', useFargateSpot: true }],
     ['MCP browser origins (CORS preflight)', { mcpAllowedOrigins: 'https://app.example.com' }],
     ['tenant notebook sources', { tenantSources: '{"acme": ["s3://acme-data/notebooks/"]}' }],

@@ -68,6 +68,7 @@ describe('npx cdk synth', () => {
       'BucketName',
       'DashboardUrl',
       'McpUrl',
+      'RunnerRoleArn',
       'TableName',
     ]);
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as {

@@ -18,6 +18,18 @@ import { DynamoDbTokenStore } from '../../lambda/adapters/dynamodb/token-store.t
 import { NotebookJobsStack } from '../../lib/notebook-jobs-stack.ts';
 import { readStackConfig } from '../../lib/stack-config.ts';
 import { jobRecord } from '../helpers/jobs.ts';
+import { runnerSessionPolicy } from '../../container/runner/job-credentials.ts';
+import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
+import { htmlOutputKey, inputKey, jobKeyPrefixes, outputKey, uploadsPrefix } from '../../lambda/core/job.ts';
+
+const SCOPE = {
+  runnerRoleArn: 'arn:aws:iam::111122223333:role/NotebookJobs-RunnerRole',
+  region: 'eu-west-1',
+  table: 'jobs',
+  bucket: 'nbj-artifacts',
+  eventBus: 'default',
+};
+const TABLE_ARN = 'arn:aws:dynamodb:eu-west-1:111122223333:table/jobs';
 
 const require = createRequire(import.meta.url);
 const dynalite = require('dynalite') as (options: { createTableMs?: number }) => Server;
@@ -76,15 +88,16 @@ describe('dynamodb:LeadingKeys patterns match the keys the code uses', () => {
     const app = new App({ context: { ...CDK_JSON.context, 'aws:cdk:bundling-stacks': [] } });
     stack = new NotebookJobsStack(app, 'Keys', { config: readStackConfig(app.node) });
     template = Template.fromStack(stack);
-  });
+  }, 180_000);
 
   afterAll(async () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
-  it('the runner task role: the job it reads and every update it makes', async () => {
-    const patterns = leadingKeyPatterns(template, stack, stack.runner.taskRole);
-    expect(patterns).toEqual(['JOB#*']);
+  it('the runner role: the job it reads and every update it makes', async () => {
+    expect(leadingKeyPatterns(template, stack, stack.runner.taskRole)).toEqual([]);
+    const patterns = leadingKeyPatterns(template, stack, stack.runner.runnerRole);
+    expect(patterns).toEqual(['JOB#*', 'TENANT#*']);
     const client = createDocumentClient({ endpoint });
     const store = new DynamoDbJobStore({ client, tableName: 'jobs' });
     const job = jobRecord('job_01leadingkeys', { status: 'running', started_at: new Date().toISOString() });
@@ -104,6 +117,87 @@ describe('dynamodb:LeadingKeys patterns match the keys the code uses', () => {
         patterns.some((p) => iamLike(p).test(key)),
         key,
       ).toBe(true);
+  });
+
+  it("a runner's session policy: its own job item and its tenant's settings, nothing else", async () => {
+    const client = createDocumentClient({ endpoint });
+    const store = new DynamoDbJobStore({ client, tableName: 'jobs' });
+    const settings = new DynamoDbTenantSettings({ client, tableName: 'jobs' });
+    const job = jobRecord(`job_01JD${'0'.repeat(20)}SESS01`, {
+      tenant: 'acme',
+      status: 'running',
+      started_at: new Date().toISOString(),
+    });
+    const other = jobRecord(`job_01JD${'0'.repeat(20)}SESS02`, { tenant: 'acme', status: 'running' });
+    await store.create(job);
+    await store.create(other);
+    await settings.setNotebookRole('acme', 'arn:aws:iam::444455556666:role/acme-notebooks');
+    await settings.setNotebookRole('globex', 'arn:aws:iam::777788889999:role/globex-notebooks');
+    const policy = runnerSessionPolicy({ ...SCOPE, jobId: job.job_id, tenant: 'acme' });
+    const allows = (action: string, key: string) =>
+      policy.Statement.some(
+        (statement) =>
+          [statement.Action].flat().includes(action) &&
+          iamLike(statement.Resource).test(TABLE_ARN) &&
+          [statement.Condition?.['ForAllValues:StringEquals']?.['dynamodb:LeadingKeys'] ?? []]
+            .flat()
+            .some((pattern) => iamLike(pattern).test(key)),
+      );
+
+    // What container/runner/runner.ts and main.ts do with the session.
+    const seen = recordKeys(client);
+    await store.get(job.job_id);
+    await settings.get('acme');
+    await store.update(job.job_id, ['running'], { stage: 'executing', updated_at: new Date().toISOString() });
+    expect(seen.commands).toEqual(['GetCommand', 'GetCommand', 'UpdateCommand']);
+    expect(seen.keys).toEqual([`JOB#${job.job_id}`, 'TENANT#acme', `JOB#${job.job_id}`]);
+    expect(allows('dynamodb:GetItem', seen.keys[0] as string)).toBe(true);
+    expect(allows('dynamodb:GetItem', seen.keys[1] as string)).toBe(true);
+    expect(allows('dynamodb:UpdateItem', seen.keys[2] as string)).toBe(true);
+
+    // The same calls for another job or tenant use keys the session does not allow.
+    const denied = recordKeys(client);
+    await store.get(other.job_id);
+    await store.update(other.job_id, ['running'], { updated_at: new Date().toISOString() });
+    await settings.get('globex');
+    for (const key of denied.keys) {
+      expect(allows('dynamodb:GetItem', key), key).toBe(false);
+      expect(allows('dynamodb:UpdateItem', key), key).toBe(false);
+    }
+    expect(allows('dynamodb:UpdateItem', 'TENANT#acme')).toBe(false);
+    expect(allows('dynamodb:GetItem', 'SLOTS')).toBe(false);
+    expect(allows('dynamodb:GetItem', `TOKENS#acme`)).toBe(false);
+  });
+
+  it("a runner's session policy: its input and output folders in the real key layout, no one else's", () => {
+    const jobId = `job_01JD${'0'.repeat(20)}SESS01`;
+    const policy = runnerSessionPolicy({ ...SCOPE, jobId, tenant: 'acme' });
+    const objectArn = (key: string) => `arn:aws:s3:::nbj-artifacts/${key}`;
+    const allows = (action: string, key: string) =>
+      policy.Statement.some(
+        (statement) =>
+          [statement.Action].flat().includes(action) && iamLike(statement.Resource).test(objectArn(key)),
+      );
+    expect(allows('s3:GetObject', inputKey('acme', jobId, 'train.ipynb'))).toBe(true);
+    expect(allows('s3:PutObject', outputKey('acme', jobId, 'train.ipynb'))).toBe(true);
+    expect(allows('s3:PutObject', htmlOutputKey('acme', jobId, 'train.ipynb'))).toBe(true);
+    // Each folder is exactly what jobKeyPrefixes says belongs to the job.
+    expect(jobKeyPrefixes('acme', jobId).map((prefix) => objectArn(`${prefix}*`))).toEqual(
+      policy.Statement.filter((statement) => statement.Resource.includes(':s3:::')).map((s) => s.Resource),
+    );
+    const otherJob = `job_01JD${'0'.repeat(20)}SESS02`;
+    for (const key of [
+      inputKey('acme', otherJob, 'train.ipynb'),
+      inputKey('globex', jobId, 'train.ipynb'),
+      outputKey('acme', otherJob, 'train.ipynb'),
+      outputKey('globex', jobId, 'train.ipynb'),
+      `${uploadsPrefix('acme')}abc/train.ipynb`,
+    ]) {
+      expect(allows('s3:GetObject', key), key).toBe(false);
+      expect(allows('s3:PutObject', key), key).toBe(false);
+    }
+    expect(allows('s3:PutObject', inputKey('acme', jobId, 'train.ipynb'))).toBe(false);
+    expect(allows('s3:GetObject', outputKey('acme', jobId, 'train.ipynb'))).toBe(false);
   });
 
   it('the authorizer: the token item it reads, and no job item', async () => {

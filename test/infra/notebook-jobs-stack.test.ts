@@ -65,13 +65,13 @@ describe('synthesis', () => {
   it('raises no CDK warning or error (deprecated APIs, invalid combinations)', () => {
     for (const context of [
       {},
-      { taskSubnets: 'private', alarmEmail: 'ops@example.com', removalPolicy: 'destroy' },
+      { egress: 'private', alarmEmail: 'ops@example.com', removalPolicy: 'destroy' },
     ]) {
       const annotations = Annotations.fromStack(synth(context).stack);
       annotations.hasNoWarning('*', Match.anyValue());
       annotations.hasNoError('*', Match.anyValue());
     }
-  });
+  }, 180_000); // two full syntheses; slow on a shared 2-core machine
 });
 
 describe('DynamoDB table', () => {
@@ -234,6 +234,7 @@ describe('runner task definition', () => {
       NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',
       NOTEBOOK_JOBS_ENGINES_DIR: '/app/engines',
       NOTEBOOK_JOBS_KERNEL_USER: 'kernel',
+      NOTEBOOK_JOBS_RUNNER_ROLE_ARN: arnOf(stack.runner.runnerRole),
       AWS_REGION: { Ref: 'AWS::Region' },
     });
   });
@@ -420,9 +421,63 @@ describe('network', () => {
     });
   });
 
-  it('puts tasks in private subnets behind one NAT gateway, without public IPs, when asked', () => {
-    const { template, stack } = synth({ taskSubnets: 'private' });
-    template.resourceCountIs('AWS::EC2::NatGateway', 1);
+  it('public egress: tasks get public IPs in public subnets, and no interface endpoint is paid for', () => {
+    const { template, stack } = synth();
+    template.resourceCountIs('AWS::EC2::InternetGateway', 1);
+    template.resourcePropertiesCountIs('AWS::EC2::VPCEndpoint', { VpcEndpointType: 'Interface' }, 0);
+    const fn = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.api.function)];
+    expect(fn?.Properties.Environment.Variables.NOTEBOOK_JOBS_ASSIGN_PUBLIC_IP).toBe('ENABLED');
+  });
+
+  it('private egress: isolated subnets, no NAT and no internet gateway, the endpoints the runner needs, HTTPS from tasks only', () => {
+    const { template, stack } = synth({ egress: 'private' });
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::InternetGateway', 0);
+    template.resourceCountIs('AWS::EC2::EIP', 0);
+    template.resourceCountIs('AWS::EC2::Subnet', 2);
+    // No subnet route leads anywhere but the VPC (and the gateway endpoints' prefix lists).
+    for (const route of Object.values(template.findResources('AWS::EC2::Route')))
+      expect(
+        route.Properties.GatewayId ?? route.Properties.NatGatewayId,
+        JSON.stringify(route),
+      ).toBeUndefined();
+    for (const subnet of Object.values(template.findResources('AWS::EC2::Subnet')))
+      expect(subnet.Properties.MapPublicIpOnLaunch).toBe(false);
+
+    const gateways = Object.values(
+      template.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Gateway' } }),
+    );
+    expect(gateways.map((e) => JSON.stringify(e.Properties.ServiceName)).sort()).toEqual(
+      ['dynamodb', 's3'].map((service) =>
+        JSON.stringify({ 'Fn::Join': ['', ['com.amazonaws.', { Ref: 'AWS::Region' }, `.${service}`]] }),
+      ),
+    );
+    const interfaces = Object.values(
+      template.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }),
+    );
+    expect(interfaces.map((e) => JSON.stringify(e.Properties.ServiceName)).sort()).toEqual(
+      ['ecr.api', 'ecr.dkr', 'events', 'logs', 'sts']
+        .map((service) =>
+          JSON.stringify({ 'Fn::Join': ['', ['com.amazonaws.', { Ref: 'AWS::Region' }, `.${service}`]] }),
+        )
+        .sort(),
+    );
+    const endpointGroups = new Set(interfaces.map((e) => JSON.stringify(e.Properties.SecurityGroupIds)));
+    expect(endpointGroups.size).toBe(1);
+    for (const endpoint of interfaces) expect(endpoint.Properties.PrivateDnsEnabled).toBe(true);
+    const taskGroup = logicalId(stack.node.findChild('Network').node.findChild('TaskSecurityGroup'));
+    template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: 'notebook-jobs VPC interface endpoints: HTTPS from runner tasks only',
+      SecurityGroupIngress: [
+        {
+          IpProtocol: 'tcp',
+          FromPort: 443,
+          ToPort: 443,
+          SourceSecurityGroupId: { 'Fn::GetAtt': [taskGroup, 'GroupId'] },
+          Description: 'HTTPS from runner tasks',
+        },
+      ],
+    });
     const fn = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.api.function)];
     expect(fn?.Properties.Environment.Variables.NOTEBOOK_JOBS_ASSIGN_PUBLIC_IP).toBe('DISABLED');
   });
@@ -505,18 +560,46 @@ describe('IAM scope', () => {
     expect(runners).toHaveLength(4);
   });
 
-  it('lets the task role read and update only job items of this table and touch only its prefixes', () => {
+  it('lets the task role do one thing: assume the runner role', () => {
+    const { template, stack } = synth();
+    expect(statementsOf(template, stack.runner.taskRole)).toEqual([
+      { Effect: 'Allow', Action: 'sts:AssumeRole', Resource: arnOf(stack.runner.runnerRole) },
+    ]);
+    // The runner role trusts exactly the task role, and sessions last at most the chaining limit.
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { AWS: arnOf(stack.runner.taskRole) } },
+        ],
+      },
+      MaxSessionDuration: 3600,
+    });
+    // RunTask passes the task role; nobody passes the runner role to a service.
+    const passed = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[])
+      .filter((s) => actionsOf(s).includes('iam:PassRole'))
+      .map((s) => JSON.stringify(s.Resource));
+    for (const resources of passed) expect(resources).not.toContain(logicalId(stack.runner.runnerRole));
+  });
+
+  it('gives the runner role job items, tenant settings, the input and output prefixes, job events and notebook roles', () => {
     const { template, stack } = synth();
     const bucket = arnOf(stack.artifacts.bucket);
     const objects = (prefix: string) => ({ 'Fn::Join': ['', [bucket, `/${prefix}*`]] });
-    expect(statementsOf(template, stack.runner.taskRole)).toEqual([
+    expect(statementsOf(template, stack.runner.runnerRole)).toEqual([
       {
         Effect: 'Allow',
         Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         Resource: arnOf(stack.table.table),
         Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['JOB#*'] } },
       },
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: [objects('inputs/'), objects('uploads/')] },
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:GetItem',
+        Resource: arnOf(stack.table.table),
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['TENANT#*'] } },
+      },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs/') },
       { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs/') },
       {
         Effect: 'Allow',
@@ -535,7 +618,17 @@ describe('IAM scope', () => {
             ],
           ],
         },
-        Condition: { StringEquals: { 'events:source': 'notebook-jobs' } },
+        Condition: {
+          StringEquals: {
+            'events:source': 'notebook-jobs',
+            'events:detail-type': 'Notebook Job State Change',
+          },
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: 'sts:AssumeRole',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/*']] },
       },
     ]);
   });

@@ -12,7 +12,7 @@ describe('readStackConfig', () => {
   it('has a documented default for every key', () => {
     expect(read({})).toEqual({
       vpcId: undefined,
-      taskSubnets: 'public',
+      egress: 'public',
       taskCpu: 1024,
       taskMemory: 4096,
       taskArchitecture: 'arm64',
@@ -47,7 +47,7 @@ describe('readStackConfig', () => {
   it('reads command-line strings and cdk.json values alike', () => {
     const fromCli = read({
       vpcId: 'vpc-0123456789abcdef0',
-      taskSubnets: 'private',
+      egress: 'private',
       taskCpu: '2048',
       taskMemory: '16384',
       taskArchitecture: 'x86_64',
@@ -64,7 +64,7 @@ describe('readStackConfig', () => {
     });
     const fromJson = read({
       vpcId: 'vpc-0123456789abcdef0',
-      taskSubnets: 'private',
+      egress: 'private',
       taskCpu: 2048,
       taskMemory: 16384,
       taskArchitecture: 'x86_64',
@@ -106,7 +106,8 @@ describe('readStackConfig', () => {
       'context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30',
     ],
     [{ useFargateSpot: 'yes' }, 'context useFargateSpot must be true or false, got "yes"'],
-    [{ taskSubnets: 'isolated' }, 'context taskSubnets must be one of public, private, got "isolated"'],
+    [{ egress: 'isolated' }, 'context egress must be one of public, private, got "isolated"'],
+    [{ taskSubnets: 'private' }, 'context taskSubnets was replaced by egress (public | private)'],
     [{ taskArchitecture: 'arm' }, 'context taskArchitecture must be one of arm64, x86_64, got "arm"'],
     [{ removalPolicy: 'delete' }, 'context removalPolicy must be one of retain, destroy, got "delete"'],
     [{ vpcId: 'default' }, 'context vpcId must look like vpc-0123456789abcdef0, got "default"'],

@@ -4,9 +4,12 @@
  * executed notebook and its HTML copy back (a small S3-compatible server here), keeping its job
  * in DynamoDB (dynalite), logging JSON lines to stdout for the awslogs driver, and telling a
  * user's cancel from a platform SIGTERM (Spot interruption) by asking the store. Real kernel.
+ * Every AWS call is made with the job-scoped session the runner gets from STS (a stand-in that
+ * records the exact AssumeRole requests), never with the task's own credentials; the kernel gets no
+ * AWS credentials, or only its tenant's notebook role when the tenant has one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
@@ -22,6 +25,9 @@ import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { jobRecord } from '../helpers/jobs.ts';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.ts';
+import { startFakeAws, startRecordingProxy, type FakeAws } from '../helpers/fake-aws.ts';
+import { runnerSessionPolicy, notebookBrokerPolicy } from '../../container/runner/job-credentials.ts';
+import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
 
 const BUCKET = 'nbj-test-artifacts';
 const TABLE = 'runner-aws';
@@ -31,6 +37,17 @@ const scratch = mkdtempSync(join(tmpdir(), 'notebook-jobs-runner-aws-'));
 let endpoint: string;
 let store: DynamoDbJobStore;
 let s3: FakeS3;
+let aws: FakeAws;
+let dynamo: Awaited<ReturnType<typeof startRecordingProxy>>;
+
+const TASK_KEY = 'AKIAIOSFODNN7EXAMPLE'; // the task role's credentials: used for STS only
+const RUNNER_ROLE = 'arn:aws:iam::111122223333:role/NotebookJobs-RunnerRole';
+const NOTEBOOK_ROLE = 'arn:aws:iam::444455556666:role/globex-notebooks';
+/** Which session an AssumeRole call opens, by what it asks for. */
+function sessionKey(params: Record<string, string>): string {
+  if (params.RoleArn === NOTEBOOK_ROLE) return 'ASIANOTEBOOK';
+  return params.Policy?.includes('sts:AssumeRole') ? 'ASIABROKER' : 'ASIAJOBDATA';
+}
 
 beforeAll(async () => {
   await new Promise<void>((r) => db.listen(0, '127.0.0.1', () => r()));
@@ -38,23 +55,28 @@ beforeAll(async () => {
   const client = createDocumentClient({ endpoint });
   await createJobTable(client, TABLE);
   store = new DynamoDbJobStore({ client, tableName: TABLE });
+  await new DynamoDbTenantSettings({ client, tableName: TABLE }).setNotebookRole('globex', NOTEBOOK_ROLE);
   s3 = await startFakeS3();
+  aws = await startFakeAws(sessionKey);
+  dynamo = await startRecordingProxy(endpoint);
 });
 afterAll(async () => {
   await s3?.close();
+  await aws?.close();
+  await dynamo?.close();
   await new Promise<void>((r) => db.close(() => r()));
   rmSync(scratch, { recursive: true, force: true });
 });
 
 /** A running job whose input notebook is in the bucket, as the api Lambda leaves it before RunTask. */
-async function runningJob(notebook: object): Promise<JobRecord> {
+async function runningJob(notebook: object, tenant = 'acme'): Promise<JobRecord> {
   const jobId = ids.jobId();
-  s3.objects.set(`${BUCKET}/inputs/acme/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
+  s3.objects.set(`${BUCKET}/inputs/${tenant}/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
   await store.create(
     jobRecord(jobId, {
-      tenant: 'acme',
-      notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/acme/${jobId}/nb.ipynb` },
-      output_uri: `s3://${BUCKET}/outputs/acme/${jobId}/nb.ipynb`,
+      tenant,
+      notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/${tenant}/${jobId}/nb.ipynb` },
+      output_uri: `s3://${BUCKET}/outputs/${tenant}/${jobId}/nb.ipynb`,
       output_saved: false,
     }),
   );
@@ -73,24 +95,29 @@ interface Runner {
   exited: Promise<number | null>;
 }
 
-/** Starts the entry point the way the task definition does (environment only). */
-function startRunner(jobId: string): Runner {
+/** Starts the entry point the way the task definition and RunTask do (environment only). */
+function startRunner(jobId: string, tenant = 'acme'): Runner {
   let out = '';
   const child = spawn(process.execPath, ['--import', 'tsx', 'container/runner/main.ts'], {
     env: {
       PATH: process.env.PATH,
       NOTEBOOK_JOBS_JOB_ID: jobId,
       NOTEBOOK_JOBS_TABLE: TABLE,
-      NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: endpoint,
+      NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: dynamo.url,
       NOTEBOOK_JOBS_ARTIFACTS: 's3',
       NOTEBOOK_JOBS_BUCKET: BUCKET,
       NOTEBOOK_JOBS_S3_ENDPOINT: s3.url,
+      NOTEBOOK_JOBS_EVENT_BUS: 'default',
+      NOTEBOOK_JOBS_RUNNER_ROLE_ARN: RUNNER_ROLE,
+      NOTEBOOK_JOBS_TENANT: tenant,
+      AWS_ENDPOINT_URL_STS: aws.url,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: aws.url,
       NOTEBOOK_JOBS_ENGINE: 'nbclient',
       NOTEBOOK_JOBS_PYTHON: TEST_PYTHON,
       NOTEBOOK_JOBS_DATA: scratch,
       NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: '200',
       AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
+      AWS_ACCESS_KEY_ID: TASK_KEY,
       AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       PYDEVD_DISABLE_FILE_VALIDATION: '1',
@@ -110,21 +137,83 @@ async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs 
   }
 }
 
-const output = (jobId: string, name = 'nb.ipynb') =>
-  s3.objects.get(`${BUCKET}/outputs/acme/${jobId}/${name}`);
-const outputText = (jobId: string) =>
-  JSON.parse(output(jobId)?.toString('utf8') ?? 'null')?.cells[0].outputs[0].text.join('');
+const output = (jobId: string, name = 'nb.ipynb', tenant = 'acme') =>
+  s3.objects.get(`${BUCKET}/outputs/${tenant}/${jobId}/${name}`);
+const outputText = (jobId: string, cell = 0, tenant = 'acme') =>
+  JSON.parse(output(jobId, 'nb.ipynb', tenant)?.toString('utf8') ?? 'null')?.cells[cell].outputs[0].text.join(
+    '',
+  );
+
+/** Requests of one job to the S3 stand-in. */
+const s3RequestsOf = (jobId: string) => s3.requests.filter((r) => r.path.includes(jobId));
+/** What the kernel sees of AWS: its AWS_* variables, and the credentials file they name (if any). */
+const AWS_PROBE = [
+  'import os, json',
+  "aws = {k: v for k, v in os.environ.items() if k.startswith('AWS')}",
+  "path = aws.get('AWS_SHARED_CREDENTIALS_FILE')",
+  "print(json.dumps({'env': aws, 'file': open(path).read() if path else None, 'home_aws': os.path.exists(os.path.expanduser('~/.aws'))}))",
+].join('\n');
 
 describe('runner entry point in AWS mode', () => {
   it('runs a job from S3 to S3, logs JSON lines on stdout, saves an HTML copy, records the result', async () => {
-    const job = await runningJob(makeNotebook([codeCell('print("hello from", 6 * 7)')]));
+    const job = await runningJob(makeNotebook([codeCell('print("hello from", 6 * 7)'), codeCell(AWS_PROBE)]));
     const runner = startRunner(job.job_id);
     expect(await runner.exited).toBe(0);
+
+    // One STS call, with the task's credentials, for a session naming only this job.
+    const calls = aws.assumeRoleCalls.filter((call) => call.params.RoleSessionName === job.job_id);
+    expect(calls).toEqual([
+      {
+        signedBy: TASK_KEY,
+        params: {
+          Action: 'AssumeRole',
+          Version: '2011-06-15',
+          RoleArn: RUNNER_ROLE,
+          RoleSessionName: job.job_id,
+          DurationSeconds: '3600',
+          Policy: JSON.stringify(
+            runnerSessionPolicy({
+              runnerRoleArn: RUNNER_ROLE,
+              region: 'us-east-1',
+              table: TABLE,
+              bucket: BUCKET,
+              eventBus: 'default',
+              jobId: job.job_id,
+              tenant: 'acme',
+            }),
+          ),
+        },
+      },
+    ]);
+    // Everything else was signed with that session: S3, DynamoDB, EventBridge.
+    expect(s3RequestsOf(job.job_id).map((r) => [r.method, r.path, r.signedBy])).toEqual([
+      ['GET', `${BUCKET}/inputs/acme/${job.job_id}/nb.ipynb`, 'ASIAJOBDATA'],
+      ['PUT', `${BUCKET}/outputs/acme/${job.job_id}/nb.ipynb`, 'ASIAJOBDATA'],
+      ['PUT', `${BUCKET}/outputs/acme/${job.job_id}/nb.html`, 'ASIAJOBDATA'],
+    ]);
+    expect(new Set(dynamo.signers)).toEqual(new Set(['ASIAJOBDATA']));
+    const published = aws.putEvents.filter((call) =>
+      call.entries[0]?.Detail?.toString().includes(job.job_id),
+    );
+    expect(published).toHaveLength(1);
+    expect(published[0]).toMatchObject({
+      signedBy: 'ASIAJOBDATA',
+      entries: [
+        { Source: 'notebook-jobs', DetailType: 'Notebook Job State Change', EventBusName: 'default' },
+      ],
+    });
+    expect(JSON.parse(String(published[0]?.entries[0]?.Detail))).toMatchObject({
+      job_id: job.job_id,
+      status: 'completed',
+    });
+    // No notebook role for acme: the kernel has no AWS variable, no credentials file, no ~/.aws.
+    expect(JSON.parse(outputText(job.job_id, 1))).toEqual({ env: {}, file: null, home_aws: false });
+    expect(runner.stdout()).toContain('no notebook role for this tenant: the kernel has no AWS credentials');
 
     expect(await store.get(job.job_id)).toMatchObject({
       status: 'completed',
       output_saved: true,
-      progress: { cells_executed: 1, percent: 100 },
+      progress: { cells_executed: 2, percent: 100 },
     });
     expect(outputText(job.job_id)).toBe('hello from 42\n');
     expect(output(job.job_id, 'nb.html')?.toString('utf8')).toContain('hello from 42');
@@ -134,6 +223,44 @@ describe('runner entry point in AWS mode', () => {
     expect(parsed.every((line) => line !== null)).toBe(true); // nothing else is printed to stdout
     expect(parsed).toContainEqual(expect.objectContaining({ stream: 'stdout', text: 'hello from 42' }));
     expect(parsed.at(-1)).toMatchObject({ stream: 'runner', text: 'job completed' });
+  });
+
+  it("gives the kernel its tenant's notebook role, and only that, through a credentials file", async () => {
+    const job = await runningJob(makeNotebook([codeCell(AWS_PROBE)]), 'globex');
+    const runner = startRunner(job.job_id, 'globex');
+    expect(await runner.exited).toBe(0);
+    expect(await store.get(job.job_id)).toMatchObject({ status: 'completed', output_saved: true });
+
+    const calls = aws.assumeRoleCalls.filter((call) => call.params.RoleSessionName === job.job_id);
+    expect(calls.map((call) => [call.signedBy, call.params.RoleArn, call.params.ExternalId])).toEqual([
+      [TASK_KEY, RUNNER_ROLE, undefined], // the data session
+      [TASK_KEY, RUNNER_ROLE, undefined], // the broker session
+      ['ASIABROKER', NOTEBOOK_ROLE, 'notebook-jobs:globex'],
+    ]);
+    expect(calls[1]?.params.Policy).toBe(JSON.stringify(notebookBrokerPolicy(NOTEBOOK_ROLE)));
+    expect(calls[2]?.params).toEqual({
+      Action: 'AssumeRole',
+      Version: '2011-06-15',
+      RoleArn: NOTEBOOK_ROLE,
+      RoleSessionName: job.job_id,
+      DurationSeconds: '3600',
+      ExternalId: 'notebook-jobs:globex',
+    });
+
+    const seen = JSON.parse(outputText(job.job_id, 0, 'globex')) as {
+      env: Record<string, string>;
+      file: string;
+    };
+    expect(seen.env).toEqual({
+      AWS_SHARED_CREDENTIALS_FILE: join(scratch, 'work', `${job.job_id}.aws`, 'credentials'),
+      AWS_REGION: 'us-east-1',
+      AWS_DEFAULT_REGION: 'us-east-1',
+    });
+    expect(seen.file).toBe(
+      '[default]\naws_access_key_id = ASIANOTEBOOK\naws_secret_access_key = secret-ASIANOTEBOOK\naws_session_token = token-ASIANOTEBOOK\n',
+    );
+    // The file is gone with the job.
+    expect(existsSync(join(scratch, 'work', `${job.job_id}.aws`))).toBe(false);
   });
 
   it('fails the job on a SIGTERM the store does not explain (Spot interruption), keeping the partial notebook', async () => {

@@ -88,7 +88,13 @@ describe('EcsLauncher.launch', () => {
       },
       overrides: {
         containerOverrides: [
-          { name: 'runner', environment: [{ name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id }] },
+          {
+            name: 'runner',
+            environment: [
+              { name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id },
+              { name: 'NOTEBOOK_JOBS_TENANT', value: 'team-a' },
+            ],
+          },
         ],
       },
       tags: [
@@ -122,7 +128,13 @@ describe('EcsLauncher.launch', () => {
       },
       overrides: {
         containerOverrides: [
-          { name: 'runner', environment: [{ name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id }] },
+          {
+            name: 'runner',
+            environment: [
+              { name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id },
+              { name: 'NOTEBOOK_JOBS_TENANT', value: 'local' },
+            ],
+          },
         ],
         cpu: '1024',
         memory: '4096',

@@ -20,7 +20,14 @@ const AWS_ENV = {
   NOTEBOOK_JOBS_ENGINES_DIR: '/app/container/engines',
   NOTEBOOK_JOBS_RETENTION_DAYS: '14',
   NOTEBOOK_JOBS_KERNEL_USER: 'kernel',
+  NOTEBOOK_JOBS_RUNNER_ROLE_ARN: 'arn:aws:iam::111122223333:role/NotebookJobs-RunnerRole',
+  NOTEBOOK_JOBS_TENANT: 'acme',
   AWS_REGION: 'eu-west-1',
+};
+const SCOPED = {
+  runnerRoleArn: 'arn:aws:iam::111122223333:role/NotebookJobs-RunnerRole',
+  tenant: 'acme',
+  region: 'eu-west-1',
 };
 
 function configError(fn: () => unknown): string {
@@ -49,7 +56,7 @@ describe('readRunnerConfig', () => {
       workRoot: join(tmpdir(), 'work'),
       kernelUser: 'kernel',
       kernelEnvPass: [],
-      storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined },
+      storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined, ...SCOPED },
       limits: DEFAULT_LIMITS,
     });
   });
@@ -72,6 +79,7 @@ describe('readRunnerConfig', () => {
       bucket: 'nbj-artifacts',
       eventBus: undefined,
       s3Endpoint: undefined,
+      ...SCOPED,
     });
     expect(config.workRoot).toBe(join('/scratch', 'work'));
   });
@@ -128,6 +136,21 @@ describe('readRunnerConfig', () => {
     expect(
       configError(() => readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_KERNEL_ENV_PASS: 'AWS_PROFILE' })),
     ).toBe('NOTEBOOK_JOBS_KERNEL_ENV_PASS: AWS_PROFILE is never passed to kernels');
+  });
+
+  it('AWS mode needs the runner role, the tenant and the region, each well-formed', () => {
+    for (const name of ['NOTEBOOK_JOBS_RUNNER_ROLE_ARN', 'NOTEBOOK_JOBS_TENANT', 'AWS_REGION'])
+      expect(configError(() => readRunnerConfig({ ...AWS_ENV, [name]: undefined }))).toBe(
+        `missing required environment variable ${name}`,
+      );
+    expect(
+      configError(() =>
+        readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_RUNNER_ROLE_ARN: 'arn:aws:iam::1:user/x' }),
+      ),
+    ).toBe('NOTEBOOK_JOBS_RUNNER_ROLE_ARN is not an IAM role ARN: "arn:aws:iam::1:user/x"');
+    expect(configError(() => readRunnerConfig({ ...AWS_ENV, NOTEBOOK_JOBS_TENANT: 'acme/*' }))).toBe(
+      'NOTEBOOK_JOBS_TENANT is not a tenant name: "acme/*"',
+    );
   });
 
   it('the sandbox settings: a work root of its own, a kernel user, more variables for kernels', () => {

@@ -250,7 +250,14 @@ export class EcsLauncher implements Launcher {
       },
       overrides: {
         containerOverrides: [
-          { name: config.containerName, environment: [{ name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id }] },
+          {
+            name: config.containerName,
+            // The tenant names the folders the runner's scoped session may reach (job-credentials.ts).
+            environment: [
+              { name: 'NOTEBOOK_JOBS_JOB_ID', value: job.job_id },
+              { name: 'NOTEBOOK_JOBS_TENANT', value: job.tenant },
+            ],
+          },
         ],
         ...resources,
       },

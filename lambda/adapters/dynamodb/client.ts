@@ -4,7 +4,7 @@
  */
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /** An endpoint of this form is a Unix socket (the local server's dynalite): `unix:/path/to/socket`. */
@@ -22,7 +22,12 @@ class UnixSocketAgent extends Agent {
 }
 
 export function createDocumentClient(
-  options: { endpoint?: string; region?: string } = {},
+  options: {
+    endpoint?: string;
+    region?: string;
+    /** Credentials instead of the default chain (or of the placeholders a custom endpoint gets). */
+    credentials?: DynamoDBClientConfig['credentials'];
+  } = {},
 ): DynamoDBDocumentClient {
   const { endpoint } = options;
   const socketPath = endpoint?.startsWith(UNIX_ENDPOINT_PREFIX)
@@ -35,10 +40,10 @@ export function createDocumentClient(
           endpoint: socketPath ? 'http://localhost' : endpoint,
           ...(socketPath ? { requestHandler: { httpAgent: new UnixSocketAgent(socketPath) } } : {}),
           region: options.region ?? 'local',
-          credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+          credentials: options.credentials ?? { accessKeyId: 'local', secretAccessKey: 'local' },
           maxAttempts: 5,
         }
-      : { region: options.region },
+      : { region: options.region, credentials: options.credentials },
   );
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
