@@ -87,6 +87,8 @@ export interface JobServiceConfig {
   downloadUrlTtlSeconds: number;
   /** Largest executed notebook a result summary reads; a larger one is only downloadable. */
   maxResultNotebookBytes: number;
+  /** How long a create request waits for the dispatch it starts before answering. */
+  dispatchWaitMs: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -100,6 +102,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   waitPollMs: 100,
   downloadUrlTtlSeconds: 900,
   maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
+  dispatchWaitMs: 3000,
 };
 
 export interface JobServiceDeps {
@@ -115,6 +118,8 @@ export interface JobServiceDeps {
   renderer: NotebookRenderer;
   /** Where state changes are published (default: nowhere). */
   events?: JobEventPublisher;
+  /** Where failures that reach no caller are reported (default: stderr). */
+  log?: (message: string) => void;
   config?: Partial<JobServiceConfig>;
 }
 
@@ -142,6 +147,7 @@ export class JobService {
 
   /** Validates, stores the input notebook, records a queued job, and dispatches. */
   async create(tenant: string, input: unknown, idempotencyKey?: string): Promise<JobView> {
+    const arrived = performance.now();
     const request = parseRequest(CreateJobRequestSchema, input, 'job request');
     const key = idempotencyKey ?? request.idempotency_key;
     const { notebook, name } = await this.loadNotebook(tenant, request.notebook);
@@ -154,7 +160,7 @@ export class JobService {
     const jobId = this.deps.ids.jobId();
     if (key) {
       const existing = await this.claimKey(tenant, key, jobId, requestHash);
-      if (existing) return this.waitForEnd(tenant, existing, waitSeconds);
+      if (existing) return this.waitForEnd(tenant, existing, waitSeconds, arrived);
     }
 
     const now = this.now();
@@ -197,8 +203,24 @@ export class JobService {
       throw error;
     }
     await this.publish(job, null);
-    await this.dispatch();
-    return this.waitForEnd(tenant, jobId, waitSeconds);
+    await this.dispatchWithin(this.config.dispatchWaitMs);
+    return this.waitForEnd(tenant, jobId, waitSeconds, arrived);
+  }
+
+  /**
+   * Dispatches, waiting for it at most `ms`: a slow launch (RunTask retries, a busy store) goes on
+   * in the background instead of eating the request's time (API Gateway allows 29 s), and a
+   * failure leaves the job queued for the next dispatch (the sweep runs one) instead of failing the
+   * request that stored it.
+   */
+  private async dispatchWithin(ms: number): Promise<void> {
+    const dispatched = this.dispatch().catch((error: unknown) => {
+      this.log(`dispatch failed (queued jobs wait for the next one): ${errorMessage(error)}`);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((done) => (timer = setTimeout(done, ms)));
+    await Promise.race([dispatched, bound]);
+    clearTimeout(timer);
   }
 
   async get(tenant: string, jobId: string): Promise<JobView> {
@@ -533,18 +555,31 @@ export class JobService {
     return { timed_out: timedOut, lost, released };
   }
 
-  /** Waits for a job to end, up to `seconds`; returns the job as it then stands. */
-  async waitForEnd(tenant: string, jobId: string, seconds: number): Promise<JobView> {
-    const until = Date.now() + seconds * 1000;
+  /**
+   * Waits for a job to end, up to `seconds` from `since` (the request's arrival, by the monotonic
+   * `performance.now()`: a time budget, not an age, so it is not the Clock's); returns the job as
+   * it then stands.
+   */
+  async waitForEnd(
+    tenant: string,
+    jobId: string,
+    seconds: number,
+    since = performance.now(),
+  ): Promise<JobView> {
+    const until = since + seconds * 1000;
     let job = await this.getOwned(tenant, jobId);
-    while (!isTerminal(job.status) && Date.now() < until) {
-      await sleep(Math.min(this.config.waitPollMs, Math.max(0, until - Date.now())));
+    while (!isTerminal(job.status) && performance.now() < until) {
+      await sleep(Math.min(this.config.waitPollMs, Math.max(0, until - performance.now())));
       job = await this.getOwned(tenant, jobId);
     }
     return this.view(job, await this.queuePosition(job));
   }
 
   // ---- internals ----
+
+  private log(message: string): void {
+    (this.deps.log ?? console.error)(message);
+  }
 
   /** Returns the existing job id for a replayed key, or null when this call owns the key. */
   private async claimKey(
@@ -554,7 +589,7 @@ export class JobService {
     requestHash: string,
   ): Promise<string | null> {
     const store = this.deps.store;
-    const claim = await store.claimIdempotencyKey(tenant, key, jobId, requestHash);
+    const claim = await store.claimIdempotencyKey(tenant, key, jobId, requestHash, this.deps.clock.now());
     if (claim.created) return null;
     if (await store.get(claim.job_id)) {
       if (claim.request_hash !== requestHash) {
@@ -575,7 +610,10 @@ export class JobService {
       );
     }
     // The earlier create died between claiming the key and writing the job: take the key over.
-    if (await store.replaceIdempotencyKey(tenant, key, claim.job_id, jobId, requestHash)) return null;
+    if (
+      await store.replaceIdempotencyKey(tenant, key, claim.job_id, jobId, requestHash, this.deps.clock.now())
+    )
+      return null;
     return this.claimKey(tenant, key, jobId, requestHash);
   }
 

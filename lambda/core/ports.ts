@@ -52,12 +52,16 @@ export interface JobStore {
   countQueued(): Promise<number>;
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
-  /** Claims an idempotency key for a tenant (conditional put), or returns the existing claim. */
+  /**
+   * Claims an idempotency key for a tenant (conditional put), or returns the existing claim. `now`
+   * is the service's clock: claims are stamped and aged by one clock.
+   */
   claimIdempotencyKey(
     tenant: string,
     key: string,
     jobId: string,
     requestHash: string,
+    now?: Date,
   ): Promise<IdempotencyClaim>;
   /** Replaces a claim whose job never got created (a crash between the two writes). */
   replaceIdempotencyKey(
@@ -66,6 +70,7 @@ export interface JobStore {
     staleJobId: string,
     jobId: string,
     requestHash: string,
+    now?: Date,
   ): Promise<boolean>;
   /** Deletes a claim if it still names `jobId` (never another request's claim). */
   releaseIdempotencyKey(tenant: string, key: string, jobId: string): Promise<void>;

@@ -183,6 +183,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     uploads,
     renderer: new NbconvertRenderer(python.python),
     config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
+    log,
   });
 
   // Runners from a previous server process cannot reach this store: end their jobs honestly.

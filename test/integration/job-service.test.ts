@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JobService } from '../../lambda/core/job-service.ts';
 import { InvalidRequestError, PayloadTooLargeError } from '../../lambda/core/errors.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
@@ -30,8 +30,11 @@ class RecordingLauncher implements Launcher {
   stopped: string[] = [];
   alive = new Map<string, boolean>();
   failNext = false;
+  /** When set, launches wait for it (a slow RunTask). */
+  gate: Promise<void> | null = null;
 
   async launch(job: JobRecord) {
+    if (this.gate) await this.gate;
     if (this.failNext) {
       this.failNext = false;
       throw new Error('no capacity');
@@ -169,7 +172,60 @@ describe('sweep', () => {
   });
 });
 
+describe('the request budget', () => {
+  it('answers within the dispatch wait while a slow launch goes on, and the job then gets its runner', async () => {
+    Object.assign(service.config, { dispatchWaitMs: 200 });
+    let release = () => {};
+    launcher.gate = new Promise<void>((done) => (release = done));
+    const started = performance.now();
+    const job = await service.create('t', { notebook, wait_seconds: 0 });
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(150);
+    expect(took).toBeLessThan(5000); // the launch is held until released below
+    expect(job.status).toBe('running');
+    expect(launcher.launched).toEqual([]);
+    release();
+    await vi.waitFor(async () => expect((await store.get(job.job_id))?.runner_ref).toBe(`ref:${job.job_id}`));
+    expect(launcher.launched).toEqual([job.job_id]);
+  });
+
+  it('counts wait_seconds from arrival, so a slow dispatch does not add to it', async () => {
+    Object.assign(service.config, { dispatchWaitMs: 5000 });
+    let release = () => {};
+    launcher.gate = new Promise<void>((done) => (release = done));
+    setTimeout(() => release(), 1500);
+    const started = performance.now();
+    await service.create('t', { notebook, wait_seconds: 2 });
+    // dispatch took 1.5 s of the 2 s: the answer comes at about 2 s, not 1.5 + 2.
+    expect(performance.now() - started).toBeLessThan(3200);
+  });
+
+  it('leaves the job queued, not the request failed, when dispatch fails', async () => {
+    const logged: string[] = [];
+    Object.assign(service.config, { dispatchWaitMs: 1000 });
+    (service as unknown as { deps: { log: (m: string) => void } }).deps.log = (m) => logged.push(m);
+    const listQueued = vi.spyOn(store, 'listQueued').mockRejectedValueOnce(new Error('throttled'));
+    const job = await service.create('t', { notebook });
+    expect(job.status).toBe('queued');
+    expect(logged).toEqual([expect.stringContaining('throttled')]);
+    listQueued.mockRestore();
+    await service.dispatch();
+    expect((await service.get('t', job.job_id)).status).toBe('running');
+  });
+});
+
 describe('idempotency', () => {
+  it("stamps claims with the service's clock, the one that ages them", async () => {
+    now = Date.now() - 3_600_000; // the service's clock an hour behind the machine's
+    const job = await service.create('t', { notebook }, 'k-clock');
+    const claim = await store.claimIdempotencyKey('t', 'k-clock', 'job_other', 'h', new Date(now));
+    expect(claim).toMatchObject({
+      created: false,
+      job_id: job.job_id,
+      created_at: new Date(now).toISOString(),
+    });
+  });
+
   it('answers 409 while another request holds the key, and takes over an abandoned claim', async () => {
     await store.claimIdempotencyKey('t', 'k', 'job_01KZZZZZZZZZZZZZZZZZZZZZZZZZZZ', 'somehash');
     await expect(service.create('t', { notebook }, 'k')).rejects.toThrow(/still being processed/);

@@ -359,11 +359,11 @@ export class DynamoDbJobStore implements JobStore {
     key: string,
     jobId: string,
     requestHash: string,
+    now = new Date(),
   ): Promise<IdempotencyClaim> {
     const itemKey = idempotencyKey(tenant, key);
     // A claim that vanishes between our failed put and our read (released meanwhile) is retried.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const now = new Date();
       try {
         await this.client.send(
           new PutCommand({
@@ -401,12 +401,13 @@ export class DynamoDbJobStore implements JobStore {
     staleJobId: string,
     jobId: string,
     requestHash: string,
+    now = new Date(),
   ): Promise<boolean> {
     try {
       await this.client.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: { ...idempotencyKey(tenant, key), ...this.claimAttributes(jobId, requestHash, new Date()) },
+          Item: { ...idempotencyKey(tenant, key), ...this.claimAttributes(jobId, requestHash, now) },
           // Only the stale claim we saw may be replaced; anyone else who replaced it first wins.
           ConditionExpression: '#job = :stale',
           ExpressionAttributeNames: { '#job': 'job_id' },
