@@ -10,8 +10,11 @@ import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
 import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from './apigw.ts';
 
-/** Routes that answer without a token, if the stack leaves them open (no business data). */
-const PUBLIC_ROUTES = new Set(['GET /v1/health', 'GET /openapi.json']);
+/**
+ * Routes that answer without a token, if the stack leaves them open (no business data). Only health:
+ * /openapi.json takes the token, as the stack (lib/rest-api.ts) and the local server require.
+ */
+const PUBLIC_ROUTES = new Set(['GET /v1/health']);
 
 // Wired once per cold start, at the first event (so a configuration error is reported per request
 // with the variable's name in the log, and a failed start is retried).

@@ -202,9 +202,11 @@ describe('tenants and scopes', () => {
 
   it('answers 401 when no authorizer ran, except on the open health route', async () => {
     const jobs = await api(proxyEvent({ path: '/v1/jobs', tenant: null }));
+    const openapi = await api(proxyEvent({ path: '/openapi.json', tenant: null }));
     const health = await api(proxyEvent({ path: '/v1/health', tenant: null }));
 
     expect(jobs.statusCode).toBe(401);
+    expect(openapi.statusCode).toBe(401); // as the stack and the local server: the token is needed
     expect(body(jobs).error.code).toBe('unauthorized');
     expect(health.statusCode).toBe(200);
     expect(body(health)).toMatchObject({
