@@ -1,209 +1,44 @@
 #!/usr/bin/env python3
 """Runs one notebook with nbclient and reports JSON-lines events (protocol: README.md here).
 
-Also holds the protocol helpers that papermill_driver.py reuses.
+It runs the cells as papermill's PapermillNotebookClient does, writes the `metadata.papermill` that
+papermill writes (execution_metadata.py) and ends by the rule both engines share (outcome.py).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-import traceback
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.exceptions import CellExecutionError
 from nbclient.util import ensure_async
 
-EXIT_CODES = {'ok': 0, 'cell_error': 1, 'timeout': 2, 'cancelled': 3, 'kernel_died': 4, 'failed': 4}
-USAGE_ERROR = 64
-# After SIGTERM a running cell gets this long to honour the kernel interrupt before we stop waiting.
-INTERRUPT_GRACE_SECONDS = 1.5
-# jupyter_client waits half of this for a clean kernel exit, then SIGTERMs, then SIGKILLs.
-SHUTDOWN_WAIT_SECONDS = 2.0
-SKIP_TAG = 'skip-execution'  # nbclient's default skip_cells_with_tag: such cells never run
+import outcome
+from engine_protocol import (
+    EXIT_CODES,
+    INTERRUPT_GRACE_SECONDS,
+    SHUTDOWN_WAIT_SECONDS,
+    USAGE_ERROR,
+    Events,
+    describe_output,
+    emit_output,
+    finish,
+    kernel_name_for,
+    read_notebook,
+    reap,
+    run_main,
+    runs,
+    start,
+)
+from execution_metadata import ExecutionMetadata
+
 OUTPUT_MSG_TYPES = {'stream', 'execute_result', 'display_data', 'error'}
-# An `output` event carries at most this many characters (so at most 64 KiB of UTF-8): a huge
-# print becomes many bounded event lines, which the runner joins back into log lines.
-OUTPUT_PIECE_CHARS = 16 * 1024
-ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')
-
-
-# ---- protocol helpers (shared with papermill_driver.py) ----
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse exits 2, which the protocol reserves for cell timeouts
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f'{self.prog}: error: {message}\n')
-        sys.exit(USAGE_ERROR)
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f'not a positive number of seconds: {text}')
-    return value
-
-
-def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
-    parser = _Parser(description=description)
-    parser.add_argument('--input', required=True)
-    parser.add_argument('--output', required=True)
-    parser.add_argument('--kernel')
-    parser.add_argument('--cell-timeout', type=_seconds)
-    parser.add_argument('--cwd')
-    parser.add_argument('--events-fd', type=int, default=3)
-    args = parser.parse_args(argv)
-    if args.cwd is not None and not os.path.isdir(args.cwd):
-        parser.error(f'--cwd is not a directory: {args.cwd}')
-    return args
-
-
-def start(argv: list[str] | None, description: str):
-    """Parses arguments and opens the events descriptor: (args, events), or None after saying why."""
-    args = parse_args(argv, description)
-    os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')  # inherited by the kernel
-    try:
-        return args, Events(args.events_fd)
-    except OSError as e:
-        print(f'cannot use --events-fd {args.events_fd}: {e}', file=sys.stderr)
-        return None
-
-
-class Events:
-    """One JSON object per line on the events descriptor, flushed per line."""
-
-    def __init__(self, fd: int):
-        self._out = os.fdopen(fd, 'w', encoding='utf-8', closefd=False)
-
-    def emit(self, event: str, **fields) -> None:
-        try:
-            self._out.write(json.dumps({'event': event, **fields}) + '\n')
-            self._out.flush()
-        except (OSError, ValueError):
-            pass  # the reader is gone; carry on so the kernel still gets shut down
-
-
-def emit_output(events: Events, index: int, stream: str, text: str) -> None:
-    """Reports output text as `output` events of at most OUTPUT_PIECE_CHARS characters each."""
-    for start in range(0, max(len(text), 1), OUTPUT_PIECE_CHARS):
-        events.emit('output', index=index, stream=stream, text=text[start : start + OUTPUT_PIECE_CHARS])
-
-
-def strip_ansi(lines) -> list[str]:
-    return [ANSI_ESCAPE.sub('', line) for line in lines or []]
-
-
-def describe_output(out) -> tuple[str, str] | None:
-    """(stream, text) of an nbformat output, as the `output` event reports it."""
-    kind = out.get('output_type')
-    if kind == 'stream':
-        return out.get('name', 'stdout'), out.get('text', '')
-    if kind in ('execute_result', 'display_data'):
-        text = out.get('data', {}).get('text/plain')
-        return None if text is None else ('output', text if isinstance(text, str) else ''.join(text))
-    if kind == 'error':
-        lines = [f"{out.get('ename')}: {out.get('evalue')}", *strip_ansi(out.get('traceback'))]
-        return 'stderr', '\n'.join(lines)
-    return None
-
-
-def job_error(kind, message, cell_index=None, ename=None, evalue=None, traceback=None) -> dict:
-    return {
-        'type': kind,
-        'message': message,
-        'cell_index': cell_index,
-        'ename': ename,
-        'evalue': evalue,
-        'traceback': strip_ansi(traceback),
-    }
-
-
-def runs(cell) -> bool:
-    """Whether nbclient executes this cell (it skips blank and skip-execution-tagged ones)."""
-    return (
-        cell.get('cell_type') == 'code'
-        and bool(cell.get('source', '').strip())
-        and SKIP_TAG not in cell.get('metadata', {}).get('tags', [])
-    )
-
-
-def kernel_name_for(args, nb) -> str:
-    return args.kernel or nb.metadata.get('kernelspec', {}).get('name') or 'python3'
-
-
-def read_notebook(path: str, events: Events):
-    """The input notebook, or None after reporting why it cannot be used."""
-    try:
-        return nbformat.read(path, as_version=4)
-    except Exception as e:  # unreadable file, not JSON, not a notebook
-        message = f'cannot read notebook {path}: {type(e).__name__}: {e}'
-        events.emit('finished', status='failed', error=job_error('invalid_notebook', message))
-        return None
-
-
-def write_notebook(nb, path: str) -> None:
-    # Write then rename, so a reader never sees half a notebook.
-    partial = f'{path}.partial'
-    text = nbformat.writes(nb)
-    if not _utf8_encodable(text):
-        # JSON strings may hold lone surrogates (e.g. a parameter value) that UTF-8 cannot encode;
-        # escaped as \\uXXXX they stay valid JSON and read back as the same string.
-        text = nbformat.writes(nb, ensure_ascii=True)
-    with open(partial, 'w', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(partial, path)
-
-
-def _utf8_encodable(text: str) -> bool:
-    try:
-        text.encode('utf-8')
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def reap(proc: subprocess.Popen | None) -> None:
-    """Last resort: no kernel process may outlive the driver (nor linger as our zombie)."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the kernel leads its own session
-    except OSError:
-        proc.kill()
-    proc.wait(timeout=10)
-
-
-def finish(events: Events, nb, path: str, status: str, error: dict | None) -> int:
-    """Writes the output notebook, then emits `finished`; returns the exit code."""
-    try:
-        write_notebook(nb, path)
-    except Exception as e:
-        if status != 'cancelled':  # keep exit 3: the runner relies on it to label a job timeout
-            status = 'failed'
-            error = job_error('infrastructure', f'cannot write {path}: {type(e).__name__}: {e}')
-    events.emit('finished', status=status, error=error)
-    return EXIT_CODES[status]
-
-
-def run_main(main) -> None:
-    try:
-        code = main()
-    except Exception:  # a driver bug must not pass for a cell error (exit 1)
-        traceback.print_exc()
-        code = EXIT_CODES['failed']
-    sys.exit(code)
-
-
-# ---- the nbclient engine ----
 
 
 class ReportingClient(NotebookClient):
@@ -233,8 +68,9 @@ class Driver:
             on_cell_execute=self.cell_started,
             on_cell_executed=self.cell_executed,
         )
+        self.meta = ExecutionMetadata(nb, args.input, args.output)
+        self.failures: dict = {}  # cell index -> outcome.failure_of(its CellExecutionError)
         self.running: tuple[int, float] | None = None  # (index, start) of the cell in flight
-        self.last_reply: dict | None = None
         self.last_index: int | None = None
         self.cancelled = False
         self.task: asyncio.Task | None = None
@@ -246,7 +82,7 @@ class Driver:
         self.events.emit('cell_start', index=cell_index)
 
     def cell_executed(self, cell, cell_index, execute_reply, **_):
-        self.last_reply, self.last_index = execute_reply, cell_index
+        self.last_index = cell_index
         ok = (execute_reply or {}).get('content', {}).get('status') == 'ok'
         self.cell_done('ok' if ok else 'error')
 
@@ -300,42 +136,35 @@ class Driver:
         info = await c.async_wait_for_reply(await ensure_async(c.kc.kernel_info()))
         if info and 'language_info' in info['content']:
             self.nb.metadata['language_info'] = info['content']['language_info']
+        # papermill/clientwrap.py papermill_execute_cells: every cell goes through cell_start and
+        # cell_complete; a cell error marks the cell failed and ends the loop without raising.
         for index, cell in enumerate(self.nb.cells):
             if self.cancelled:  # e.g. the interrupted cell swallowed KeyboardInterrupt
                 break
-            await c.async_execute_cell(cell, index, execution_count=c.code_cells_executed + 1)
+            try:
+                self.meta.cell_start(cell)
+                await c.async_execute_cell(cell, index, execution_count=c.code_cells_executed + 1)
+            except CellExecutionError as e:
+                self.failures[index] = outcome.failure_of(e)
+                self.meta.cell_exception(cell)
+                break
+            finally:
+                if outcome.cut_short(cell) and cell.metadata.papermill.get('status') != 'failed':
+                    self.meta.cell_exception(cell)
+                self.meta.cell_complete(cell)
         c.set_widgets_metadata()
 
-    async def outcome(self) -> tuple[str, dict | None]:
+    async def outcome(self) -> tuple[str, dict | None, dict | None]:
         try:
             await self.task
-            result = ('ok', None)
-        except CellExecutionError as e:
-            content = (self.last_reply or {}).get('content', {})
-            result = (
-                'cell_error',
-                job_error(
-                    'cell_error',
-                    f'{e.ename}: {e.evalue}',
-                    self.last_index,
-                    e.ename,
-                    e.evalue,
-                    content.get('traceback', []),
-                ),
-            )
-        except CellTimeoutError:
-            index = self.running[0] if self.running else None
-            limit = math.ceil(self.args.cell_timeout)
-            result = ('timeout', job_error('timeout', f'cell {index} ran longer than {limit} s', index))
-        except DeadKernelError:
-            index = self.running[0] if self.running else None
-            result = ('kernel_died', job_error('kernel_died', f'the kernel died while running cell {index}', index))
+            result = outcome.after_run(self.nb, self.failures)
         except asyncio.CancelledError:
-            result = ('cancelled', None)
+            result = ('cancelled', None, None)
         except Exception as e:
-            result = ('failed', job_error('infrastructure', f'{type(e).__name__}: {e}'))
+            index = self.running[0] if self.running else self.last_index
+            result = (*outcome.after_exception(e, index, self.args.cell_timeout), None)
         # Any ending after SIGTERM/SIGINT (interrupted cell, killed wait) is a cancellation.
-        return ('cancelled', None) if self.cancelled else result
+        return ('cancelled', None, None) if self.cancelled else result
 
     async def shutdown_kernel(self) -> None:
         c, km = self.client, self.client.km
@@ -356,18 +185,16 @@ class Driver:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.on_signal)
-        # Outputs are from this run only, as with papermill: cells never reached stay empty.
-        for cell in self.nb.cells:
-            if cell.cell_type == 'code':
-                cell.outputs, cell.execution_count = [], None
-
         self.events.emit('started', cells_total=sum(1 for cell in self.nb.cells if runs(cell)))
+        # Outputs are from this run only, as with papermill: cells never reached stay empty.
+        self.meta.notebook_start()
         self.task = asyncio.ensure_future(self.execute())
-        status, error = await self.outcome()
+        status, error, stopped = await self.outcome()
         self.cell_done('error')  # a cell cut short by timeout, kernel death or cancellation
+        self.meta.notebook_complete()
         # Report first, then shut the kernel down: the runner records the result while the kernel
         # exits, and still waits for this process (and so the kernel) to be gone before it exits.
-        code = finish(self.events, self.nb, self.args.output, status, error)
+        code = finish(self.events, self.nb, self.args.output, status, error, stopped)
         await self.shutdown_kernel()
         return code
 
@@ -380,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     nb = read_notebook(args.input, events)
     if nb is None:
         return EXIT_CODES['failed']
-    return asyncio.run(Driver(args, nb, events).run())
+    return asyncio.run(Driver(args, outcome.remove_error_markers(nb), events).run())
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ The notebook arrives with parameters already injected, so papermill gets none. E
 papermill's own hooks: a registered engine (papermill's NBClientEngine) hands the client a proxy
 of the NotebookExecutionManager, whose cell_start/cell_complete calls become cell_start/cell_done,
 stdout_file/stderr_file carry the live streams, and autosave_cell (called after every kernel
-message) reports the other outputs as they arrive.
+message) reports the other outputs as they arrive. How the run ends is decided by the rule both
+engines share (outcome.py), which is papermill's own with the departures listed there.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import threading
 import time
 
 from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 
-from nbclient_driver import (
+import outcome
+from engine_protocol import (
     EXIT_CODES,
     INTERRUPT_GRACE_SECONDS,
     SHUTDOWN_WAIT_SECONDS,
@@ -40,12 +41,12 @@ from nbclient_driver import (
     runs,
     start,
 )
+from execution_metadata import complete_notebook_metadata
 
 try:
     import papermill
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.exceptions import PapermillExecutionError
-    from papermill.execute import ERROR_MARKER_TAG
 except ImportError as e:  # reported as a protocol failure in main(), not as a crash
     PAPERMILL_MISSING: ImportError | None = e
 else:
@@ -74,9 +75,16 @@ class ReportingManager:
         self._driver.cell_start(cell, cell_index)
 
     def cell_exception(self, cell, cell_index=None, **kwargs):
+        exception = kwargs.get('exception')
+        if exception is not None:
+            self._driver.failures[cell_index] = outcome.failure_of(exception)
         self._nb_man.cell_exception(cell, cell_index=cell_index, **kwargs)
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
+        # papermill calls this from a finally: block; a cell cut short is marked failed (outcome.py)
+        status = cell.get('metadata', {}).get('papermill', {}).get('status')
+        if status == 'running' and outcome.cut_short(cell):
+            self._nb_man.cell_exception(cell, cell_index=cell_index)
         self._nb_man.cell_complete(cell, cell_index=cell_index, **kwargs)
         self._driver.cell_complete(cell, cell_index)
 
@@ -109,6 +117,7 @@ class Driver:
         self.running: tuple[int, float, object] | None = None  # (index, start, cell) in flight
         self.reported: list = []  # non-stream outputs of the running cell already reported
         self.last_started: int | None = None
+        self.failures: dict = {}  # cell index -> outcome.failure_of(its CellExecutionError)
         self.cancelled = False
         self.done = threading.Event()
 
@@ -200,7 +209,7 @@ class Driver:
             reap(self.proc)
 
     # execution
-    def execute(self) -> tuple[str, dict | None]:
+    def execute(self) -> tuple[str, dict | None, dict | None]:
         timeout = self.args.cell_timeout
         try:
             papermill.execute_notebook(
@@ -222,26 +231,24 @@ class Driver:
                 raise_on_iopub_timeout=False,
                 on_notebook_start=self.kernel_started,
             )
-            return 'ok', None
+            return outcome.after_run(self.executed(), self.failures)
         except PapermillExecutionError as e:
-            return 'cell_error', job_error(
-                'cell_error', f'{e.ename}: {e.evalue}', e.cell_index, e.ename, e.evalue, e.traceback
-            )
-        except CellTimeoutError:  # papermill has already closed the cell (cell_complete)
-            index = self.last_started
-            if not timeout:  # not cell_timeout_seconds: nbclient gave up waiting for the kernel
-                return 'timeout', job_error('timeout', f'the kernel stopped answering during cell {index}', index)
-            limit = math.ceil(timeout)
-            return 'timeout', job_error('timeout', f'cell {index} ran longer than {limit} s', index)
-        except DeadKernelError:
-            index = self.last_started
-            return 'kernel_died', job_error('kernel_died', f'the kernel died while running cell {index}', index)
+            # The shared rule reads the same notebook papermill just judged (markers removed).
+            status, error, stopped = outcome.after_run(self.executed(), self.failures)
+            if error is None:  # cannot happen while outcome.py mirrors papermill; keep papermill's
+                error = job_error('cell_error', f'{e.ename}: {e.evalue}', e.cell_index, e.ename, e.evalue, e.traceback)
+            return 'cell_error', error, None
         except Cancelled:
-            return 'cancelled', None
-        except Exception as e:
-            return 'failed', job_error('infrastructure', f'{type(e).__name__}: {e}')
+            return 'cancelled', None, None
+        except Exception as e:  # papermill has already closed the cell (cell_complete)
+            return (*outcome.after_exception(e, self.last_started, timeout), None)
         finally:
             self.done.set()
+
+    def executed(self):
+        """The executed notebook: papermill's, without its error-marker cells (outcome.py)."""
+        nb = self.nb_man.nb if self.nb_man is not None else self.nb
+        return outcome.remove_error_markers(nb)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,16 +256,16 @@ class Driver:
         papermill_engines.register(ENGINE_NAME, self.engine())
         self.events.emit('started', cells_total=sum(1 for cell in self.nb.cells if runs(cell)))
 
-        status, error = self.execute()
+        status, error, stopped = self.execute()
         if self.cancelled:  # any ending after SIGTERM/SIGINT is a cancellation
-            status, error = 'cancelled', None
+            status, error, stopped = 'cancelled', None, None
         self.cell_done('error')  # defensive: papermill's finally normally closed it
         reap(self.proc)  # papermill shut the kernel down; make sure of it
 
-        nb = self.nb_man.nb if self.nb_man is not None else self.nb
-        # papermill inserts error-marker cells; drop them so indices match the events and the input.
-        nb.cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.metadata.get('tags', [])]
-        return finish(self.events, nb, self.args.output, status, error)
+        nb = self.executed()
+        # papermill adds these only to a notebook without metadata.papermill (iorw.load_notebook_node)
+        complete_notebook_metadata(nb, papermill.__version__)
+        return finish(self.events, nb, self.args.output, status, error, stopped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     nb = read_notebook(args.input, events)
     if nb is None:
         return EXIT_CODES['failed']
-    return Driver(args, nb, events).run()
+    return Driver(args, outcome.remove_error_markers(nb), events).run()
 
 
 if __name__ == '__main__':

@@ -31,9 +31,11 @@ import type {
 } from '../../lambda/core/ports.ts';
 import {
   cellSource,
+  cellTags,
   executableCodeCells,
   parseNotebookText,
   sourcePreview,
+  type Notebook,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
 import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
@@ -107,6 +109,8 @@ interface EngineEvent {
   status?: string;
   duration_seconds?: number;
   error?: JobError | null;
+  /** On `finished`: where a notebook that ended itself cleanly (SystemExit 0) stopped. */
+  stopped?: { cell_index: number; message: string } | null;
 }
 
 export interface RunOutcome {
@@ -188,8 +192,9 @@ async function execute(
   const language = languageForKernel(job.kernel, job.language);
   const hasParameters = Object.keys(job.parameters).length > 0;
   if (hasParameters && !language) throw new Error(`cannot render parameters for language ${job.language}`);
-  const notebook =
-    hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source;
+  const notebook = withoutErrorMarkers(
+    hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source,
+  );
   const cellIndexes = executableCodeCells(notebook);
   // Fresh each time: an earlier attempt's folder holds whatever its kernel left there.
   await rm(deps.workDir, { recursive: true, force: true });
@@ -291,6 +296,7 @@ async function execute(
         reporter.cellDone();
         break;
       case 'finished':
+        if (event.stopped) say(event.stopped.message);
         finished = event;
         markFinished('finished');
         break;
@@ -330,6 +336,18 @@ async function execute(
     killLeftover(kernelPid);
   });
   return { outcome, engineGone };
+}
+
+/** papermill's tag for the error-marker cells it inserts on a cell error (papermill/execute.py). */
+const ERROR_MARKER_TAG = 'papermill-error-cell-tag';
+
+/**
+ * The notebook without error-marker cells of an earlier papermill run. Both engines drop them
+ * before running (container/engines/outcome.py), so cell indices in their events refer to this.
+ */
+function withoutErrorMarkers(nb: Notebook): Notebook {
+  const cells = nb.cells.filter((cell) => !cellTags(cell).includes(ERROR_MARKER_TAG));
+  return cells.length === nb.cells.length ? nb : { ...nb, cells };
 }
 
 /** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */

@@ -120,6 +120,17 @@ export const ResultSummarySchema = z.strictObject({
     .strictObject({ cell_index: z.int().min(0), ...CellErrorSchema.shape })
     .nullable()
     .describe('The first failing cell (papermill stops there), or null.'),
+  stopped: z
+    .strictObject({
+      cell_index: z.int().min(0),
+      ename: z.literal('SystemExit'),
+      evalue: z.string(),
+      message: z.string(),
+    })
+    .nullable()
+    .describe(
+      'Where a notebook without errors stopped itself with a clean SystemExit (sys.exit(), sys.exit(0)): the job completed and the code cells after this one did not run. Else null.',
+    ),
 });
 
 export const ResultViewSchema = z.strictObject({

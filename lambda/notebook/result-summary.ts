@@ -134,13 +134,28 @@ function papermillStatus(cell: NotebookCell): string | null {
   return isObject(papermill) && typeof papermill.status === 'string' ? papermill.status : null;
 }
 
+/**
+ * A SystemExit whose value is empty or "0": papermill's clean stop, not an error
+ * (papermill/execute.py raise_for_execution_errors; container/engines/outcome.py).
+ */
+function isCleanExit(output: NotebookOutput): boolean {
+  return (
+    output.output_type === 'error' &&
+    output.ename === 'SystemExit' &&
+    (output.evalue === '' || output.evalue === '0')
+  );
+}
+
 function cellStatus(cell: NotebookCell, outputs: readonly NotebookOutput[]): CellStatus {
   if (!isExecutable(cell)) return 'skipped';
   const pm = papermillStatus(cell);
   // papermill marks every cell pending before the run; a cell still pending (or left running
   // when the run was stopped) never finished, whatever stale outputs it carries.
   if (pm === 'pending' || pm === 'running') return 'not_run';
-  if (outputs.some((o) => o.output_type === 'error')) return 'error';
+  const errors = outputs.filter((o) => o.output_type === 'error');
+  // The cell that stopped the notebook cleanly ran and ended as asked (papermill marks it failed).
+  if (errors.length > 0 && errors.every(isCleanExit)) return 'ok';
+  if (errors.length > 0) return 'error';
   const papermill = cell.metadata.papermill;
   if (pm === 'failed' || (isObject(papermill) && papermill.exception === true)) return 'error';
   const executed = typeof cell.execution_count === 'number' || pm === 'completed' || outputs.length > 0;
@@ -204,7 +219,8 @@ function collectNamedResults(
 /**
  * Summarizes an executed notebook, per code cell (markdown and raw cells are left out):
  *
- * - status: `error` when the cell has an error output (or papermill marked it failed); `skipped`
+ * - status: `error` when the cell has an error output (or papermill marked it failed), except a
+ *   clean `SystemExit` (empty or "0" value), which is `ok` and reported as `stopped`; `skipped`
  *   when its source is blank (kernels do not run those); `not_run` when papermill still marks it
  *   pending/running; `ok` when it ran (has an execution_count, papermill says completed, or it has
  *   outputs); otherwise `not_run`.
@@ -231,6 +247,7 @@ export function summarizeNotebook(nb: Notebook, options: SummaryOptions = {}): R
   const totals = { code_cells: 0, ok: 0, error: 0, skipped: 0, not_run: 0 };
   const named: Record<string, unknown> = {};
   let firstError: ResultSummary['error'] = null;
+  let stopped: ResultSummary['stopped'] = null;
 
   nb.cells.forEach((cell, index) => {
     if (cell.cell_type !== 'code') return;
@@ -259,11 +276,21 @@ export function summarizeNotebook(nb: Notebook, options: SummaryOptions = {}): R
           };
       firstError ??= { cell_index: index, ...result.error };
     }
+    const exit = status === 'ok' ? outputs.find(isCleanExit) : undefined;
+    if (exit && !stopped) {
+      const evalue = String(exit.evalue);
+      stopped = {
+        cell_index: index,
+        ename: 'SystemExit',
+        evalue,
+        message: `the notebook stopped itself at cell ${index} (SystemExit(${evalue})); the cells after it did not run`,
+      };
+    }
     if (status === 'ok' || status === 'error') collectNamedResults(cell, outputs, named);
     totals.code_cells++;
     totals[status]++;
     cells.push(result);
   });
 
-  return { cells, totals, named_results: named, error: firstError };
+  return { cells, totals, named_results: named, error: firstError, stopped: firstError ? null : stopped };
 }

@@ -112,6 +112,37 @@ describe('summarizeNotebook: statuses and totals', () => {
     expect(summary.error).toMatchObject({ cell_index: 2, ename: 'CellExecutionError', traceback: [] });
   });
 
+  it.each(['0', ''])(
+    'reports a clean SystemExit(%j) as where the notebook stopped, not as an error',
+    (evalue) => {
+      const exit: NotebookOutput = { output_type: 'error', ename: 'SystemExit', evalue, traceback: [] };
+      const summary = summarizeNotebook(
+        nb([
+          { source: 'a', execution_count: 1, metadata: { papermill: { status: 'completed' } } },
+          {
+            source: 'sys.exit()',
+            execution_count: 2,
+            outputs: [exit],
+            metadata: { papermill: { status: 'failed', exception: true } },
+          },
+          { source: 'c', metadata: { papermill: { status: 'pending' } } },
+        ]),
+      );
+      expect(summary.cells.map((c) => c.status)).toEqual(['ok', 'ok', 'not_run']);
+      expect(summary.error).toBeNull();
+      expect(summary.stopped).toMatchObject({ cell_index: 1, ename: 'SystemExit', evalue });
+      expect(summary.stopped?.message).toMatch(/stopped itself at cell 1 .*did not run/);
+    },
+  );
+
+  it('keeps SystemExit(1) an error, with no stop reported', () => {
+    const exit: NotebookOutput = { output_type: 'error', ename: 'SystemExit', evalue: '1', traceback: [] };
+    const summary = summarizeNotebook(nb([{ source: 'sys.exit(1)', execution_count: 1, outputs: [exit] }]));
+    expect(summary.cells[0]?.status).toBe('error');
+    expect(summary.error).toMatchObject({ cell_index: 0, ename: 'SystemExit', evalue: '1' });
+    expect(summary.stopped).toBeNull();
+  });
+
   it('counts a cell with outputs but no execution_count as ok', () => {
     const summary = summarizeNotebook(nb([{ source: 'x', execution_count: null, outputs: [stream('y')] }]));
     expect(summary.cells[0]?.status).toBe('ok');
