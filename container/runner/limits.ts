@@ -55,11 +55,26 @@ export function cutUtf8(text: string, maxBytes: number): string | null {
 }
 
 /**
+ * A log sink that says when it is behind (FileLogSink, StdoutLogSink): lines queued faster than it
+ * writes them would otherwise pile up in the runner's memory.
+ */
+export interface FlowControlledLogSink extends LogSink {
+  /** Past its high-water mark: the producer should wait for `drained()` before writing more. */
+  readonly backlogged: boolean;
+  drained(): Promise<void>;
+}
+
+/** The sink can say it is behind. */
+export function isFlowControlled(sink: LogSink): sink is FlowControlledLogSink {
+  return typeof (sink as Partial<FlowControlledLogSink>).drained === 'function';
+}
+
+/**
  * Keeps a job's log within its limits: each line's text is capped, and once `maxLogBytes` have been
  * written one line says the limit was reached and the job's output is dropped from then on. The
  * runner's own lines (`note`) still get a small reserve, so the log shows how the job ended.
  */
-export class BoundedLogSink implements LogSink {
+export class BoundedLogSink implements FlowControlledLogSink {
   private written = 0;
   private reserveUsed = 0;
   private full = false;
@@ -80,6 +95,15 @@ export class BoundedLogSink implements LogSink {
 
   flush(): Promise<void> {
     return this.sink.flush();
+  }
+
+  /** The sink underneath is behind (never, for a sink that cannot say). */
+  get backlogged(): boolean {
+    return isFlowControlled(this.sink) && this.sink.backlogged;
+  }
+
+  drained(): Promise<void> {
+    return isFlowControlled(this.sink) ? this.sink.drained() : Promise.resolve();
   }
 
   private add(line: LogLine, lifecycle: boolean): void {
