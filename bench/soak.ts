@@ -11,7 +11,8 @@
  *     the job's life. Target: the peak while the notebook prints within 10% of the start (once the
  *     kernel runs); the peak while the executed notebook is saved is reported beside it.
  *
- * Environment: BENCH_SOAK_JOBS (default 1000; 0 skips the soak), BENCH_SOAK_BATCH (50),
+ * Environment: BENCH_SOAK_JOBS (default 1000; 0 skips the soak, or with BENCH_ONLY=soak runs the
+ * runner row alone), BENCH_SOAK_BATCH (50),
  * BENCH_SOAK_IDLE_S (60), BENCH_SOAK_LINES (1000000; 0 skips the runner row), NOTEBOOK_JOBS_PYTHON.
  * `BENCH_ONLY=soak npm run bench` runs the soak alone.
  */
@@ -405,7 +406,7 @@ export async function soak(work: string, options: SoakOptions, log = console.err
       }
     }
     const minutes = (Date.now() - started) / 60_000;
-    await sleep(options.idleSeconds * 1000);
+    if (options.jobs > 0) await sleep(options.idleSeconds * 1000);
     const idle = await server.sample(`after ${options.idleSeconds} s idle`, done);
     samples.push(idle);
     log(`  idle: ${describe(idle)}`);
@@ -415,7 +416,7 @@ export async function soak(work: string, options: SoakOptions, log = console.err
     return {
       options,
       samples,
-      jobs_per_minute: Math.round(done / minutes),
+      jobs_per_minute: done ? Math.round(done / minutes) : 0,
       first_jobs: first?.jobs ?? 0,
       failed_jobs: failed.length,
       failures: failed.slice(0, 10),
@@ -435,7 +436,9 @@ function describe(s: MemorySample): string {
 
 /** Table rows for bench/run.ts: [what, value, detail, ratio, target]. */
 export function soakRows(result: SoakResult): string[][] {
-  const rows = result.samples.map((s) => [
+  // With no jobs (the runner row alone) there is no server row to show.
+  const samples = result.options.jobs > 0 ? result.samples : [];
+  const rows = samples.map((s) => [
     `(soak) server, ${s.label}`,
     `RSS ${s.rss_mb} MB`,
     `heap after GC ${s.heap_used_mb} MB, malloc ${s.malloc_heap_mb} MB, LevelDB ${s.leveldb_mb ?? '?'} MB, ${s.open_fds} fds`,
@@ -443,13 +446,14 @@ export function soakRows(result: SoakResult): string[][] {
     '',
   ]);
   const ratio = (r: number | null) => (r === null ? 'n/a' : `${r.toFixed(2)}x`);
-  rows.push([
-    `(soak) ${result.options.jobs} vs ${result.first_jobs} jobs`,
-    `RSS ${ratio(result.rss_ratio)}`,
-    `heap ${ratio(result.heap_ratio)}, RSS after idle ${ratio(result.rss_idle_ratio)}`,
-    `${result.jobs_per_minute} jobs/min`,
-    '<= 1.10x',
-  ]);
+  if (result.options.jobs > 0)
+    rows.push([
+      `(soak) ${result.options.jobs} vs ${result.first_jobs} jobs`,
+      `RSS ${ratio(result.rss_ratio)}`,
+      `heap ${ratio(result.heap_ratio)}, RSS after idle ${ratio(result.rss_idle_ratio)}`,
+      `${result.jobs_per_minute} jobs/min`,
+      '<= 1.10x',
+    ]);
   if (result.failed_jobs) rows.push(['(soak) jobs not completed', String(result.failed_jobs), '', '', '0']);
   const r = result.runner;
   if (r && Number.isNaN(r.start_rss_mb)) {
@@ -475,7 +479,8 @@ export function soakRows(result: SoakResult): string[][] {
 /** Runs the soak as configured by the environment, prints its rows and writes its JSON. */
 export async function soakBench(work: string): Promise<void> {
   const options = soakOptionsFromEnv();
-  if (options.jobs === 0) return;
+  // BENCH_SOAK_JOBS=0 skips the soak, except under BENCH_ONLY=soak: then it runs the runner row alone.
+  if (options.jobs === 0 && (process.env.BENCH_ONLY !== 'soak' || options.lines === 0)) return;
   console.error(
     `(soak) ${options.jobs} jobs, then a job printing ${options.lines} lines ` +
       '(about 20-30 jobs a minute on 2 cores; BENCH_SOAK_JOBS=0 skips the soak) ...',

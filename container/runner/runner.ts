@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
@@ -42,7 +43,14 @@ import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.t
 import { kernelEnvironment } from './kernel-env.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
 import type { EngineName } from './python.ts';
-import { BoundedLogSink, boundedOutput, DEFAULT_LIMITS, LineSplitter, type RunnerLimits } from './limits.ts';
+import {
+  BoundedLogSink,
+  boundedOutput,
+  DEFAULT_LIMITS,
+  isFlowControlled,
+  LineSplitter,
+  type RunnerLimits,
+} from './limits.ts';
 
 export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
 
@@ -244,11 +252,17 @@ async function execute(
       deps.logs.write({ ts: new Date().toISOString(), stream, text, ...(truncated ? { truncated } : {}) }),
     limits.maxLogLineBytes,
   );
+  // While the log sink is behind, the engine's output waits in its pipes, not in this process.
+  const keepUp = pauseWhileBehind(deps.logs, [engine.stdout, engine.stderr, engine.stdio[3] as Readable]);
   let engineErr = ''; // its tail, for the error of an engine that exits without a result
-  engine.stdout?.on('data', (chunk: Buffer) => lines.push('runner', chunk.toString()));
+  engine.stdout?.on('data', (chunk: Buffer) => {
+    lines.push('runner', chunk.toString());
+    keepUp();
+  });
   engine.stderr?.on('data', (chunk: Buffer) => {
     engineErr = (engineErr + chunk.toString()).slice(-16 * 1024);
     lines.push('runner', chunk.toString());
+    keepUp();
   });
 
   let stopReason: StopReason | null = null;
@@ -301,6 +315,7 @@ async function execute(
         markFinished('finished');
         break;
     }
+    keepUp();
   });
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -348,6 +363,27 @@ const ERROR_MARKER_TAG = 'papermill-error-cell-tag';
 function withoutErrorMarkers(nb: Notebook): Notebook {
   const cells = nb.cells.filter((cell) => !cellTags(cell).includes(ERROR_MARKER_TAG));
   return cells.length === nb.cells.length ? nb : { ...nb, cells };
+}
+
+/**
+ * Backpressure from the log sink to the engine: returns a check, made after each piece of engine
+ * output is handed to the sink, that pauses `streams` while the sink is backlogged and resumes them
+ * once it has drained. A paused stream stops reading its pipe, so the engine blocks on its next
+ * write and nothing is lost; at most what was already read (one pipe read per stream) is queued on
+ * top of the sink's high-water mark.
+ */
+function pauseWhileBehind(logs: LogSink, streams: Array<Readable | null | undefined>): () => void {
+  if (!isFlowControlled(logs)) return () => undefined;
+  let paused = false;
+  return () => {
+    if (paused || !logs.backlogged) return;
+    paused = true;
+    for (const stream of streams) stream?.pause();
+    void logs.drained().then(() => {
+      paused = false;
+      for (const stream of streams) stream?.resume();
+    });
+  };
 }
 
 /** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */

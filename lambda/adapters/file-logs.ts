@@ -242,43 +242,162 @@ function cutText(text: string): string {
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? TRUNCATED_LINE_CHARS - 1 : TRUNCATED_LINE_CHARS);
 }
 
-/** Appends log lines to a job's file, batching writes; `flush` makes them durable in order. */
+/** Default size of each of a FileLogSink's two write buffers. */
+export const LOG_SINK_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * Appends log lines to a job's file, batching writes; `flush` makes them durable in order.
+ *
+ * Lines are encoded straight into one of two fixed buffers: one fills while the other is being
+ * appended, so a line is garbage as soon as it is written and the queue costs no memory of its
+ * own. A buffer half full is written at once, a partly filled one after `flushMs`. `write` never
+ * drops or blocks (a LogSink's write is synchronous): what does not fit while a buffer is in flight
+ * waits as text, in order, and `backlogged` says so. A producer faster than the disk waits for
+ * `drained()` then; the runner pauses the engine's output meanwhile, so lines wait in the pipe to
+ * the engine, not in this process.
+ */
 export class FileLogSink implements LogSink {
-  private pending: string[] = [];
-  private pendingBytes = 0;
-  private writing: Promise<void> = Promise.resolve();
+  private filling: Buffer;
+  private spare: Buffer;
+  private used = 0;
+  /** Lines that did not fit in `filling`, oldest first; all newer than what `filling` holds. */
+  private overflow: string[] = [];
+  /** The oldest line of `overflow` not yet taken. */
+  private overflowHead = 0;
+  private overflowChars = 0;
+  private writing: Promise<void> | null = null;
+  private failure: unknown = null;
+  private waiters: Array<() => void> = [];
   private timer: NodeJS.Timeout | null = null;
   private handle: Promise<FileHandle>;
 
   constructor(
     path: string,
     private readonly flushMs = 100,
+    bufferBytes = LOG_SINK_BUFFER_BYTES,
   ) {
     mkdirSync(join(path, '..'), { recursive: true });
     this.handle = open(path, 'a');
+    // A failed open is reported by flush/close, not as an unhandled rejection.
+    this.handle.catch(() => undefined);
+    this.filling = Buffer.allocUnsafe(bufferBytes);
+    this.spare = Buffer.allocUnsafe(bufferBytes);
   }
 
   write(line: LogLine): void {
     const text = `${JSON.stringify(line)}\n`;
-    this.pending.push(text);
-    this.pendingBytes += text.length;
-    if (this.pendingBytes > 256 * 1024) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
+    const room = this.filling.length - this.used;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: most lines fit without being measured.
+    if (this.overflow.length === 0 && (text.length * 3 <= room || Buffer.byteLength(text) <= room)) {
+      this.used += this.filling.write(text, this.used);
+    } else {
+      this.overflow.push(text);
+      this.overflowChars += text.length;
+    }
+    if (this.backlogged || this.used >= this.filling.length / 2) this.startWriting();
+    else this.timer ??= setTimeout(() => this.startWriting(), this.flushMs);
   }
 
-  flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const batch = this.pending.join('');
-    this.pending = [];
-    this.pendingBytes = 0;
-    if (batch)
-      this.writing = this.writing.then(async () => void (await (await this.handle).appendFile(batch)));
-    return this.writing;
+  /** A buffer is full or lines wait as text: the producer should wait for `drained()`. */
+  get backlogged(): boolean {
+    return this.overflowChars > 0 || this.used >= this.filling.length;
+  }
+
+  /** Bytes and characters waiting to be written, not counting the append in flight. */
+  get queued(): number {
+    return this.used + this.overflowChars;
+  }
+
+  /** Resolves once the sink is no longer backlogged (at once when it is not). */
+  drained(): Promise<void> {
+    if (!this.backlogged) return Promise.resolve();
+    this.startWriting();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  async flush(): Promise<void> {
+    this.startWriting();
+    while (this.writing) await this.writing;
+    if (this.failure) throw this.failure;
   }
 
   async close(): Promise<void> {
     await this.flush();
     await (await this.handle).close();
+  }
+
+  /** Starts the append loop unless it runs; it ends when nothing is left to write. */
+  private startWriting(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.writing || this.queued === 0) return;
+    this.writing = this.appendAll().finally(() => {
+      this.writing = null;
+      this.release();
+    });
+  }
+
+  private async appendAll(): Promise<void> {
+    try {
+      const handle = await this.handle;
+      while (this.queued > 0) {
+        this.refill();
+        if (this.used === 0) {
+          // A line longer than a whole buffer: written by itself.
+          const text = this.overflow[this.overflowHead] as string;
+          this.takeOverflow();
+          this.release();
+          await handle.appendFile(text);
+          continue;
+        }
+        // Write the buffer; the other one fills meanwhile.
+        const full = this.filling;
+        const length = this.used;
+        this.filling = this.spare;
+        this.spare = full;
+        this.used = 0;
+        this.release();
+        await writeAll(handle, full, length);
+      }
+    } catch (error) {
+      // Kept for flush/close to report; lines written meanwhile are tried again by the next flush.
+      this.failure ??= error;
+    }
+  }
+
+  /** Moves waiting lines, oldest first, into the filling buffer while they fit (they are newer). */
+  private refill(): void {
+    while (this.overflowHead < this.overflow.length) {
+      const text = this.overflow[this.overflowHead] as string;
+      const room = this.filling.length - this.used;
+      if (text.length * 3 > room && Buffer.byteLength(text) > room) return;
+      this.used += this.filling.write(text, this.used);
+      this.takeOverflow();
+    }
+  }
+
+  private takeOverflow(): void {
+    this.overflowChars -= (this.overflow[this.overflowHead] as string).length;
+    this.overflowHead++;
+    if (this.overflowHead === this.overflow.length) {
+      this.overflow = [];
+      this.overflowHead = 0;
+    }
+  }
+
+  /** Wakes the producers waiting in `drained` once the sink is not behind (or cannot write at all). */
+  private release(): void {
+    if (this.backlogged && !this.failure) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** Appends `length` bytes of `buffer` (the file is open for appending), however many writes it takes. */
+async function writeAll(handle: FileHandle, buffer: Buffer, length: number): Promise<void> {
+  for (let offset = 0; offset < length;) {
+    const { bytesWritten } = await handle.write(buffer, offset, length - offset);
+    offset += bytesWritten;
   }
 }

@@ -35,14 +35,33 @@ function chunks(text: string): string[] {
   return out;
 }
 
+/**
+ * Writes each log line to stdout (or another stream), or hands it to a function. A stream buffers
+ * what its reader has not taken yet (stdout to a pipe does, in this process): `backlogged` says it
+ * is past its high-water mark and `drained()` waits until it is not, so the runner can pause the
+ * engine instead of queueing a job's output here.
+ */
 export class StdoutLogSink implements LogSink {
   private readonly writeLine: (line: string) => void;
-  private readonly toStdout: boolean;
+  private readonly stream: (NodeJS.WritableStream & { readonly writableNeedDrain: boolean }) | null;
 
-  /** `write` receives each JSON line without its newline (default: process.stdout, one line each). */
-  constructor(write?: (line: string) => void) {
-    this.toStdout = write === undefined;
-    this.writeLine = write ?? ((line) => void process.stdout.write(`${line}\n`));
+  /**
+   * `target` is a stream to write JSON lines to (default: process.stdout), or a function that
+   * receives each JSON line without its newline.
+   */
+  constructor(
+    target:
+      | ((line: string) => void)
+      | (NodeJS.WritableStream & { readonly writableNeedDrain: boolean }) = process.stdout,
+  ) {
+    if (typeof target === 'function') {
+      this.stream = null;
+      this.writeLine = target;
+    } else {
+      const stream = target;
+      this.stream = stream;
+      this.writeLine = (line) => void stream.write(`${line}\n`);
+    }
   }
 
   write(line: LogLine): void {
@@ -54,10 +73,21 @@ export class StdoutLogSink implements LogSink {
     for (const text of chunks(line.text)) this.writeLine(serialize({ ...line, text }));
   }
 
-  /** Waits until stdout has taken everything written (pipes can buffer when the reader is slow). */
-  async flush(): Promise<void> {
-    if (!this.toStdout || !process.stdout.writableNeedDrain) return;
-    await new Promise<void>((resolve) => process.stdout.once('drain', () => resolve()));
+  /** The stream holds more than its high-water mark that its reader has not taken. */
+  get backlogged(): boolean {
+    return this.stream?.writableNeedDrain ?? false;
+  }
+
+  /** Resolves once the stream is no longer backlogged (at once when it is not). */
+  drained(): Promise<void> {
+    const stream = this.stream;
+    if (!stream?.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve) => stream.once('drain', () => resolve()));
+  }
+
+  /** Waits until the stream has taken everything written (pipes can buffer when the reader is slow). */
+  flush(): Promise<void> {
+    return this.drained();
   }
 }
 

@@ -153,6 +153,67 @@ describe('runner limits', () => {
   });
 });
 
+/**
+ * A log sink slower than the kernel: it takes 500 lines every 10 ms (50,000 a second; a kernel
+ * prints several times that) and says it is behind past 1,000 queued lines.
+ */
+class SlowSink {
+  readonly taken: LogLine[] = [];
+  private queue: LogLine[] = [];
+  private waiters: Array<() => void> = [];
+  maxQueued = 0;
+  private readonly timer = setInterval(() => this.take(500), 10);
+
+  write(line: LogLine): void {
+    this.queue.push(line);
+    this.maxQueued = Math.max(this.maxQueued, this.queue.length);
+  }
+  get backlogged(): boolean {
+    return this.queue.length > 1000;
+  }
+  drained(): Promise<void> {
+    return this.backlogged ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
+  }
+  async flush(): Promise<void> {
+    while (this.queue.length) await new Promise((r) => setTimeout(r, 10));
+  }
+  close(): void {
+    clearInterval(this.timer);
+  }
+  private take(count: number): void {
+    this.taken.push(...this.queue.splice(0, count));
+    if (this.backlogged) return;
+    for (const resolve of this.waiters.splice(0)) resolve();
+  }
+}
+
+describe('runner backpressure', () => {
+  it('pauses the engine while the log sink is behind: its queue stays bounded and no line is lost', async () => {
+    const total = 200_000;
+    const job = await runningJob(makeNotebook([codeCell(`for i in range(${total}):\n    print(i)`)]));
+    const sink = new SlowSink();
+    try {
+      const outcome = await runJob(job.job_id, {
+        store,
+        artifacts,
+        logs: sink,
+        python: TEST_PYTHON,
+        engine: 'nbclient',
+        workDir: join(work, 'w', job.job_id),
+      });
+      expect(outcome).toEqual({ status: 'completed', error: null });
+    } finally {
+      sink.close();
+    }
+    const printed = sink.taken.filter((l) => l.stream === 'stdout').map((l) => l.text);
+    expect(printed).toEqual(Array.from({ length: total }, (_, i) => String(i)));
+    // Past 1,000 lines the runner stops reading the engine; what it already read (one pipe read
+    // of output events, at most 64 KiB: ~22,000 short lines) still goes in. Without the pause the
+    // queue holds most of the 200,000 lines.
+    expect(sink.maxQueued).toBeLessThan(1000 + 25_000);
+  });
+});
+
 describe.each([
   { name: 'nbclient', script: 'container/engines/nbclient_driver.py', env: {} },
   {

@@ -2,6 +2,7 @@
  * The stdout log sink (AWS mode) and its parser: every LogLine becomes one JSON line that
  * parseLogLine turns back into the same LogLine, whatever the text holds.
  */
+import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseLogLine, StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
@@ -98,5 +99,29 @@ describe('StdoutLogSink + parseLogLine', () => {
     ]) {
       expect(parseLogLine(text)).toBeNull();
     }
+  });
+});
+
+describe('StdoutLogSink backpressure', () => {
+  it('says it is behind while its stream holds more than it should, and drained() waits for the reader', async () => {
+    const out = new PassThrough({ highWaterMark: 1024 });
+    const sink = new StdoutLogSink(out);
+    expect(sink.backlogged).toBe(false);
+    let written = 0;
+    while (!sink.backlogged) {
+      sink.write({ ts: '2026-05-01T10:00:00.000Z', stream: 'stdout', text: `line ${written++}` });
+    }
+    let drained = false;
+    const waiting = sink.drained().then(() => (drained = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(drained).toBe(false); // nobody reads the stream yet
+
+    const lines: string[] = [];
+    out.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    await waiting;
+    expect(sink.backlogged).toBe(false);
+    expect(lines.map((l) => parseLogLine(l)?.text)).toEqual(
+      Array.from({ length: written }, (_, i) => `line ${i}`),
+    );
   });
 });

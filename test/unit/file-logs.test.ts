@@ -355,7 +355,7 @@ describe('FileLogSink', () => {
     expect((await pages(jobId, 37)).flatMap(texts)).toEqual(expected);
   });
 
-  it('flushes by itself after flushMs, and at once past 256 KiB pending', async () => {
+  it('flushes by itself after flushMs, and at once when half a buffer (128 KiB) is full', async () => {
     const jobId = newJob();
     const sink = new FileLogSink(jobLogPath(folder, jobId), 50);
     sink.write(line('timed'));
@@ -505,5 +505,47 @@ describe('bounded reading', () => {
     expect(next.lines).toEqual([{ ...line('w'.repeat(TRUNCATED_LINE_CHARS)), truncated: true }]);
     expect(next.at_end).toBe(true);
     expect((await reader.read(logOfJob(jobId), { limit: 10, cursor: next.next_cursor })).lines).toEqual([]);
+  });
+});
+
+describe('FileLogSink backpressure', () => {
+  it('says it is behind once its buffers are full, and drained() waits until the lines are written', async () => {
+    const jobId = newJob();
+    const sink = new FileLogSink(jobLogPath(folder, jobId), 10_000, 4096);
+    expect(sink.backlogged).toBe(false);
+    await sink.drained(); // not behind: resolves at once
+    const expected: string[] = [];
+    for (let i = 0; !sink.backlogged; i++) {
+      sink.write(line(`line ${i} ${'x'.repeat(100)}`));
+      expected.push(`line ${i} ${'x'.repeat(100)}`);
+    }
+    // write() took everything (nothing is dropped); it is queued until the disk catches up.
+    let drained = false;
+    const waiting = sink.drained().then(() => (drained = true));
+    expect(drained).toBe(false);
+    await waiting;
+    expect(sink.backlogged).toBe(false);
+    await sink.close();
+    expect((await pages(jobId, 1000)).flatMap(texts)).toEqual(expected);
+  });
+
+  it('keeps what waits bounded for a producer that waits while it is behind, in order, lines longer than a buffer too', async () => {
+    const jobId = newJob();
+    const bufferBytes = 4096;
+    const sink = new FileLogSink(jobLogPath(folder, jobId), 10_000, bufferBytes);
+    const expected: string[] = [];
+    let maxQueued = 0;
+    for (let i = 0; i < 5000; i++) {
+      const text = i % 1000 === 999 ? `long ${'y'.repeat(3 * bufferBytes)}` : `n${i}`;
+      sink.write(line(text));
+      expected.push(text);
+      maxQueued = Math.max(maxQueued, sink.queued);
+      if (sink.backlogged) await sink.drained();
+    }
+    await sink.close();
+    // At most a full buffer and the one line that did not fit in it.
+    const longest = Buffer.byteLength(JSON.stringify(line(expected[999] as string))) + 1;
+    expect(maxQueued).toBeLessThanOrEqual(bufferBytes + longest);
+    expect((await pages(jobId, 700)).flatMap(texts)).toEqual(expected);
   });
 });

@@ -14,6 +14,7 @@ import {
   cutUtf8,
   LineSplitter,
   LIMIT_VARIABLES,
+  outputSpans,
 } from '../../container/runner/limits.ts';
 import { readRunnerConfig } from '../../container/runner/config.ts';
 import { ConfigError } from '../../lambda/core/config.ts';
@@ -224,6 +225,74 @@ describe('boundedOutput', () => {
     expect(out.error?.message).toContain('input notebook');
     const saved = parseNotebookText(out.body);
     expect(saved.cells.map((c) => c.outputs)).toEqual([[], []]);
+  });
+});
+
+describe('boundedOutput without parsing the notebook', () => {
+  const input = parseNotebook(makeNotebook([codeCell('print("x" * 10**6)'), codeCell('1 + 1')]));
+  const tricky = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 40 }),
+    fc.constantFrom('"', '\\', '\\"', '[{', '}]', '"outputs": [', ',', '\u0000'),
+  );
+  const output = fc.record({ output_type: fc.constant('stream'), name: fc.constant('stdout'), text: tricky });
+  const cell = fc.record({
+    cell_type: fc.constant('code'),
+    metadata: fc.record({
+      tags: fc.array(tricky, { maxLength: 2 }),
+      outputs: fc.array(tricky, { maxLength: 2 }),
+    }),
+    source: tricky,
+    outputs: fc.array(output, { maxLength: 3 }),
+  });
+  const notebookOf = fc.record({
+    metadata: fc.record({ cells: fc.array(tricky, { maxLength: 2 }) }),
+    cells: fc.array(fc.oneof(cell, fc.record({ cell_type: fc.constant('markdown'), source: tricky })), {
+      maxLength: 4,
+    }),
+  });
+
+  it('finds exactly the outputs of the cells, whatever the strings hold and however it is indented', () => {
+    fc.assert(
+      fc.property(notebookOf, fc.constantFrom(undefined, 1, 2), (nb, indent) => {
+        const body = Buffer.from(JSON.stringify(nb, null, indent));
+        const spans = outputSpans(body) ?? [];
+        const found = spans.map((s) => JSON.parse(body.toString('utf8', s.start, s.end)) as unknown);
+        expect(found).toEqual(nb.cells.flatMap((c) => ('outputs' in c ? c.outputs : [])));
+      }),
+    );
+  });
+
+  it('refuses text that is not one balanced JSON value', () => {
+    for (const text of ['{"cells": [', '{"cells": "x}', '{}{}', '{"cells": [}]}', ''])
+      expect(outputSpans(Buffer.from(text))).toBeNull();
+  });
+
+  it('replaces only the largest outputs and keeps every other byte as it was', () => {
+    const outputs = [1_000, 50_000, 20_000, 30].map((n, i) => ({
+      output_type: 'stream',
+      name: 'stdout',
+      text: `${i}`.repeat(n),
+    }));
+    const executed = {
+      ...input,
+      cells: [
+        { ...input.cells[0], outputs },
+        { ...input.cells[1], outputs: [] },
+      ],
+    };
+    const text = JSON.stringify(executed, null, 2); // not nbformat's indent: bytes are kept, not rewritten
+    const out = boundedOutput(Buffer.from(text), input, 40_000);
+    expect(out.body.length).toBeLessThanOrEqual(40_000);
+    const saved = parseNotebookText(out.body);
+    expect(saved.cells[0]?.outputs?.map((o) => (o.name === 'stderr' ? 'note' : o.text))).toEqual([
+      outputs[0]?.text,
+      'note',
+      outputs[2]?.text,
+      outputs[3]?.text,
+    ]);
+    expect(out.error?.message).toContain('its 1 largest outputs');
+    const at = text.indexOf('"cells"');
+    expect(out.body.subarray(0, at + 100).toString()).toBe(text.slice(0, at + 100));
   });
 });
 
