@@ -38,6 +38,9 @@ from engine_protocol import (
 )
 from execution_metadata import ExecutionMetadata
 
+# A kernel that dies before it answers kernel_info is started again this many times in all.
+KERNEL_START_ATTEMPTS = 3
+
 OUTPUT_MSG_TYPES = {'stream', 'execute_result', 'display_data', 'error'}
 
 
@@ -121,16 +124,32 @@ class Driver:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
+    async def start_kernel(self) -> None:
+        """Starts the kernel and its client. jupyter_client picks free ports and the kernel binds
+        them a moment later; another process can take one in between, and the kernel then dies at
+        start ("ZMQError: Address already in use", "Kernel died before replying to kernel_info").
+        No cell has run then, so it is started again with new ports, up to KERNEL_START_ATTEMPTS."""
+        c = self.client
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            # Started by hand rather than through async_setup_kernel, which installs its own
+            # SIGINT/SIGTERM handlers.
+            c.km = c.create_kernel_manager()
+            c.km.shutdown_wait_time = SHUTDOWN_WAIT_SECONDS
+            await c.async_start_new_kernel(cwd=self.cwd)
+            self.proc = getattr(c.km.provisioner, 'process', None)
+            try:
+                await c.async_start_new_kernel_client()  # on failure it has cleaned the kernel up
+                return
+            except RuntimeError as e:
+                if attempt == KERNEL_START_ATTEMPTS or 'died' not in str(e) or self.cancelled:
+                    raise
+                print(f'kernel died while starting ({e}); starting a new one', file=sys.stderr)
+                reap(self.proc)
+
     # execution
     async def execute(self) -> None:
         c = self.client
-        # We start the kernel ourselves rather than through async_setup_kernel, which installs
-        # its own SIGINT/SIGTERM handlers.
-        c.km = c.create_kernel_manager()
-        c.km.shutdown_wait_time = SHUTDOWN_WAIT_SECONDS
-        await c.async_start_new_kernel(cwd=self.cwd)
-        self.proc = getattr(c.km.provisioner, 'process', None)
-        await c.async_start_new_kernel_client()
+        await self.start_kernel()
         self.events.emit('kernel_started', pid=getattr(c.km.provisioner, 'pid', None))
 
         info = await c.async_wait_for_reply(await ensure_async(c.kc.kernel_info()))

@@ -541,3 +541,40 @@ describe.each(DRIVERS)('$name driver, failing before any cell', (driver) => {
     expect((await readNotebook(output)).cells).toHaveLength(1);
   });
 });
+
+describe('the nbclient driver when a kernel dies while starting', () => {
+  it('starts a new kernel (no cell has run yet), as when a port was taken between choice and bind', async () => {
+    // A kernel spec whose first start exits at once, the way ipykernel does on "Address already in
+    // use"; the second start is a real kernel.
+    const spec = path.join(dir, 'jupyter', 'kernels', 'flaky');
+    await mkdir(spec, { recursive: true });
+    const marker = path.join(dir, 'died-once');
+    await writeFile(
+      path.join(spec, 'flaky.py'),
+      'import os, sys\n' +
+        `marker = ${JSON.stringify(marker)}\n` +
+        'if not os.path.exists(marker):\n    open(marker, "w").close()\n    sys.exit(1)\n' +
+        'os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *sys.argv[1:]])\n',
+    );
+    await writeFile(
+      path.join(spec, 'kernel.json'),
+      JSON.stringify({
+        argv: [PYTHON, path.join(spec, 'flaky.py'), '-f', '{connection_file}'],
+        display_name: 'flaky',
+        language: 'python',
+      }),
+    );
+    const input = await writeNotebook(dir, 'input.ipynb', makeNotebook([codeCell('print(6 * 7)')], 'flaky'));
+    const output = path.join(dir, 'output.ipynb');
+    const run = startDriver({ ...DRIVERS[0]!, env: { JUPYTER_PATH: path.join(dir, 'jupyter') } }, [
+      '--input',
+      input,
+      '--output',
+      output,
+    ]);
+    const ended = await run.ended;
+    expect(ended.stderr).toMatch(/kernel died while starting/);
+    expect(ended.events.at(-1)).toMatchObject({ event: 'finished', status: 'ok' });
+    expect(ended.events.filter((e) => e.event === 'kernel_started')).toHaveLength(1);
+  }, 60_000);
+});
