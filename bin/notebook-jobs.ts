@@ -18,7 +18,7 @@ Commands:
       --host H                  interface (default 127.0.0.1)
       --data DIR                data folder (NOTEBOOK_JOBS_DATA, default ./.notebook-jobs)
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
-      --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT, default 5)
+      --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS, default 5)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
       --kernel-user NAME        run kernels as this user (NOTEBOOK_JOBS_KERNEL_USER; the service
                                 must run as root); without it a kernel runs as the service's user

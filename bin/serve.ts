@@ -2,7 +2,7 @@
  * `notebook-jobs serve` / `npm start`: the local service. Flags win over environment variables,
  * which win over defaults.
  */
-import { intEnv, optionalEnv, type Env } from '../lambda/core/config.ts';
+import { intEnv, optionalEnv, withRenamed, type Env } from '../lambda/core/config.ts';
 import { startLocalServer } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
@@ -66,15 +66,23 @@ function list(value: string | undefined): string[] {
 
 export async function serve(options: ServeOptions): Promise<void> {
   const env = process.env;
-  const access = readAccessConfig(env, options.allowedHosts, (message) =>
-    console.error(`warning: ${message}`),
-  );
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  const access = readAccessConfig(env, options.allowedHosts, warn);
   const server = await startLocalServer({
     port: options.port ?? intEnv(env, 'NOTEBOOK_JOBS_PORT', 8080, 0, 65535),
     host: options.host ?? '127.0.0.1',
     dataDir: options.data ?? optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? '.notebook-jobs',
     workspace: options.workspace,
-    maxConcurrentJobs: options.maxConcurrent ?? intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT', 5, 1, 1000),
+    // One name with the AWS deployment's (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS); the old local one warns.
+    maxConcurrentJobs:
+      options.maxConcurrent ??
+      intEnv(
+        withRenamed(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', 'NOTEBOOK_JOBS_MAX_CONCURRENT', warn),
+        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
+        5,
+        1,
+        1000,
+      ),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     ...access,
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),

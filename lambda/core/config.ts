@@ -13,6 +13,21 @@ export function requireEnv(env: Env, name: string): string {
   return value;
 }
 
+/**
+ * `env` with a renamed variable resolved: when only `oldName` is set, its value under `name` and a
+ * warning to rename it; when both are, `name` wins and the warning says the old one is ignored.
+ */
+export function withRenamed(env: Env, name: string, oldName: string, warn: (message: string) => void): Env {
+  const old = optionalEnv(env, oldName);
+  if (old === undefined) return env;
+  if (optionalEnv(env, name) !== undefined) {
+    warn(`${oldName} is ignored: ${name} is set`);
+    return env;
+  }
+  warn(`${oldName} is deprecated: rename it ${name}`);
+  return { ...env, [name]: old };
+}
+
 export function optionalEnv(env: Env, name: string): string | undefined {
   const value = env[name];
   return value === undefined || value === '' ? undefined : value;

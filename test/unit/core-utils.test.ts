@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, intEnv, oneOfEnv, requireEnv } from '../../lambda/core/config.ts';
+import { ConfigError, intEnv, oneOfEnv, requireEnv, withRenamed } from '../../lambda/core/config.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { InvalidRequestError } from '../../lambda/core/errors.ts';
 import { JOB_ID_PATTERN, MonotonicJobIds, jobIdTimeBound } from '../../lambda/core/ids.ts';
@@ -226,6 +226,21 @@ describe('CursorCodec', () => {
 });
 
 describe('configuration', () => {
+  it('reads a renamed variable by its old name with a warning, and the new name wins', () => {
+    const warnings: string[] = [];
+    const warn = (message: string) => warnings.push(message);
+    const NEW = 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS';
+    const OLD = 'NOTEBOOK_JOBS_MAX_CONCURRENT';
+    expect(intEnv(withRenamed({ [OLD]: '3' }, NEW, OLD, warn), NEW, 5, 1)).toBe(3);
+    expect(warnings).toEqual([`${OLD} is deprecated: rename it ${NEW}`]);
+    expect(intEnv(withRenamed({ [OLD]: '3', [NEW]: '7' }, NEW, OLD, warn), NEW, 5, 1)).toBe(7);
+    expect(warnings[1]).toBe(`${OLD} is ignored: ${NEW} is set`);
+    expect(withRenamed({}, NEW, OLD, warn)).toEqual({});
+    expect(warnings).toHaveLength(2);
+    // A malformed old value is reported under the name the operator should now use.
+    expect(() => intEnv(withRenamed({ [OLD]: 'x' }, NEW, OLD, warn), NEW, 5, 1)).toThrow(new RegExp(NEW));
+  });
+
   it('fails fast naming the variable, and rejects malformed values instead of defaulting', () => {
     expect(() => requireEnv({}, 'NOTEBOOK_JOBS_TABLE')).toThrow(
       /missing required environment variable NOTEBOOK_JOBS_TABLE/,
