@@ -54,5 +54,7 @@ describe('parameter values in a real kernel', () => {
       ),
       { numRuns: 4 },
     );
-  });
+    // Four real kernel jobs: on a loaded CI machine (other files start kernels too) each can take
+    // 15 s or more to start and run, past the default 60 s for the whole test.
+  }, 180_000);
 });
