@@ -219,8 +219,12 @@ function applyMutation(base: unknown, { kind, at, key, value }: Mutation): unkno
   else if (kind === 'delete') {
     if (Array.isArray(parent)) parent.splice(Number(last), 1);
     else delete parent[last];
-  } else if (parent[last] && typeof parent[last] === 'object' && !Array.isArray(parent[last])) {
+  } else if (Array.isArray(parent[last])) {
+    parent[last].push(value); // a named member on an array would not be JSON (and confuses flatMap)
+  } else if (parent[last] && typeof parent[last] === 'object') {
     parent[last][key] = value;
+  } else if (Array.isArray(parent)) {
+    parent.push(value);
   } else parent[key] = value;
   return copy;
 }

@@ -29,11 +29,14 @@ const hostile = fc.constantFrom(
   '\u2028\u2029\0\ud800',
 );
 
+/** Request JSON may not hold a "__proto__" member (a 400: JavaScript would drop it); fast-check likes that key. */
+const withoutProtoKey = (value: unknown) => !JSON.stringify(value).includes('"__proto__"');
+
 describe('parameter values in a real kernel', () => {
   it('arrive equal to what was sent, whatever the JSON value', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(fc.jsonValue(), hostile), { minLength: 25, maxLength: 25 }),
+        fc.array(fc.oneof(fc.jsonValue().filter(withoutProtoKey), hostile), { minLength: 25, maxLength: 25 }),
         async (values) => {
           const parameters = Object.fromEntries(values.map((v, i) => [`p_${i}`, v]));
           const { status, body } = await svc.request('POST', '/v1/jobs', {
@@ -54,7 +57,5 @@ describe('parameter values in a real kernel', () => {
       ),
       { numRuns: 4 },
     );
-    // Four real kernel jobs: on a loaded CI machine (other files start kernels too) each can take
-    // 15 s or more to start and run, past the default 60 s for the whole test.
-  }, 180_000);
+  });
 });
