@@ -2,7 +2,7 @@
  * The runner on its own (no server): a real kernel, the DynamoDB store on dynalite wrapped to
  * count writes, file artifacts and logs.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dynalite from 'dynalite';
@@ -54,6 +54,7 @@ async function run(
   progressIntervalMs?: number,
   control?: RunnerControl,
   renderer?: NotebookRenderer,
+  tenant?: string,
 ) {
   const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
   try {
@@ -68,6 +69,7 @@ async function run(
         workDir: join(work, 'w', job.job_id),
         progressIntervalMs,
         renderer,
+        tenant,
       },
       control,
     );
@@ -100,6 +102,14 @@ describe('runner', () => {
     expect(final?.output_saved).toBe(true);
     const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
     expect(saved.cells[399].execution_count).not.toBeNull();
+  });
+
+  it("refuses a job of another tenant than the one it was started for (AWS: its credentials are that tenant's)", async () => {
+    const job = await runningJob(makeNotebook([codeCell('open("ran", "w").write("x")')]));
+    const outcome = await run(job, undefined, undefined, undefined, `not-${job.tenant}`);
+    expect(outcome).toMatchObject({ status: 'failed', error: { type: 'infrastructure' } });
+    expect(outcome.error?.message).toMatch(/belongs to another tenant/);
+    expect(existsSync(join(work, 'w', job.job_id, 'ran'))).toBe(false);
   });
 
   it('does nothing for a job that is no longer running', async () => {

@@ -34,7 +34,7 @@ const RUNNER_ENV = {
 
 describe('kernelEnvironment', () => {
   it('copies the allow-listed names and families, and sets the fixed engine switches', () => {
-    const env = kernelEnvironment({ from: RUNNER_ENV, workDir: '/work/job_1' });
+    const env = kernelEnvironment({ from: RUNNER_ENV, workDir: '/jobs/job_1' });
     expect(env).toEqual({
       PATH: '/opt/conda/bin:/usr/bin',
       HOME: '/home/runner',
@@ -55,8 +55,8 @@ describe('kernelEnvironment', () => {
   });
 
   it('gives a separate kernel user the working folder as HOME and its own name', () => {
-    const env = kernelEnvironment({ from: RUNNER_ENV, workDir: '/work/job_1', kernelUser: 'kernel' });
-    expect(env).toMatchObject({ HOME: '/work/job_1', USER: 'kernel', LOGNAME: 'kernel' });
+    const env = kernelEnvironment({ from: RUNNER_ENV, workDir: '/jobs/job_1', kernelUser: 'kernel' });
+    expect(env).toMatchObject({ HOME: '/jobs/job_1', USER: 'kernel', LOGNAME: 'kernel' });
   });
 
   it('lets operator-listed names through, but never a denied one', () => {
