@@ -38,7 +38,7 @@ export function parseJsonText(text: string, what: string, maxDepth = MAX_JSON_DE
     const { where, details } = jsonSyntaxProblem(text);
     throw new InvalidRequestError(`${what} is not valid JSON${where}`, details);
   }
-  const at = protoKeyPath(value);
+  const at = MAY_HOLD_PROTO_KEY.test(text) ? protoKeyPath(value) : null;
   if (at !== null) {
     throw new InvalidRequestError(
       `${what} has a member named "__proto__" (at ${at || 'the top level'}); that name is reserved, because JavaScript objects cannot keep it: rename it`,
@@ -47,6 +47,13 @@ export function parseJsonText(text: string, what: string, maxDepth = MAX_JSON_DE
   }
   return value;
 }
+
+/**
+ * Text that could hold a "__proto__" member: the name itself, or a \u escape of one of its
+ * characters (_ p r o t are U+005F..U+0074). Anything else skips the walk below, which matters for
+ * multi-megabyte notebooks sent inline.
+ */
+const MAY_HOLD_PROTO_KEY = /__proto__|\\u00[5-7][0-9a-f]/i;
 
 /**
  * Where a parsed value holds a "__proto__" member (a dotted path), or null. JSON.parse keeps such a

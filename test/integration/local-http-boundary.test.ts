@@ -395,6 +395,11 @@ describe('the pieces', () => {
     const brackets = JSON.stringify({ s: `${'['.repeat(500)}\\"{{{` });
     expect(parseJsonText(brackets, 'body')).toEqual(JSON.parse(brackets));
     expect(() => parseJsonText('{"a":', 'body')).toThrow(/body is not valid JSON/);
+    // "__proto__" spelt with escapes is the same key.
+    expect(() => parseJsonText('{"a":[{"\\u005f_pr\\u006fto__":1}]}', 'body')).toThrow(
+      /"__proto__" \(at a\.0\)/,
+    );
+    expect(parseJsonText('{"a":"\\u00e9 __proto"}', 'body')).toEqual({ a: 'é __proto' });
   });
 
   it('reads the token, hosts and origins, old names with a warning', () => {
