@@ -8,7 +8,7 @@ import type { Result, Task } from '@modelcontextprotocol/sdk/types.js';
 import type { TaskStore } from '@modelcontextprotocol/sdk/experimental/tasks/interfaces.js';
 import { AppError } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
-import { executeResult, toolError, type McpCallContext } from './tools.ts';
+import { executeResult, guarded, type McpCallContext } from './tools.ts';
 
 /** The task a job is, as tasks/get reports it. */
 export function taskOf(job: JobView, ctx: McpCallContext, ttlMs: number | null): Task {
@@ -74,11 +74,8 @@ export class JobTaskStore implements TaskStore {
    * result of the request that created the task), in that tool's output shape.
    */
   async getTaskResult(taskId: string): Promise<Result> {
-    try {
-      return await executeResult(this.ctx, await this.ctx.service.get(this.ctx.tenant, taskId));
-    } catch (error) {
-      return toolError(this.ctx, error);
-    }
+    const { ctx } = this;
+    return guarded(ctx, async () => executeResult(ctx, await ctx.service.get(ctx.tenant, taskId)));
   }
 
   /** tasks/cancel cancels the job (the SDK has already refused terminal tasks). */

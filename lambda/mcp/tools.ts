@@ -181,19 +181,23 @@ export async function executeResult(ctx: McpCallContext, job: JobView): Promise<
 }
 
 /** Runs a tool; failures become `isError` results with a message that says what was wrong. */
-export async function callTool(
-  tool: ToolDefinition,
+export function callTool(tool: ToolDefinition, ctx: McpCallContext, args: unknown): Promise<CallToolResult> {
+  return guarded(ctx, () => tool.run(ctx, args ?? {}));
+}
+
+/** Runs `work`; a failure becomes an `isError` result (see toolError). */
+export async function guarded(
   ctx: McpCallContext,
-  args: unknown,
+  work: () => Promise<CallToolResult>,
 ): Promise<CallToolResult> {
   try {
-    return await tool.run(ctx, args ?? {});
+    return await work();
   } catch (error) {
     return toolError(ctx, error);
   }
 }
 
-export function toolError(ctx: McpCallContext, error: unknown): CallToolResult {
+function toolError(ctx: McpCallContext, error: unknown): CallToolResult {
   let text: string;
   if (error instanceof AppError) {
     text = `${error.code}: ${error.message}`;
