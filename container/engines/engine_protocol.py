@@ -44,13 +44,25 @@ def _seconds(text: str) -> float:
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser = _Parser(description=description)
-    parser.add_argument('--input', required=True)
-    parser.add_argument('--output', required=True)
+    parser.add_argument('--input')
+    parser.add_argument('--output')
     parser.add_argument('--kernel')
     parser.add_argument('--cell-timeout', type=_seconds)
     parser.add_argument('--cwd')
     parser.add_argument('--events-fd', type=int, default=3)
+    parser.add_argument(
+        '--warm',
+        action='store_true',
+        help='start the kernel now, then read the job from stdin (see README.md: Warm start)',
+    )
     args = parser.parse_args(argv)
+    if args.warm:
+        if args.input or args.output or args.cell_timeout:
+            parser.error('--warm takes --input, --output and --cell-timeout from stdin, not arguments')
+        if not args.kernel or not args.cwd:
+            parser.error('--warm needs --kernel and --cwd: the kernel starts before the job is known')
+    elif not args.input or not args.output:
+        parser.error('--input and --output are required')
     if args.cwd is not None and not os.path.isdir(args.cwd):
         parser.error(f'--cwd is not a directory: {args.cwd}')
     return args
@@ -127,6 +139,17 @@ def runs(cell) -> bool:
 
 def kernel_name_for(args, nb) -> str:
     return args.kernel or nb.metadata.get('kernelspec', {}).get('name') or 'python3'
+
+
+def read_job(line: str, parse=json.loads) -> argparse.Namespace:
+    """A warm driver's job: one JSON line {"input", "output", "cell_timeout"} (ValueError if not)."""
+    job = parse(line)
+    if not isinstance(job, dict) or not all(isinstance(job.get(k), str) and job[k] for k in ('input', 'output')):
+        raise ValueError('the job line must be {"input": PATH, "output": PATH, "cell_timeout": SECONDS|null}')
+    timeout = job.get('cell_timeout')
+    if timeout is not None:
+        timeout = _seconds(str(timeout))
+    return argparse.Namespace(input=job['input'], output=job['output'], cell_timeout=timeout)
 
 
 def read_notebook(path: str, events: Events):

@@ -29,7 +29,9 @@ from engine_protocol import (
     describe_output,
     emit_output,
     finish,
+    job_error,
     kernel_name_for,
+    read_job,
     read_notebook,
     reap,
     run_main,
@@ -71,7 +73,8 @@ class Driver:
             on_cell_execute=self.cell_started,
             on_cell_executed=self.cell_executed,
         )
-        self.meta = ExecutionMetadata(nb, args.input, args.output)
+        self.meta = ExecutionMetadata(nb, args.input, args.output) if args.input else None
+        self.language_info: dict | None = None  # from the kernel's kernel_info reply
         self.failures: dict = {}  # cell index -> outcome.failure_of(its CellExecutionError)
         self.running: tuple[int, float] | None = None  # (index, start) of the cell in flight
         self.last_index: int | None = None
@@ -146,15 +149,28 @@ class Driver:
                 print(f'kernel died while starting ({e}); starting a new one', file=sys.stderr)
                 reap(self.proc)
 
+    async def kernel_info(self) -> None:
+        c = self.client
+        info = await c.async_wait_for_reply(await ensure_async(c.kc.kernel_info()))
+        if info and 'language_info' in info['content']:
+            self.language_info = info['content']['language_info']
+
+    def take(self, nb, job) -> None:
+        """Warm start: the job for the kernel already running (job: input, output, cell_timeout)."""
+        self.nb = self.client.nb = nb
+        self.args.input, self.args.output, self.args.cell_timeout = job.input, job.output, job.cell_timeout
+        self.client.timeout = math.ceil(job.cell_timeout) if job.cell_timeout else None
+        self.meta = ExecutionMetadata(nb, job.input, job.output)
+
     # execution
     async def execute(self) -> None:
         c = self.client
-        await self.start_kernel()
+        if c.kc is None:  # cold start (a warm driver started its kernel before the job came)
+            await self.start_kernel()
+            await self.kernel_info()
         self.events.emit('kernel_started', pid=getattr(c.km.provisioner, 'pid', None))
-
-        info = await c.async_wait_for_reply(await ensure_async(c.kc.kernel_info()))
-        if info and 'language_info' in info['content']:
-            self.nb.metadata['language_info'] = info['content']['language_info']
+        if self.language_info is not None:
+            self.nb.metadata['language_info'] = self.language_info
         # papermill/clientwrap.py papermill_execute_cells: every cell goes through cell_start and
         # cell_complete; a cell error marks the cell failed and ends the loop without raising.
         for index, cell in enumerate(self.nb.cells):
@@ -218,11 +234,56 @@ class Driver:
         return code
 
 
+async def warm(args, events: Events) -> int:
+    """Warm start: starts the kernel, says `warm`, waits for the job on stdin, then runs it as a cold
+    driver would. Stdin closed (or SIGTERM) before a job comes: the kernel is shut down, exit 0."""
+    driver = Driver(args, nbformat.v4.new_notebook(), events)
+    loop = asyncio.get_running_loop()
+    # Read without a thread: a thread blocked on stdin would keep asyncio.run from returning.
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    line = asyncio.ensure_future(reader.readline())
+    stopped = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        await driver.start_kernel()
+        await driver.kernel_info()
+        events.emit('warm', pid=getattr(driver.client.km.provisioner, 'pid', None))
+        stop = asyncio.ensure_future(stopped.wait())
+        await asyncio.wait([line, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        text = line.result().decode() if line.done() else ''
+        line.cancel()
+        if not text.strip():
+            raise asyncio.CancelledError  # no job: the pool is shrinking or the runner is gone
+        job = read_job(text)
+    except asyncio.CancelledError:
+        await driver.shutdown_kernel()
+        return 0
+    except Exception as e:  # a kernel that does not start, a job line that is not one
+        print(f'warm start failed: {type(e).__name__}: {e}', file=sys.stderr)
+        await driver.shutdown_kernel()
+        events.emit('finished', status='failed', error=job_error('infrastructure', f'warm start failed: {e}'))
+        return EXIT_CODES['failed']
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    nb = read_notebook(job.input, events)
+    if nb is None:
+        await driver.shutdown_kernel()
+        return EXIT_CODES['failed']
+    driver.take(outcome.remove_error_markers(nb), job)
+    return await driver.run()
+
+
 def main(argv: list[str] | None = None) -> int:
     started = start(argv, 'Run a notebook with nbclient, reporting engine protocol events.')
     if started is None:
         return USAGE_ERROR
     args, events = started
+    if args.warm:
+        return asyncio.run(warm(args, events))
     nb = read_notebook(args.input, events)
     if nb is None:
         return EXIT_CODES['failed']

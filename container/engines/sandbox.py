@@ -4,11 +4,11 @@ every process the job started, and so that the kernel runs as its own user when 
 
     python3 -I sandbox.py [--user NAME] [--workdir DIR] [--grace SECONDS] -- PROGRAM [ARG...]
 
-stdin: one JSON object, {"env": {NAME: VALUE, ...}}: the whole environment of PROGRAM (the runner
+stdin: one line, a JSON object {"env": {NAME: VALUE, ...}}: the whole environment of PROGRAM (the runner
 builds it from an allow-list: container/runner/kernel-env.ts). It comes on stdin, not in this
 process's own environment or argv, so that the sandbox (root, with --user) never runs with
 variables a job may set, and so that /proc/<pid>/cmdline, which every user can read, never shows
-them.
+them. The rest of stdin is PROGRAM's (a warm driver reads its job from it: engines/README.md).
 
 On Linux:
 - The sandbox makes itself a child subreaper (PR_SET_CHILD_SUBREAPER): whatever the driver, the
@@ -92,9 +92,21 @@ def parse_args(argv: list[str]):
     return args
 
 
+ENV_LINE_LIMIT = 1 << 20
+
+
+def read_line(fd: int = 0) -> bytes:
+    """The first line of stdin (or all of it, without a newline), read a byte at a time: what
+    follows it is PROGRAM's (a warm driver's job line), so none of it may be buffered here."""
+    data = bytearray()
+    while len(data) < ENV_LINE_LIMIT and (byte := os.read(fd, 1)) not in (b'', b'\n'):
+        data += byte
+    return bytes(data)
+
+
 def read_environment() -> dict[str, str] | None:
     try:
-        env = json.loads(sys.stdin.buffer.read())['env']
+        env = json.loads(read_line())['env']
     except (ValueError, KeyError, TypeError) as e:
         say(f'stdin must be {{"env": {{...}}}}: {type(e).__name__}: {e}')
         return None
@@ -222,7 +234,7 @@ class Sandbox:
                 self.args.command,
                 env=self.env,
                 cwd=self.args.workdir,
-                stdin=subprocess.DEVNULL,
+                stdin=0,  # the rest of ours: a warm driver's job line (else nothing)
                 pass_fds=(EVENTS_FD,) if _is_open(EVENTS_FD) else (),
                 preexec_fn=entering(self.user, os.getpid()),
             )

@@ -42,7 +42,7 @@ export function sandboxCommand(options: SandboxOptions, program: readonly string
  * can read /proc/<pid>/cmdline).
  */
 export function sandboxInput(env: Readonly<Record<string, string>>): string {
-  return JSON.stringify({ env });
+  return `${JSON.stringify({ env })}\n`; // one line: what follows it is the driver's
 }
 
 /**
