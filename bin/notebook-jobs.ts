@@ -19,6 +19,8 @@ Commands:
       --data DIR                data folder (NOTEBOOK_JOBS_DATA, default ./.notebook-jobs)
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
       --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS, default 5)
+      --warm-kernels N          python3 kernels kept started ahead of demand, one per job
+                                (NOTEBOOK_JOBS_WARM_KERNELS, default 1; 0: none)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
       --kernel-user NAME        run kernels as this user (NOTEBOOK_JOBS_KERNEL_USER; the service
                                 must run as root); without it a kernel runs as the service's user
@@ -82,6 +84,7 @@ const OPTIONS = {
   data: { type: 'string' },
   workspace: { type: 'string' },
   'max-concurrent': { type: 'string' },
+  'warm-kernels': { type: 'string' },
   python: { type: 'string' },
   'allowed-hosts': { type: 'string' },
   'kernel-user': { type: 'string' },
@@ -407,6 +410,7 @@ async function main(argv: string[]): Promise<number> {
         data: values.data,
         workspace: values.workspace,
         maxConcurrent: intOption(values, 'max-concurrent'),
+        warmKernels: intOption(values, 'warm-kernels'),
         python: values.python,
         allowedHosts: values['allowed-hosts'],
         kernelUser: values['kernel-user'],

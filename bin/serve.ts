@@ -11,6 +11,7 @@ export interface ServeOptions {
   data?: string;
   workspace?: string;
   maxConcurrent?: number;
+  warmKernels?: number;
   python?: string;
   kernelUser?: string;
   /** Comma-separated Host names accepted besides the loopback ones (`--allowed-hosts`). */
@@ -83,6 +84,7 @@ export async function serve(options: ServeOptions): Promise<void> {
         1,
         1000,
       ),
+    warmKernels: options.warmKernels ?? intEnv(env, 'NOTEBOOK_JOBS_WARM_KERNELS', 1, 0, 32),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     ...access,
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),

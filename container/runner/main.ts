@@ -1,6 +1,9 @@
 /**
  * Runner entry point: `node container/runner/main.ts <job_id>` (or NOTEBOOK_JOBS_JOB_ID).
  * Reads its configuration once from the environment, wires the adapters, runs the job, exits.
+ * `main.ts --warm KERNEL warm_SLOT` (local mode): starts KERNEL's engine first, prints `warm` on
+ * stdout once it is ready, then reads the job id as one line on stdin (docs/architecture.md, "Warm
+ * kernels").
  *
  * Environment:
  *   NOTEBOOK_JOBS_JOB_ID              the job to run (or the first argument; on ECS a RunTask override)
@@ -63,18 +66,39 @@ import { readRunnerConfig, type S3StorageConfig } from './config.ts';
 import { notebookBrokerSession, notebookRoleSession, runnerSession } from './job-credentials.ts';
 import { notebookRoleCredentials, type KernelAwsAccess } from './kernel-credentials.ts';
 import { findPython } from './python.ts';
-import { RunnerControl, runJob, type StopReason } from './runner.ts';
+import { JOB_ID_PATTERN } from '../../lambda/core/ids.ts';
+import { WarmEngine } from './engine-process.ts';
+import { ENGINES_DIR, engineScript, RunnerControl, runJob, type StopReason } from './runner.ts';
 
 /** How long a SIGTERM waits for the store to say whether the job was cancelled. */
 const SIGTERM_LOOKUP_MS = 3000;
 
 async function main(): Promise<number> {
-  const config = readRunnerConfig(process.env, process.argv.slice(2));
-  const { jobId } = config;
+  const argv = process.argv.slice(2);
+  const warmArgs = argv[0] === '--warm' ? parseWarmArgs(argv) : null;
+  const config = readRunnerConfig(process.env, warmArgs ? [warmArgs.slot] : argv);
   const python =
     config.python && config.engine !== 'auto'
       ? { python: config.python, engine: config.engine }
       : await findPython({ configured: config.python, engine: config.engine });
+  let warm: WarmEngine | undefined;
+  let jobId = config.jobId;
+  if (warmArgs) {
+    if (python.engine !== 'nbclient') throw new Error(`the ${python.engine} engine has no warm start`);
+    warm = await WarmEngine.start(warmArgs.kernel, {
+      python: python.python,
+      engine: python.engine,
+      driver: engineScript(python.engine, config.enginesDir),
+      enginesDir: config.enginesDir ?? ENGINES_DIR,
+      workDir: join(config.workRoot, warmArgs.slot),
+      kernelUser: config.kernelUser,
+      kernelEnvPass: config.kernelEnvPass,
+      stopGraceMs: 20_000,
+    });
+    const job = await jobFromStdin(warm);
+    if (!job) return 0;
+    jobId = job;
+  }
 
   // AWS mode: every call below is made with credentials scoped to this job, never the task role's.
   const sts = config.storage.mode === 's3' ? new STSClient({ region: config.region }) : null;
@@ -144,7 +168,7 @@ async function main(): Promise<number> {
     process.stdin.resume();
   }
 
-  const workDir = join(config.workRoot, jobId);
+  const workDir = warm?.settings.workDir ?? join(config.workRoot, jobId);
   try {
     const outcome = await runJob(
       jobId,
@@ -162,6 +186,7 @@ async function main(): Promise<number> {
         limits: config.limits,
         kernelUser: config.kernelUser,
         kernelEnvPass: config.kernelEnvPass,
+        warm,
         ...(config.storage.mode === 's3' && sts
           ? {
               tenant: config.storage.tenant,
@@ -177,6 +202,46 @@ async function main(): Promise<number> {
     await rm(workDir, { recursive: true, force: true });
     await rm(`${workDir}.aws`, { recursive: true, force: true });
   }
+}
+
+/** `--warm KERNEL SLOT`: start KERNEL now in the working folder SLOT, and wait for a job. */
+function parseWarmArgs(argv: readonly string[]): { kernel: string; slot: string } {
+  const [, kernel, slot] = argv;
+  if (!kernel || !/^[\w.-]{1,100}$/.test(kernel) || !slot || !/^warm_\w{1,64}$/.test(slot))
+    throw new Error('usage: main.ts --warm KERNEL warm_SLOT (a kernel name and a slot name)');
+  return { kernel, slot };
+}
+
+/**
+ * A warm runner's job: once its kernel is ready it prints `warm` on stdout, then reads one job id
+ * line from stdin (the local launcher hands it a job that way). Stdin closed first (the server
+ * stopped or shrank its pool): the kernel is shut down and there is no job.
+ */
+async function jobFromStdin(warm: WarmEngine): Promise<string | null> {
+  const line = new Promise<string | null>((resolve) => {
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString();
+      const end = text.indexOf('\n');
+      if (end < 0 && text.length < 200) return;
+      process.stdin.off('data', onData);
+      process.stdin.pause();
+      resolve(text.slice(0, end < 0 ? 200 : end).trim());
+    };
+    process.stdin.on('data', onData);
+    process.stdin.once('end', () => resolve(null));
+  });
+  const ready = warm.ready.then(() => process.stdout.write('warm\n'));
+  const job = await Promise.race([line, ready.then(() => line)]);
+  if (job === null) {
+    await warm.dispose();
+    return null;
+  }
+  if (!JOB_ID_PATTERN.test(job)) {
+    await warm.dispose();
+    throw new Error(`a warm runner was handed ${JSON.stringify(job.slice(0, 80))}, not a job id`);
+  }
+  return job;
 }
 
 /**

@@ -4,9 +4,8 @@
  * notebook on every ending, and writes the final state conditionally. The same code runs as a local
  * child process and as the container entrypoint on ECS.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -39,8 +38,8 @@ import {
   type Notebook,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
-import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
-import { kernelEnvironment } from './kernel-env.ts';
+import { readKernelFile } from './engine-sandbox.ts';
+import { freshWorkDir, startEngine, type WarmEngine } from './engine-process.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
 import type { EngineName } from './python.ts';
 import {
@@ -106,10 +105,15 @@ export interface RunnerDeps {
    * without a role: the kernel has no AWS credentials.
    */
   kernelAws?: (job: JobRecord, say: (text: string) => void) => Promise<KernelAwsAccess | null>;
+  /**
+   * An engine started before the job was known, its kernel in `workDir` (the runner's warm mode,
+   * engine-process.ts). Used when the job fits it; otherwise it is shut down and the job starts cold.
+   */
+  warm?: WarmEngine;
 }
 
 interface EngineEvent {
-  event: 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
+  event: 'warm' | 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
   index?: number;
   pid?: number | null;
   stream?: 'stdout' | 'stderr' | 'output';
@@ -204,48 +208,53 @@ async function execute(
     hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source,
   );
   const cellIndexes = executableCodeCells(notebook);
-  // Fresh each time: an earlier attempt's folder holds whatever its kernel left there.
-  await rm(deps.workDir, { recursive: true, force: true });
-  await mkdir(deps.workDir, { recursive: true, mode: 0o700 });
+  const stopGraceMs = deps.stopGraceMs ?? 20_000;
+  kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
+  // A warm engine (its kernel already started) serves a job whose kernel it started and that needs
+  // nothing else fixed at kernel start: no per-job kernel environment (the notebook role on AWS).
+  let warm = deps.warm?.kernel === job.kernel && !kernelAws.access ? deps.warm : undefined;
+  if (deps.warm && !warm)
+    say(`the warm kernel (${deps.warm.kernel}) does not fit this job: starting a kernel for it`);
+  if (warm)
+    await warm.ready.catch((error: unknown) => {
+      say(`${errorMessage(error)}; starting a kernel for the job`);
+      warm = undefined;
+    });
+  if (deps.warm && !warm) await deps.warm.dispose();
+  if (!warm) await freshWorkDir(deps.workDir);
   const inputPath = join(deps.workDir, 'input.ipynb');
   const outputPath = join(deps.workDir, 'output.ipynb');
-  await writeFile(inputPath, JSON.stringify(notebook));
+  await writeFile(inputPath, JSON.stringify(notebook), { flag: 'wx' });
   reporter.setTotal(cellIndexes.length);
   await reporter.stage('starting_kernel');
 
-  const driver = [deps.python, engineScript(deps.engine, deps.enginesDir)];
-  driver.push('--input', inputPath, '--output', outputPath);
-  driver.push('--kernel', job.kernel, '--cwd', deps.workDir, '--events-fd', '3');
-  if (job.cell_timeout_seconds) driver.push('--cell-timeout', String(job.cell_timeout_seconds));
-  const stopGraceMs = deps.stopGraceMs ?? 20_000;
-  kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
-  const kernelEnv = kernelEnvironment({
-    from: process.env,
-    workDir: deps.workDir,
-    kernelUser: deps.kernelUser,
-    extraNames: deps.kernelEnvPass,
-    notebookAws: kernelAws.access?.env,
-  });
-  // The driver runs inside the sandbox (container/engines/sandbox.py), which outlives it to stop
-  // whatever the job started. Its own session: when the runner's process group is SIGKILLed, the
-  // sandbox hears of it (parent-death signal) and still cleans up.
-  const [program, ...args] = sandboxCommand(
-    {
-      python: deps.python,
-      enginesDir: deps.enginesDir ?? ENGINES_DIR,
-      workDir: deps.workDir,
-      kernelUser: deps.kernelUser,
-      graceMs: stopGraceMs,
-    },
-    driver,
-  );
-  const engine = spawn(program as string, args, {
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-    env: { PATH: kernelEnv.PATH ?? '/usr/bin:/bin' },
-    detached: true,
-  });
-  engine.stdin?.on('error', () => undefined); // a sandbox that exits at once says why on stderr
-  engine.stdin?.end(sandboxInput(kernelEnv));
+  const cellTimeout = job.cell_timeout_seconds ?? null;
+  const {
+    child: engine,
+    events,
+    early,
+  } = warm
+    ? (say('using a warm kernel'),
+      warm.take({ input: inputPath, output: outputPath, cell_timeout: cellTimeout }))
+    : startEngine(
+        {
+          python: deps.python,
+          engine: deps.engine,
+          driver: engineScript(deps.engine, deps.enginesDir),
+          enginesDir: deps.enginesDir ?? ENGINES_DIR,
+          workDir: deps.workDir,
+          kernelUser: deps.kernelUser,
+          kernelEnvPass: deps.kernelEnvPass,
+          notebookAws: kernelAws.access?.env,
+          stopGraceMs,
+        },
+        [
+          ...['--input', inputPath, '--output', outputPath, '--kernel', job.kernel],
+          ...['--cwd', deps.workDir, '--events-fd', '3'],
+          ...(cellTimeout ? ['--cell-timeout', String(cellTimeout)] : []),
+        ],
+      );
+  engine.stdin?.end();
   const limits = deps.limits ?? DEFAULT_LIMITS;
   const lines = new LineSplitter(
     (stream, text, truncated) =>
@@ -255,6 +264,7 @@ async function execute(
   // While the log sink is behind, the engine's output waits in its pipes, not in this process.
   const keepUp = pauseWhileBehind(deps.logs, [engine.stdout, engine.stderr, engine.stdio[3] as Readable]);
   let engineErr = ''; // its tail, for the error of an engine that exits without a result
+  for (const piece of early) lines.push('runner', piece.text);
   engine.stdout?.on('data', (chunk: Buffer) => {
     lines.push('runner', chunk.toString());
     keepUp();
@@ -281,7 +291,6 @@ async function execute(
   let markFinished: (value: 'finished') => void = () => undefined;
   const finishedSeen = new Promise<'finished'>((resolve) => (markFinished = resolve));
   let kernelPid: number | null = null;
-  const events = createInterface({ input: engine.stdio[3] as NodeJS.ReadableStream });
   events.on('line', (raw) => {
     let event: EngineEvent;
     try {

@@ -61,6 +61,11 @@ export interface LocalServerOptions {
   python?: string;
   engine?: EngineName | 'auto';
   maxConcurrentJobs?: number;
+  /**
+   * Kernels kept started ahead of demand for the default kernel (python3), each used by one job
+   * (default 1; 0: none). The nbclient engine only: papermill starts its own kernels.
+   */
+  warmKernels?: number;
   sweepIntervalMs?: number;
   progressIntervalMs?: number;
   stopGraceMs?: number;
@@ -91,9 +96,16 @@ export interface LocalServer {
   service: JobService;
   store: DynamoDbJobStore;
   dataDir: string;
-  /** Stops serving. `killRunners` also kills running jobs' runners (tests). */
+  /** Warm runners waiting for a job (`warmKernels`), and how many have their kernel ready. */
+  warmKernels(): { idle: number; ready: number };
+  /**
+   * Stops serving and ends the warm runners. `killRunners` also kills running jobs' runners (tests).
+   */
   close(options?: { killRunners?: boolean }): Promise<void>;
 }
+
+/** The kernel a warm pool keeps ready: the default one (container/engines: no kernelspec). */
+const WARM_KERNEL = 'python3';
 
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const log = options.log ?? ((message: string) => console.error(message));
@@ -157,6 +169,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       // The server already printed the SDK's Node 20 notice once; keep it out of every job's stderr.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
+    warm:
+      python.engine === 'nbclient' && python.kernels.some((k) => k.name === WARM_KERNEL)
+        ? { kernel: WARM_KERNEL, count: options.warmKernels ?? 1, log }
+        : undefined,
     onExit: (jobId, description) => {
       if (!service) return;
       track(
@@ -243,9 +259,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     service,
     store,
     dataDir,
+    warmKernels: () => launcher.warmRunners(),
     async close(closeOptions = {}) {
       clearInterval(sweeper);
-      if (closeOptions.killRunners) await launcher.killAll();
+      await (closeOptions.killRunners ? launcher.killAll() : launcher.endPool());
       await closeServer(http);
       // Reconciliations and sweeps still talking to the store finish before it closes.
       await Promise.all(inFlight);

@@ -48,6 +48,9 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     sweepIntervalMs: 1000,
     stopGraceMs: 5000,
     log: () => undefined,
+    // No warm kernels unless a test asks (warm-kernels.test.ts, kernel-isolation.test.ts): a pool
+    // per test service would double the kernels CI's two cores start.
+    warmKernels: 0,
     ...serverOptions,
     token,
     dataDir,

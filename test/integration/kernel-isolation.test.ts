@@ -165,7 +165,10 @@ async function startService(kernelUser?: string): Promise<Service> {
     '--data',
     dataDir,
   ];
+  // With a kernel user the probe runs in a warm kernel (the default pool), else in a cold one: both
+  // kinds must be isolated alike.
   if (kernelUser) args.push('--kernel-user', kernelUser);
+  else args.push('--warm-kernels', '0');
   let stderr = '';
   const child: ChildProcess = spawn(process.execPath, args, {
     env: { ...process.env, ...SECRET_ENV, NOTEBOOK_JOBS_PYTHON: TEST_PYTHON },
@@ -217,6 +220,7 @@ interface Report {
   wrote_cwd: boolean;
   store_tried: number;
   store_reached: string[];
+  warm: boolean;
 }
 
 /** Runs the probe notebook to completion and returns what it found. */
@@ -233,18 +237,21 @@ async function probe(service: Service): Promise<Report> {
     job = (await service.request('GET', `/v1/jobs/${job.job_id}`)).body;
   }
   expect(job.status, JSON.stringify(job.error)).toBe('completed');
+  const logs = (await service.request('GET', `/v1/jobs/${job.job_id}/logs?limit=1000`)).body;
+  const warm = logs.lines.some((line: { text: string }) => line.text === 'using a warm kernel');
   const output = (await service.request('GET', `/v1/jobs/${job.job_id}/output`)).body;
   // Each probe cell prints one JSON line on stdout.
   const [secrets, store] = output.cells.slice(-2).map((cell: { outputs: NotebookOutput[] }) => {
     const stdout = cell.outputs.filter((o) => o.name === 'stdout').map((o) => joined(o.text ?? ''));
     return JSON.parse(stdout.join(''));
   });
-  return { ...secrets, ...store } as Report;
+  return { ...secrets, ...store, warm } as Report;
 }
 
 describe('a kernel and the service it runs under', () => {
   it('same user: the kernel environment holds none of the service’s variables', async () => {
     const report = await probe(await startService());
+    expect(report.warm).toBe(false);
     expect(report.environ).toEqual([]);
     expect(report.service_variables).toEqual([]);
     expect(report.own_processes).toEqual([]); // the kernel's and its engine's environ
@@ -262,6 +269,7 @@ describe('a kernel and the service it runs under', () => {
     `--kernel-user ${KERNEL_USER}: no secret in any readable /proc/*/environ or cmdline, the data folder or a root-only file, and no way to the job store (needs root: skipped otherwise)`,
     async () => {
       const report = await probe(await startService(KERNEL_USER));
+      expect(report.warm).toBe(true); // a kernel started ahead of the job, for the kernel user
       expect(report.uid).not.toBe(0);
       expect(report.environ).toEqual([]);
       expect(report.service_variables).toEqual([]);
