@@ -11,7 +11,7 @@ import { python } from './python.ts';
 
 const DIALECTS: Readonly<Record<KernelLanguage, Dialect>> = { python, csharp, fsharp, powershell };
 
-export const KERNEL_LANGUAGES: readonly KernelLanguage[] = ['python', 'csharp', 'fsharp', 'powershell'];
+export const KERNEL_LANGUAGES = Object.keys(DIALECTS) as readonly KernelLanguage[];
 
 export function dialectFor(language: KernelLanguage): Dialect {
   return DIALECTS[language];
