@@ -32,6 +32,9 @@ const endpoint = once(async (): Promise<McpEndpoint> => {
     pollIntervalSeconds: 10,
     taskTtlMs: config.retentionDays * 24 * 3600 * 1000,
     maxResourceBytes: MAX_RESOURCE_BYTES,
+    // The proxy integration buffers the whole response: a progress stream would arrive at once, at
+    // the end. API Gateway can stream (responseTransferMode STREAM); not wired yet, see docs/mcp.md.
+    streamProgress: false,
     log: logError,
   };
 });

@@ -12,7 +12,9 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -228,6 +230,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     pollIntervalSeconds: 5,
     taskTtlMs: null, // local jobs are kept until deleted or cleaned up
     maxResourceBytes: MAX_BODY_BYTES,
+    streamProgress: true,
     log,
   };
   const http = createServer({ requireHostHeader: false });
@@ -493,9 +496,15 @@ async function answer(
     const route = routeKind(method, url.pathname);
     isMcp = route.mcp;
     const host = checkCaller(policy, req, method, url.pathname, route);
-    response = isMcp
-      ? await serveMcp(mcp, req, method, `http://${host}${url.pathname}${url.search}`)
-      : await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_BODY_BYTES, log);
+    if (isMcp) {
+      const web = await serveMcp(mcp, req, method, `http://${host}${url.pathname}${url.search}`);
+      if (web.headers.get('content-type')?.startsWith('text/event-stream') && web.body) {
+        return sendStream(res, web, log);
+      }
+      response = await fromWebResponse(web);
+    } else {
+      response = await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_BODY_BYTES, log);
+    }
   } catch (error) {
     response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, log);
   }
@@ -543,7 +552,7 @@ async function serveMcp(
   req: IncomingMessage,
   method: string,
   url: string,
-): Promise<ApiResponse> {
+): Promise<Response> {
   const body = method === 'POST' ? await readBody(req, endpoint.maxBodyBytes) : null;
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
@@ -555,7 +564,25 @@ async function serveMcp(
     body: body && method !== 'GET' && method !== 'HEAD' ? new Uint8Array(body) : null,
   });
   // The caller passed checkCaller (token included): everyone local is the local tenant.
-  return fromWebResponse(await handleMcpRequest(endpoint, request, { tenant: LOCAL_TENANT }));
+  return handleMcpRequest(endpoint, request, { tenant: LOCAL_TENANT });
+}
+
+/**
+ * An MCP answer that is an SSE stream (progress, then the result): written as it comes. A client
+ * that goes away cancels the stream, which ends the call's wait (the job goes on).
+ */
+async function sendStream(res: ServerResponse, response: Response, log: (message: string) => void) {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => (headers[name] = value));
+  res.writeHead(response.status, headers);
+  res.flushHeaders();
+  try {
+    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), res);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+      log(`streaming an MCP response failed: ${errorDetail(error)}`);
+    }
+  }
 }
 
 function restFailure(error: unknown, log: (message: string) => void): ApiResponse {

@@ -7,14 +7,25 @@
  * -32600), and each request's params in the shape its method takes (-32602, which the SDK would
  * answer as an internal error -32603 after its handler's own parse throws).
  * The SDK transport handles MCP-Protocol-Version (400 for versions it does not speak) and Accept.
+ *
+ * Answers are JSON, except one case: a lone execute_notebook tools/call with a progressToken, from
+ * a client that accepts text/event-stream, on an endpoint that can stream (locally; not behind API
+ * Gateway, see docs/mcp.md). That one is an SSE stream of progress notifications, then the result;
+ * a notifications/cancelled for it (another POST, so another server) stops its wait.
  */
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import { ClientRequestSchema, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
-import { InvalidRequestError } from '../core/errors.ts';
+import {
+  ClientRequestSchema,
+  JSONRPCMessageSchema,
+  LATEST_PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  type JSONRPCMessage,
+} from '@modelcontextprotocol/sdk/types.js';
+import { errorDetail, InvalidRequestError } from '../core/errors.ts';
 import { JsonTooDeepError, parseJsonText } from '../core/json.ts';
 import { parseRequest } from '../core/schemas.ts';
 import type { JobService } from '../core/job-service.ts';
-import { createMcpServer } from './server.ts';
+import { createMcpServer, TASK_PROTOCOL_VERSIONS } from './server.ts';
 
 export interface McpEndpoint {
   service: JobService;
@@ -27,6 +38,11 @@ export interface McpEndpoint {
   pollIntervalSeconds: number;
   taskTtlMs: number | null;
   maxResourceBytes: number;
+  /**
+   * Whether a tools/call with a progressToken may be answered as an SSE stream. False where the
+   * response is buffered anyway (the Lambda behind API Gateway without response streaming).
+   */
+  streamProgress: boolean;
   log: (message: string) => void;
 }
 
@@ -89,6 +105,24 @@ export async function handleMcpRequest(
     return rpcError(400, problem.code === -32602 ? -32602 : -32600, `${where}${problem.message}`);
   }
 
+  for (const message of messages) stopCancelledWait(endpoint, caller.tenant, message);
+  const streamed = endpoint.streamProgress ? streamedCall(parsedBody, request.headers.get('accept')) : null;
+
+  const transport = new WebStandardStreamableHTTPServerTransport({
+    sessionIdGenerator: undefined,
+    enableJsonResponse: streamed === null,
+  });
+  const stop = new AbortController();
+  // Runs once, also from stream callbacks nothing awaits: it never rejects.
+  const finish = once(async () => {
+    if (streamed) unregisterWait(endpoint, caller.tenant, streamed.id, stop);
+    try {
+      await transport.close();
+      await server.close();
+    } catch (error) {
+      endpoint.log(`mcp: closing a request's server failed: ${errorDetail(error)}`);
+    }
+  });
   const server = createMcpServer(
     {
       service: endpoint.service,
@@ -96,19 +130,165 @@ export async function handleMcpRequest(
       pollIntervalSeconds: endpoint.pollIntervalSeconds,
       log: endpoint.log,
     },
-    { taskTtlMs: endpoint.taskTtlMs, maxResourceBytes: endpoint.maxResourceBytes },
+    {
+      taskTtlMs: endpoint.taskTtlMs,
+      maxResourceBytes: endpoint.maxResourceBytes,
+      tasks: tasksFor(messages),
+      ...(streamed && {
+        stream: { signal: stop.signal, stopReason: () => String(stop.signal.reason ?? 'the stream closed') },
+      }),
+    },
   );
-  const transport = new WebStandardStreamableHTTPServerTransport({
-    sessionIdGenerator: undefined,
-    enableJsonResponse: true,
-  });
+  withoutDoubledErrorPrefix(transport);
+  let streaming = false;
   try {
     await server.connect(transport);
-    return await transport.handleRequest(request, { parsedBody });
+    const response = await transport.handleRequest(request, { parsedBody });
+    if (
+      !streamed ||
+      !response.body ||
+      !response.headers.get('content-type')?.startsWith('text/event-stream')
+    ) {
+      return response;
+    }
+    streaming = true;
+    registerWait(endpoint, caller.tenant, streamed.id, stop);
+    // A cancel or a closed stream ends the wait and closes the stream without a response (the
+    // client has stopped listening for one); the job goes on.
+    stop.signal.addEventListener('abort', () => void finish(), { once: true });
+    return untilStreamEnds(response, (reason) => {
+      if (!stop.signal.aborted) stop.abort(reason);
+      void finish();
+    });
   } finally {
-    await transport.close();
-    await server.close();
+    if (!streaming) await finish();
   }
+}
+
+/** A streamed call: a lone execute_notebook tools/call with a progressToken, from a client that takes SSE. */
+function streamedCall(body: unknown, accept: string | null): { id: string | number } | null {
+  if (Array.isArray(body) || !accept?.includes('text/event-stream')) return null;
+  const { id, method, params } = body as {
+    id?: string | number;
+    method?: string;
+    params?: { name?: unknown; task?: unknown; _meta?: { progressToken?: unknown } };
+  };
+  if (method !== 'tools/call' || id === undefined || params?.name !== 'execute_notebook' || params.task)
+    return null;
+  return params._meta?.progressToken === undefined ? null : { id };
+}
+
+/**
+ * Whether to offer tasks: for an initialize, by the version it will be answered with (the one asked
+ * for when supported, else the latest); every other request keeps them, so that a task made under
+ * 2025-11-25 can be followed.
+ */
+function tasksFor(messages: unknown[]): boolean {
+  const init = messages.find((m) => (m as { method?: unknown }).method === 'initialize') as
+    { params: { protocolVersion: string } } | undefined;
+  if (!init) return true;
+  const asked = init.params.protocolVersion;
+  const version = SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+  return TASK_PROTOCOL_VERSIONS.includes(version);
+}
+
+/**
+ * The SDK's McpError puts "MCP error <code>: " into its message, and sends that message as the
+ * JSON-RPC error's; the client's McpError then adds the prefix again ("MCP error -32602: MCP error
+ * -32602: unknown tool"). Errors leave here with the bare message.
+ */
+function withoutDoubledErrorPrefix(transport: WebStandardStreamableHTTPServerTransport): void {
+  const send = transport.send.bind(transport);
+  transport.send = (message: JSONRPCMessage, options) => {
+    if ('error' in message) {
+      const prefix = `MCP error ${message.error.code}: `;
+      if (message.error.message.startsWith(prefix)) {
+        message = {
+          ...message,
+          error: { ...message.error, message: message.error.message.slice(prefix.length) },
+        };
+      }
+    }
+    return send(message, options);
+  };
+}
+
+/** The same response, whose body calls `ended` once it has been read to its end or cancelled. */
+function untilStreamEnds(response: Response, ended: (reason: string) => void): Response {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const chunk = await reader.read();
+      if (!chunk.done) return controller.enqueue(chunk.value);
+      controller.close();
+      ended('the response was sent');
+    },
+    async cancel(reason) {
+      ended('the client closed the stream');
+      await reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: response.status, headers: response.headers });
+}
+
+// ---- streamed waits that a notifications/cancelled can stop ----
+//
+// Stateless: the cancel comes in another POST, to another server and transport, so the waits are
+// kept here per endpoint, by tenant and JSON-RPC request id. Request ids are only unique per client
+// connection, and there is no session to tell two clients of one tenant apart: a cancel stops a
+// wait only when exactly one of the tenant's streamed calls has that id (else each still ends at
+// its sync_timeout_seconds). In AWS nothing streams, so nothing is kept.
+
+const waits = new WeakMap<McpEndpoint, Map<string, AbortController[]>>();
+const waitKey = (tenant: string, id: string | number) => `${tenant}\n${JSON.stringify(id)}`;
+
+function registerWait(
+  endpoint: McpEndpoint,
+  tenant: string,
+  id: string | number,
+  stop: AbortController,
+): void {
+  let byKey = waits.get(endpoint);
+  if (!byKey) waits.set(endpoint, (byKey = new Map()));
+  const key = waitKey(tenant, id);
+  byKey.set(key, [...(byKey.get(key) ?? []), stop]);
+}
+
+function unregisterWait(
+  endpoint: McpEndpoint,
+  tenant: string,
+  id: string | number,
+  stop: AbortController,
+): void {
+  const byKey = waits.get(endpoint);
+  const key = waitKey(tenant, id);
+  const left = (byKey?.get(key) ?? []).filter((c) => c !== stop);
+  if (left.length > 0) byKey?.set(key, left);
+  else byKey?.delete(key);
+}
+
+function stopCancelledWait(endpoint: McpEndpoint, tenant: string, message: unknown): void {
+  const { method, params } = message as {
+    method?: string;
+    params?: { requestId?: unknown; reason?: unknown };
+  };
+  const id = params?.requestId;
+  if (method !== 'notifications/cancelled' || (typeof id !== 'string' && typeof id !== 'number')) return;
+  const matching = waits.get(endpoint)?.get(waitKey(tenant, id)) ?? [];
+  if (matching.length === 1) {
+    matching[0]?.abort(
+      `the client cancelled request ${JSON.stringify(id)}${typeof params?.reason === 'string' ? `: ${params.reason}` : ''}`,
+    );
+  } else if (matching.length > 1) {
+    endpoint.log(
+      `mcp: a cancel for request ${JSON.stringify(id)} matches ${matching.length} waits; none is stopped`,
+    );
+  }
+}
+
+function once(run: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= run());
 }
 
 interface MessageProblem {

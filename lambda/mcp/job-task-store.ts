@@ -28,7 +28,8 @@ export function taskOf(job: JobView, ctx: McpCallContext, ttlMs: number | null):
   };
 }
 
-function statusMessage(job: JobView): string {
+/** One line on where a job is: a task's statusMessage, and the message of a progress notification. */
+export function statusMessage(job: JobView): string {
   const { cells_executed, cells_total, percent, current_cell } = job.progress;
   switch (job.status) {
     case 'queued':

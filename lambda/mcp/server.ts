@@ -27,6 +27,7 @@ import {
   outputResourceUri,
   TOOLS,
   type McpCallContext,
+  type ToolCallStream,
   type ToolDefinition,
 } from './tools.ts';
 
@@ -37,7 +38,20 @@ export interface McpServerOptions {
   taskTtlMs: number | null;
   /** The largest executed notebook served inline as a resource; larger ones by download URL. */
   maxResourceBytes: number;
+  /**
+   * Whether to advertise and serve MCP tasks: only for protocol versions that define them
+   * (TASK_PROTOCOL_VERSIONS), decided from the initialize request.
+   */
+  tasks: boolean;
+  /**
+   * Set when this request's answer is an SSE stream (http.ts): a tools/call with a progressToken
+   * then reports progress while it waits, and stops waiting when `signal` aborts.
+   */
+  stream?: { signal: AbortSignal; stopReason: () => string };
 }
+
+/** Protocol versions that define tasks (2025-11-25 brought them, as experimental). */
+export const TASK_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25'];
 
 const INSTRUCTIONS =
   'Runs Jupyter notebooks as asynchronous jobs. Call inspect_notebook to see a notebook\'s parameters, execute_notebook to run it (it waits up to sync_timeout_seconds, then returns the job id and what to call next), and manage_async_job to follow progress (action "status"), read logs, fetch the result summary (action "result"), cancel, list or clean up.';
@@ -68,16 +82,16 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     capabilities: {
       tools: {},
       resources: {},
-      tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } },
+      ...(options.tasks && { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } }),
     },
-    taskStore: new JobTaskStore(ctx, options.taskTtlMs),
+    ...(options.tasks && { taskStore: new JobTaskStore(ctx, options.taskTtlMs) }),
     instructions: INSTRUCTIONS,
   });
 
   mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: TOOL_LIST }));
   mcp.server.setRequestHandler(
     CallToolRequestSchema,
-    async (request): Promise<CallToolResult | CreateTaskResult> => {
+    async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
       const tool = TOOLS.find((t) => t.name === request.params.name);
       if (!tool) {
         throw new McpError(
@@ -86,7 +100,20 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
         );
       }
       if (request.params.task) return startTask(tool, ctx, request.params.arguments, options.taskTtlMs);
-      return callTool(tool, ctx, request.params.arguments);
+      const token = request.params._meta?.progressToken;
+      const stream: ToolCallStream | undefined =
+        options.stream && token !== undefined
+          ? {
+              report: (progress, total, message) =>
+                extra.sendNotification({
+                  method: 'notifications/progress',
+                  params: { progressToken: token, progress, ...(total !== undefined && { total }), message },
+                }),
+              signal: AbortSignal.any([extra.signal, options.stream.signal]),
+              stopReason: options.stream.stopReason,
+            }
+          : undefined;
+      return callTool(tool, ctx, request.params.arguments, stream);
     },
   );
 

@@ -19,6 +19,7 @@ import {
   ManageAsyncJobOutputSchema,
   type ManageAsyncJobInput,
 } from './schemas.ts';
+import { waitWithProgress, type ProgressReporter } from './progress.ts';
 
 export const IPYNB_MIME = 'application/x-ipynb+json';
 
@@ -28,8 +29,17 @@ export interface McpCallContext {
   tenant: string;
   /** Suggested seconds between status polls. */
   pollIntervalSeconds: number;
-  /** Logs an unexpected failure (its details never reach the caller). */
+  /** Logs an unexpected failure (its details never reach the caller), or a stopped wait. */
   log: (message: string) => void;
+}
+
+/** What a streamed tools/call adds (see progress.ts); absent when the answer is plain JSON. */
+export interface ToolCallStream {
+  report: ProgressReporter;
+  /** Aborts when the client cancels the call or its stream closes. */
+  signal: AbortSignal;
+  /** Why the signal aborted, for the log. */
+  stopReason: () => string;
 }
 
 export interface ToolDefinition {
@@ -41,7 +51,7 @@ export interface ToolDefinition {
   annotations: ToolAnnotations;
   /** Task support advertised in tools/list (MCP 2025-11-25 tasks). */
   taskSupport: 'forbidden' | 'optional';
-  run(ctx: McpCallContext, args: unknown): Promise<CallToolResult>;
+  run(ctx: McpCallContext, args: unknown, stream?: ToolCallStream): Promise<CallToolResult>;
 }
 
 export const jobResourceUri = (jobId: string) => `notebook-jobs://jobs/${jobId}`;
@@ -57,14 +67,24 @@ export const TOOLS: ToolDefinition[] = [
     output: ExecuteNotebookOutputSchema,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     taskSupport: 'optional',
-    run: async (ctx, args) => {
+    run: async (ctx, args, stream) => {
+      const arrived = performance.now();
       const { sync_timeout_seconds, ...request } = parseRequest(
         ExecuteNotebookInputSchema,
         args,
         'arguments',
       );
-      const job = await ctx.service.create(ctx.tenant, { ...request, wait_seconds: sync_timeout_seconds });
-      return executeResult(ctx, job);
+      if (!stream || sync_timeout_seconds === 0) {
+        const job = await ctx.service.create(ctx.tenant, { ...request, wait_seconds: sync_timeout_seconds });
+        return executeResult(ctx, job);
+      }
+      // Streamed: this call waits itself, so that it can report progress and stop on a cancel.
+      const job = await ctx.service.create(ctx.tenant, { ...request, wait_seconds: 0 });
+      const until = arrived + sync_timeout_seconds * 1000;
+      return executeResult(
+        ctx,
+        await waitWithProgress(ctx, job, until, stream.report, stream.signal, stream.stopReason),
+      );
     },
   },
   {
@@ -181,8 +201,13 @@ export async function executeResult(ctx: McpCallContext, job: JobView): Promise<
 }
 
 /** Runs a tool; failures become `isError` results with a message that says what was wrong. */
-export function callTool(tool: ToolDefinition, ctx: McpCallContext, args: unknown): Promise<CallToolResult> {
-  return guarded(ctx, () => tool.run(ctx, args ?? {}));
+export function callTool(
+  tool: ToolDefinition,
+  ctx: McpCallContext,
+  args: unknown,
+  stream?: ToolCallStream,
+): Promise<CallToolResult> {
+  return guarded(ctx, () => tool.run(ctx, args ?? {}, stream));
 }
 
 /** Runs `work`; a failure becomes an `isError` result (see toolError). */

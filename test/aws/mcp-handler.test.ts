@@ -141,6 +141,32 @@ describe('POST /mcp through the Lambda', () => {
     expect(aws.ecs.commandCalls(RunTaskCommand)[0]?.args[0].input.startedBy).toBe(created.task.taskId);
   });
 
+  it('answers JSON even to a call with a progressToken (API Gateway buffers; no stream here)', async () => {
+    const { notebook } = createBody();
+    const response = await mcp(
+      rpcEvent('tools/call', {
+        name: 'execute_notebook',
+        arguments: { notebook, sync_timeout_seconds: 1 },
+        _meta: { progressToken: 'p1' },
+      }),
+    );
+    expect(response.headers?.['content-type']).toMatch(/^application\/json/);
+    expect(result(response).structuredContent.job.status).toBe('running');
+  });
+
+  it('advertises tasks only to a client that negotiates 2025-11-25', async () => {
+    const init = (protocolVersion: string) =>
+      mcp(
+        rpcEvent('initialize', {
+          protocolVersion,
+          capabilities: {},
+          clientInfo: { name: 't', version: '1' },
+        }),
+      );
+    expect(result(await init('2025-06-18')).capabilities).not.toHaveProperty('tasks');
+    expect(result(await init('2025-11-25')).capabilities).toHaveProperty('tasks');
+  });
+
   it('answers bad arguments as an isError result and launches nothing', async () => {
     const call = result(
       await mcp(rpcEvent('tools/call', { name: 'manage_async_job', arguments: { action: 'cancel' } })),

@@ -288,8 +288,14 @@ describe('wrong arguments come back as isError results with a clear message', ()
     expect((await svc.request('GET', '/v1/jobs?limit=100')).body.jobs.length).toBe(before); // nothing created
   });
 
-  it('answers an unknown tool with a protocol error', async () => {
-    await expect(client.callTool({ name: 'run_everything', arguments: {} })).rejects.toThrow(/unknown tool/);
+  it('answers an unknown tool with a protocol error whose message the client prefixes once', async () => {
+    const error = await client.callTool({ name: 'run_everything', arguments: {} }).catch((e: Error) => e);
+    expect((error as Error).message).toMatch(
+      /^MCP error -32602: unknown tool "run_everything"; this server has: /,
+    );
+    // The SDK's own errors too (resources/read of a URI no template matches).
+    const read = await client.readResource({ uri: 'notebook-jobs://nothing' }).catch((e: Error) => e);
+    expect((read as Error).message).toBe('MCP error -32602: Resource notebook-jobs://nothing not found');
   });
 });
 
@@ -423,6 +429,38 @@ describe('transport hygiene', () => {
     expect(good.status).toBe(200);
     expect((await good.json()).result.tools).toHaveLength(3);
   });
+
+  it('sends JSON-RPC error messages without the SDK\'s "MCP error <code>: " prefix', async () => {
+    const unknown = await post(
+      { 'mcp-protocol-version': '2025-11-25' },
+      rpc({ method: 'tools/call', params: { name: 'run_everything', arguments: {} } }),
+    );
+    const { error } = await unknown.json();
+    expect(error.code).toBe(-32602);
+    expect(error.message).toMatch(/^unknown tool "run_everything"/);
+  });
+
+  it.each([
+    ['2025-11-25', true],
+    ['2025-06-18', false],
+    ['2025-03-26', false],
+  ])(
+    'advertises tasks only to clients that negotiate a version with tasks: %s -> %s',
+    async (version, tasks) => {
+      const init = await post(
+        {},
+        rpc({
+          method: 'initialize',
+          params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+        }),
+      );
+      const { result } = await init.json();
+      expect(result.protocolVersion).toBe(version);
+      expect(result.capabilities).toMatchObject({ tools: {}, resources: {} });
+      if (tasks) expect(result.capabilities.tasks.requests.tools.call).toEqual({});
+      else expect(result.capabilities).not.toHaveProperty('tasks');
+    },
+  );
 
   it('limits the body size and rejects bodies that are not JSON', async () => {
     const huge = await post({}, 'x'.repeat(7 * 1024 * 1024));
