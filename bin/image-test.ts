@@ -236,10 +236,12 @@ async function main(): Promise<number> {
     for (const kase of KERNELS) {
       for (const failing of [false, true]) {
         const name = `${kase.kernel} ${failing ? 'failing cell -> cell_error' : 'parameters, outputs, HTML'}`;
+        const started = Date.now();
         try {
           await runCase(kase, failing, { store, s3, ids, platform, base });
           results.push({ name });
-          console.log(`ok      ${name}`);
+          // Container start to exit: kernel start plus the cells (docs/deploy.md, start latency).
+          console.log(`ok      ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
         } catch (error) {
           results.push({ name, error: error instanceof Error ? error.message : String(error) });
           console.log(`FAILED  ${name}: ${results.at(-1)?.error}`);
