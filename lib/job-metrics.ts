@@ -33,6 +33,13 @@ export const JOB_METRIC_FILTERS = {
   JobsCompleted: { pattern: '{ $.detail.status = "completed" }', value: '1', unit: Unit.COUNT },
   JobsFailed: { pattern: '{ $.detail.status = "failed" }', value: '1', unit: Unit.COUNT },
   JobsCancelled: { pattern: '{ $.detail.status = "cancelled" }', value: '1', unit: Unit.COUNT },
+  // Jobs the platform failed: not started (RunTask refused, image pull, capacity past the launch
+  // deadline) or their task lost; never a notebook's own error.
+  JobsFailedInfrastructure: {
+    pattern: '{ ($.detail.status = "failed") && ($.detail.error.type = "infrastructure") }',
+    value: '1',
+    unit: Unit.COUNT,
+  },
   // Only jobs that ran: a job cancelled while queued has no duration (null fails the comparison).
   JobDuration: {
     pattern: `{ ${TERMINAL} && ($.detail.duration_seconds >= 0) }`,

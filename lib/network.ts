@@ -15,7 +15,8 @@
  *   (none, or its tenant's notebook role). With an existing VPC (vpcId) its isolated subnets are
  *   used and providing the endpoints is the VPC owner's call.
  *
- * A created VPC spans two AZs and records its flow logs in CloudWatch Logs.
+ * A created VPC spans two AZs, records its flow logs in CloudWatch Logs, and its default security
+ * group has no rules (CDK removes them with a small custom resource).
  */
 import { Fn, RemovalPolicy } from 'aws-cdk-lib';
 import {
@@ -70,6 +71,9 @@ export class Network extends Construct {
       const vpc = new Vpc(this, 'Vpc', {
         maxAzs: 2,
         natGateways: 0,
+        // The default security group loses its rules (nothing uses it; a resource put in it by
+        // mistake would otherwise talk to everything else in it, and out to anywhere).
+        restrictDefaultSecurityGroup: true,
         // private: isolated subnets only, so the VPC has no internet gateway at all.
         subnetConfiguration: [
           isPublic

@@ -6,13 +6,15 @@
  */
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { EventBus } from 'aws-cdk-lib/aws-events';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { CfnEventInvokeConfig, CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { ARTIFACT_PREFIXES, ArtifactBucket } from './artifact-bucket.ts';
 import { HouseFunction, type HandlerName, type HouseFunctionProps } from './house-function.ts';
 import { JobMetrics } from './job-metrics.ts';
 import { JobTable } from './job-table.ts';
-import { acknowledge } from './nag-acknowledgements.ts';
+import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
 import { Network } from './network.ts';
 import { Observability } from './observability.ts';
 import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliation.ts';
@@ -107,6 +109,8 @@ export class NotebookJobsStack extends Stack {
       sweeper: make('sweeper', 'SweeperHandler', { retryAttempts: 0 }),
       authorizer: make('authorizer', 'AuthorizerHandler'),
     };
+    limitToOneSweep(this.functions.sweeper);
+    if (config.tracing) for (const fn of Object.values(this.functions)) enableTracing(fn);
     const services = [
       this.functions.api,
       this.functions.mcp,
@@ -139,6 +143,7 @@ export class NotebookJobsStack extends Stack {
       throttleBurst: config.throttleBurst,
       mcpAllowedOrigins: config.mcpAllowedOrigins,
       webAclArn: config.webAclArn,
+      tracing: config.tracing,
       ...logs,
     });
     new Reconciliation(this, 'Reconciliation', {
@@ -150,6 +155,8 @@ export class NotebookJobsStack extends Stack {
     new JobMetrics(this, 'JobMetrics', logs);
     const observability = new Observability(this, 'Observability', {
       functions: Object.values(this.functions),
+      authorizer: this.functions.authorizer,
+      sweeper: this.functions.sweeper,
       restApi: this.api.restApi,
       deadLetterQueue,
       maxConcurrentJobs: config.maxConcurrentJobs,
@@ -168,4 +175,36 @@ export class NotebookJobsStack extends Stack {
       value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${observability.dashboard.dashboardName}`,
     });
   }
+}
+
+/**
+ * One sweep at a time: reserved concurrency 1, so a sweep that runs past the next minute's schedule
+ * is not overlapped by another one working on the same jobs. The schedule's invocation that finds
+ * it busy is throttled; Lambda would keep such an event for up to 6 hours and run it late, so it is
+ * dropped after a minute instead (the next scheduled sweep does the same work).
+ */
+function limitToOneSweep(sweeper: HouseFunction): void {
+  (sweeper.function.node.defaultChild as CfnFunction).reservedConcurrentExecutions = 1;
+  const asyncConfig = sweeper.function.node.tryFindChild('EventInvokeConfig')?.node.defaultChild;
+  if (!(asyncConfig instanceof CfnEventInvokeConfig)) {
+    throw new Error('the sweeper has no asynchronous invocation settings (HouseFunction retryAttempts)');
+  }
+  asyncConfig.maximumEventAgeInSeconds = 60;
+}
+
+/**
+ * X-Ray active tracing of a function (context tracing): Lambda records a segment per invocation
+ * (initialization, handler time, the function's own errors). Calls to AWS services show up only as
+ * time inside the handler, since the AWS SDK clients are not instrumented.
+ */
+function enableTracing(fn: HouseFunction): void {
+  (fn.function.node.defaultChild as CfnFunction).tracingConfig = { mode: 'Active' };
+  fn.addToRolePolicy(
+    new PolicyStatement({ actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] }),
+  );
+  acknowledgeWildcardResources(
+    fn,
+    ['*'],
+    'X-Ray PutTraceSegments and PutTelemetryRecords have no resource-level permissions; this is what Lambda active tracing needs.',
+  );
 }

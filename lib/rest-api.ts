@@ -42,6 +42,8 @@ export interface RestApiProps {
   readonly throttleBurst: number;
   readonly mcpAllowedOrigins: readonly string[];
   readonly webAclArn: string | undefined;
+  /** X-Ray tracing of the stage (context tracing). */
+  readonly tracing: boolean;
   readonly logRetention: RetentionDays;
   readonly logRemovalPolicy: RemovalPolicy;
 }
@@ -89,6 +91,7 @@ export class NotebookJobsApi extends Construct {
         loggingLevel: MethodLoggingLevel.ERROR,
         dataTraceEnabled: false,
         metricsEnabled: true,
+        tracingEnabled: props.tracing,
         accessLogDestination: new LogGroupLogDestination(this.accessLogs),
         accessLogFormat: AccessLogFormat.custom(
           JSON.stringify({

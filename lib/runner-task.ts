@@ -183,8 +183,11 @@ export class RunnerTask extends Construct {
   bindLauncher(fn: HouseFunction): void {
     const stack = Stack.of(this);
     const { network } = this.props;
+    // The family, not a revision's ARN: RunTask then starts the latest ACTIVE revision, so a launch
+    // in the middle of a deploy (new revision registered, the old one deregistered, Lambdas not yet
+    // updated) neither fails nor needs the grant of a revision that is gone.
     fn.addEnvironment('NOTEBOOK_JOBS_CLUSTER', this.cluster.clusterArn)
-      .addEnvironment('NOTEBOOK_JOBS_TASK_DEFINITION', this.taskDefinition.taskDefinitionArn)
+      .addEnvironment('NOTEBOOK_JOBS_TASK_DEFINITION', this.taskDefinition.family)
       .addEnvironment('NOTEBOOK_JOBS_CONTAINER', RUNNER_CONTAINER)
       .addEnvironment('NOTEBOOK_JOBS_SUBNETS', network.subnetIdList())
       .addEnvironment('NOTEBOOK_JOBS_SECURITY_GROUPS', network.taskSecurityGroup.securityGroupId)
@@ -194,12 +197,9 @@ export class RunnerTask extends Construct {
       .addEnvironment('NOTEBOOK_JOBS_LOG_STREAM_PREFIX', LOG_STREAM_PREFIX);
 
     const inThisCluster = { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } };
+    const revisions = this.familyRevisions();
     fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['ecs:RunTask'],
-        resources: [this.taskDefinition.taskDefinitionArn],
-        conditions: inThisCluster,
-      }),
+      new PolicyStatement({ actions: ['ecs:RunTask'], resources: [revisions], conditions: inThisCluster }),
     );
     fn.addToRolePolicy(
       new PolicyStatement({
@@ -240,6 +240,11 @@ export class RunnerTask extends Construct {
     );
     acknowledgeWildcardResources(
       fn,
+      [revisions],
+      "Every revision of this one task family: RunTask names the family and ECS picks the latest ACTIVE revision, so the grant must outlive each deploy's revision swap.",
+    );
+    acknowledgeWildcardResources(
+      fn,
       [tasks],
       'Task ids are only known once RunTask returns; the grant covers tasks of this one cluster (Stop/Describe also under an ecs:cluster condition, tagging only as part of RunTask).',
     );
@@ -248,6 +253,15 @@ export class RunnerTask extends Construct {
       [streams],
       'Each job task writes its own log stream (runner/runner/<task id>) in the runner log group; the grant covers that group only.',
     );
+  }
+
+  /** `arn:...:task-definition/<family>:*`: every revision of the runner's task family. */
+  familyRevisions(): string {
+    return Stack.of(this).formatArn({
+      service: 'ecs',
+      resource: 'task-definition',
+      resourceName: `${this.taskDefinition.family}:*`,
+    });
   }
 
   /**

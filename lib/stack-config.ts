@@ -47,6 +47,8 @@ export interface StackConfig {
   readonly webAclArn: string | undefined;
   /** External s3:// prefixes each tenant ("*": every tenant) may submit notebooks from. */
   readonly tenantSources: TenantSources;
+  /** AWS X-Ray: active tracing of the Lambdas and the API stage (costs per trace; off by default). */
+  readonly tracing: boolean;
 }
 
 /** Thrown for a context value that is present but not allowed. */
@@ -113,6 +115,7 @@ export function readStackConfig(node: Node): StackConfig {
     removalPolicy: oneOf(get, 'removalPolicy', ['retain', 'destroy'] as const, 'retain'),
     webAclArn,
     tenantSources: tenantSources(get),
+    tracing: boolean(get, 'tracing', false),
   };
 }
 

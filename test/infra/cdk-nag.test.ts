@@ -43,6 +43,7 @@ describe('cdk-nag AwsSolutions', () => {
     ['private egress (isolated subnets, VPC endpoints)', { egress: 'private' }],
     ['x86_64 tasks on Fargate Spot', { taskArchitecture: 'x86_64', useFargateSpot: true }],
     ['MCP browser origins (CORS preflight)', { mcpAllowedOrigins: 'https://app.example.com' }],
+    ['X-Ray tracing', { tracing: 'true' }],
     ['tenant notebook sources', { tenantSources: '{"acme": ["s3://acme-data/notebooks/"]}' }],
     [
       'a WAF web ACL',

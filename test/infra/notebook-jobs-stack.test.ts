@@ -10,9 +10,11 @@ import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import type { IRole } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { INDEXES, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from '../../lambda/adapters/dynamodb/table.ts';
 import { JOB_METRIC_FILTERS } from '../../lib/job-metrics.ts';
+import { AUTHORIZER_DENIAL_PATTERN } from '../../lib/observability.ts';
+import { handler as authorize, logger as authorizerLogger } from '../../lambda/handlers/authorizer.ts';
 import { NotebookJobsStack } from '../../lib/notebook-jobs-stack.ts';
 import { readStackConfig } from '../../lib/stack-config.ts';
 
@@ -354,7 +356,8 @@ describe('Lambda functions', () => {
       NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS: '8',
       NOTEBOOK_JOBS_RETENTION_DAYS: '30',
       NOTEBOOK_JOBS_CLUSTER: arnOf(stack.runner.cluster),
-      NOTEBOOK_JOBS_TASK_DEFINITION: ref(stack.runner.taskDefinition),
+      // The family: RunTask starts its latest ACTIVE revision, whatever revision a deploy just made.
+      NOTEBOOK_JOBS_TASK_DEFINITION: stack.runner.taskDefinition.family,
       NOTEBOOK_JOBS_CONTAINER: 'runner',
       NOTEBOOK_JOBS_SUBNETS: Match.anyValue(),
       NOTEBOOK_JOBS_SECURITY_GROUPS: {
@@ -484,7 +487,7 @@ describe('network', () => {
 });
 
 describe('IAM scope', () => {
-  it('lets the api Lambda run only this task definition, in this cluster, and pass only its two roles (and tag only while running)', () => {
+  it('lets the api Lambda run only this task family, in this cluster, and pass only its two roles (and tag only while running)', () => {
     const { template, stack } = synth();
     const statements = statementsOf(template, stack.functions.api.function.role as IRole);
     const ecs = statements.filter((s) =>
@@ -507,11 +510,29 @@ describe('IAM scope', () => {
         ],
       ],
     };
+    const family = stack.runner.taskDefinition.family;
+    expect(
+      template.findResources('AWS::ECS::TaskDefinition')[logicalId(stack.runner.taskDefinition)],
+    ).toMatchObject({ Properties: { Family: family } });
     expect(ecs).toEqual([
       {
         Effect: 'Allow',
         Action: 'ecs:RunTask',
-        Resource: ref(stack.runner.taskDefinition),
+        // Every revision of the one family (a deploy swaps revisions under a running service).
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':ecs:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              `:task-definition/${family}:*`,
+            ],
+          ],
+        },
         Condition: inCluster,
       },
       {
@@ -810,10 +831,10 @@ describe('REST API', () => {
 });
 
 describe('observability and outputs', () => {
-  it('has the dashboard and the four alarms, mailed when alarmEmail is set', () => {
+  it('has the dashboard and the eight alarms, mailed when alarmEmail is set', () => {
     const { template } = synth({ alarmEmail: 'ops@example.com' });
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 8);
     template.hasResourceProperties('AWS::SNS::Subscription', {
       Protocol: 'email',
       Endpoint: 'ops@example.com',
@@ -829,7 +850,9 @@ describe('observability and outputs', () => {
       expect.arrayContaining([
         'IF((FILL(completed, 0) + FILL(failed, 0)) >= 5, 100 * FILL(failed, 0) / (FILL(completed, 0) + FILL(failed, 0)), 0)',
         'IF(FILL(queued, 0) > 0 AND FILL(running, 0) < 5 AND FILL(started, 0) == 0, 1, 0)',
-        'FILL(e0, 0) + FILL(e1, 0) + FILL(e2, 0) + FILL(e3, 0) + FILL(e4, 0)',
+        // e4 is the authorizer: its refusals (401s) are subtracted.
+        'FILL(e0, 0) + FILL(e1, 0) + FILL(e2, 0) + FILL(e3, 0) + IF(FILL(e4, 0) - FILL(denied, 0) > 0, FILL(e4, 0) - FILL(denied, 0), 0)',
+        'IF(FILL(requests, 0) >= 20, 100 * FILL(errors, 0) / requests, 0)',
       ]),
     );
     expect(Object.keys(synth().template.findResources('AWS::SNS::Topic'))).toHaveLength(0);
@@ -839,6 +862,158 @@ describe('observability and outputs', () => {
     const { template } = synth();
     for (const output of ['ApiUrl', 'McpUrl', 'BucketName', 'TableName', 'DashboardUrl']) {
       template.hasOutput(output, { Value: Match.anyValue() });
+    }
+  });
+});
+
+describe('alarms', () => {
+  /** The alarm with this construct id (under Observability). */
+  function alarm(template: Template, stack: NotebookJobsStack, id: string) {
+    const construct = stack.node.findChild('Observability').node.findChild(id);
+    const found = template.findResources('AWS::CloudWatch::Alarm')[logicalId(construct)];
+    if (!found) throw new Error(`no alarm ${id}`);
+    return found.Properties as Record<string, any>;
+  }
+  const metricsOf = (properties: Record<string, any>) =>
+    Object.fromEntries(
+      (properties.Metrics as { Id: string; MetricStat?: { Metric: unknown; Stat: string } }[])
+        .filter((m) => m.MetricStat)
+        .map((m) => [m.Id, { ...(m.MetricStat?.Metric as object), stat: m.MetricStat?.Stat }]),
+    );
+
+  it('Api5xxRate: more than 5% of at least 20 requests answered 5XX, in two of three 5-minute periods', () => {
+    const { template, stack } = synth();
+    const properties = alarm(template, stack, 'Api5xxRate');
+    expect(properties).toMatchObject({
+      Threshold: 5,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 2,
+      TreatMissingData: 'notBreaching',
+    });
+    const apiName = { Name: 'ApiName', Value: 'RestApi' };
+    expect(metricsOf(properties)).toEqual({
+      requests: { Namespace: 'AWS/ApiGateway', MetricName: 'Count', Dimensions: [apiName], stat: 'Sum' },
+      errors: { Namespace: 'AWS/ApiGateway', MetricName: '5XXError', Dimensions: [apiName], stat: 'Sum' },
+    });
+    // The gateway reports under the API's name: the dimension must be the name the stack gives it.
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'RestApi' });
+  });
+
+  it('ApiLatency: p99 at 28 s or more (near the 29 s gateway limit) in two of three 5-minute periods', () => {
+    const { template, stack } = synth();
+    expect(alarm(template, stack, 'ApiLatency')).toMatchObject({
+      Namespace: 'AWS/ApiGateway',
+      MetricName: 'Latency',
+      ExtendedStatistic: 'p99',
+      Period: 300,
+      Threshold: 28_000,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 2,
+    });
+  });
+
+  it('LaunchFailures: any job failed by the platform (error.type infrastructure) in 5 minutes', () => {
+    const { template, stack } = synth();
+    expect(alarm(template, stack, 'LaunchFailures')).toMatchObject({
+      Namespace: 'NotebookJobs',
+      MetricName: 'JobsFailedInfrastructure',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '{ ($.detail.status = "failed") && ($.detail.error.type = "infrastructure") }',
+      MetricTransformations: [Match.objectLike({ MetricName: 'JobsFailedInfrastructure' })],
+    });
+  });
+
+  it('SweeperHeartbeat: no sweep gauge for two 5-minute periods, missing data counting as breaching', () => {
+    const { template, stack } = synth();
+    expect(alarm(template, stack, 'SweeperHeartbeat')).toMatchObject({
+      Namespace: 'NotebookJobs',
+      MetricName: 'JobsQueued',
+      Statistic: 'SampleCount',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      EvaluationPeriods: 2,
+      TreatMissingData: 'breaching',
+    });
+  });
+
+  it("counts the authorizer's refusals from its own log group, with a pattern that matches what it logs", async () => {
+    const { template, stack } = synth();
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: ref(stack.functions.authorizer.logGroup),
+      FilterPattern: AUTHORIZER_DENIAL_PATTERN,
+      MetricTransformations: [
+        { MetricNamespace: 'NotebookJobs', MetricName: 'AuthorizerDenials', MetricValue: '1' },
+      ],
+    });
+    // A request without a token: the authorizer throws Unauthorized (API Gateway's 401) and logs
+    // the refusal as JSON whose message the pattern's `denied:*` matches.
+    const lines: string[] = [];
+    const spy = vi.spyOn(authorizerLogger, 'info').mockImplementation((...args: unknown[]) => {
+      lines.push(String(args[0]));
+    });
+    try {
+      await expect(
+        authorize({ headers: {}, multiValueHeaders: {}, path: '/v1/jobs' } as never),
+      ).rejects.toThrow('Unauthorized');
+    } finally {
+      spy.mockRestore();
+    }
+    const prefix = /^\{ \$\.message = "(.*)\*" \}$/.exec(AUTHORIZER_DENIAL_PATTERN)?.[1];
+    expect(prefix).toBe('denied:');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.startsWith(prefix as string)).toBe(true);
+  });
+});
+
+describe('sweeper, default security group and tracing', () => {
+  it('runs one sweep at a time: reserved concurrency 1, a throttled schedule event dropped after a minute', () => {
+    const { template, stack } = synth();
+    const functions = template.findResources('AWS::Lambda::Function');
+    for (const [name, house] of Object.entries(stack.functions)) {
+      const reserved = functions[logicalId(house.function)]?.Properties.ReservedConcurrentExecutions;
+      expect(reserved, name).toBe(name === 'sweeper' ? 1 : undefined);
+    }
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: ref(stack.functions.sweeper.function),
+      MaximumRetryAttempts: 0,
+      MaximumEventAgeInSeconds: 60,
+    });
+  });
+
+  it("removes the rules of the created VPC's default security group", () => {
+    const { template, stack } = synth();
+    const vpc = stack.node.findChild('Network').node.findChild('Vpc');
+    template.hasResourceProperties('Custom::VpcRestrictDefaultSG', {
+      DefaultSecurityGroupId: { 'Fn::GetAtt': [logicalId(vpc), 'DefaultSecurityGroup'] },
+    });
+  });
+
+  it('traces nothing by default, and every Lambda and the API stage with context tracing', () => {
+    const off = synth().template;
+    for (const fn of Object.values(off.findResources('AWS::Lambda::Function')))
+      expect(fn.Properties.TracingConfig).toBeUndefined();
+    off.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: false });
+
+    const { template, stack } = synth({ tracing: 'true' });
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true });
+    const functions = template.findResources('AWS::Lambda::Function');
+    for (const [name, house] of Object.entries(stack.functions)) {
+      expect(functions[logicalId(house.function)]?.Properties.TracingConfig, name).toEqual({
+        Mode: 'Active',
+      });
+      expect(statementsOf(template, house.function.role as IRole), name).toContainEqual({
+        Effect: 'Allow',
+        Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
+        Resource: '*',
+      });
     }
   });
 });

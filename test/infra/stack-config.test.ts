@@ -27,6 +27,7 @@ describe('readStackConfig', () => {
       removalPolicy: 'retain',
       webAclArn: undefined,
       tenantSources: {},
+      tracing: false,
     });
   });
 
@@ -61,6 +62,7 @@ describe('readStackConfig', () => {
       alarmEmail: 'ops@example.com',
       removalPolicy: 'destroy',
       webAclArn: 'arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/jobs/abc',
+      tracing: 'true',
     });
     const fromJson = read({
       vpcId: 'vpc-0123456789abcdef0',
@@ -78,6 +80,7 @@ describe('readStackConfig', () => {
       alarmEmail: 'ops@example.com',
       removalPolicy: 'destroy',
       webAclArn: 'arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/jobs/abc',
+      tracing: true,
     });
     expect(fromCli).toEqual(fromJson);
     expect(fromCli).toMatchObject({
@@ -86,6 +89,7 @@ describe('readStackConfig', () => {
       useFargateSpot: true,
       mcpAllowedOrigins: ['https://app.example.com', 'http://localhost:5173'],
       logRetentionDays: 14,
+      tracing: true,
     });
   });
 
@@ -106,6 +110,7 @@ describe('readStackConfig', () => {
       'context logRetentionDays must be a CloudWatch Logs retention (1, 3, 5, 7, 14, 30',
     ],
     [{ useFargateSpot: 'yes' }, 'context useFargateSpot must be true or false, got "yes"'],
+    [{ tracing: 'on' }, 'context tracing must be true or false, got "on"'],
     [{ egress: 'isolated' }, 'context egress must be one of public, private, got "isolated"'],
     [{ taskSubnets: 'private' }, 'context taskSubnets was replaced by egress (public | private)'],
     [{ taskArchitecture: 'arm' }, 'context taskArchitecture must be one of arm64, x86_64, got "arm"'],
