@@ -2,7 +2,8 @@
  * `notebook-jobs serve` / `npm start`: the local service. Flags win over environment variables,
  * which win over defaults.
  */
-import { intEnv, optionalEnv, withRenamed, type Env } from '../lambda/core/config.ts';
+import { optionalEnv, type Env } from '../lambda/core/config.ts';
+import { DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, readIntSetting, SETTINGS } from '../lambda/core/settings.ts';
 import { startLocalServer } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
@@ -69,20 +70,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   const warn = (message: string) => console.error(`warning: ${message}`);
   const access = readAccessConfig(env, options.allowedHosts, warn);
   const server = await startLocalServer({
-    port: options.port ?? intEnv(env, 'NOTEBOOK_JOBS_PORT', 8080, 0, 65535),
+    port: options.port ?? readIntSetting(env, SETTINGS.port, warn),
     host: options.host ?? '127.0.0.1',
-    dataDir: options.data ?? optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? '.notebook-jobs',
+    dataDir: options.data ?? optionalEnv(env, DATA_DIR_VARIABLE) ?? DEFAULT_DATA_DIR,
     workspace: options.workspace,
-    // One name with the AWS deployment's (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS); the old local one warns.
-    maxConcurrentJobs:
-      options.maxConcurrent ??
-      intEnv(
-        withRenamed(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', 'NOTEBOOK_JOBS_MAX_CONCURRENT', warn),
-        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
-        5,
-        1,
-        1000,
-      ),
+    maxConcurrentJobs: options.maxConcurrent ?? readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     ...access,
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),

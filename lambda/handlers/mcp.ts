@@ -4,7 +4,8 @@
  * The authorizer has already checked the bearer token; its tenant becomes the caller.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { optionalEnv } from '../core/config.ts';
+import { optionalEnv, withRenamed } from '../core/config.ts';
+import { ALLOWED_ORIGINS } from '../core/settings.ts';
 import { errorDetail } from '../core/errors.ts';
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
@@ -17,14 +18,15 @@ const MAX_BODY_BYTES = 6 * 1024 * 1024;
 const MAX_RESOURCE_BYTES = 4 * 1024 * 1024;
 
 const logError = (message: string) => logger.error(message);
+const logWarning = (message: string) => logger.warn(message);
 
 const endpoint = once(async (): Promise<McpEndpoint> => {
-  const env = process.env;
-  const config = readAwsConfig(env);
+  const env = withRenamed(process.env, ALLOWED_ORIGINS.variable, ALLOWED_ORIGINS.oldVariable, logWarning);
+  const config = readAwsConfig(env, logWarning);
   const { service } = await createAwsService(config);
   return {
     service,
-    allowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
+    allowedOrigins: (optionalEnv(env, ALLOWED_ORIGINS.variable) ?? '')
       .split(',')
       .map((origin) => origin.trim())
       .filter(Boolean),

@@ -43,6 +43,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
 import { ENGINES_DIR } from '../../container/runner/runner.ts';
 import { bundleRunner } from './runner-bundle.ts';
+import { SETTINGS } from '../core/settings.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
@@ -153,7 +154,9 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       NOTEBOOK_JOBS_WORK_ROOT: kernelArea?.workRoot ?? '',
       NOTEBOOK_JOBS_PYTHON: python.python,
       NOTEBOOK_JOBS_ENGINE: python.engine,
-      NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: String(options.progressIntervalMs ?? 2000),
+      [SETTINGS.progressIntervalMs.variable]: String(
+        options.progressIntervalMs ?? SETTINGS.progressIntervalMs.default,
+      ),
       // The server already printed the SDK's Node 20 notice once; keep it out of every job's stderr.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
@@ -182,7 +185,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     cursors,
     uploads,
     renderer: new NbconvertRenderer(python.python),
-    config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
+    config: {
+      maxConcurrentJobs: options.maxConcurrentJobs ?? SETTINGS.maxConcurrentJobs.default,
+      ...options.service,
+    },
     log,
   });
 

@@ -28,7 +28,7 @@ beforeEach(async () => {
   const table = await db().newTable();
   ({ handler: mcp } = await coldStart<McpModule>(
     'lambda/handlers/mcp.ts',
-    stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://console.example.com' }),
+    stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_ALLOWED_ORIGINS: 'https://console.example.com' }),
   ));
 });
 

@@ -372,7 +372,7 @@ describe('Lambda functions', () => {
     expect(variables('mcp')).toMatchObject({
       ...shared,
       NOTEBOOK_JOBS_SUBNETS: expect.anything(),
-      NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://a.example.com',
+      NOTEBOOK_JOBS_ALLOWED_ORIGINS: 'https://a.example.com',
     });
     expect(variables('authorizer')).toEqual({
       NODE_OPTIONS: '--enable-source-maps',
