@@ -8,7 +8,7 @@ import { errorResponse } from '../http/errors.ts';
 import { handleApiRequest, type ApiContext } from '../http/routes.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
-import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from './apigw.ts';
+import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from '../http/apigw.ts';
 
 /**
  * Routes that answer without a token, if the stack leaves them open (no business data). Only health:

@@ -10,7 +10,7 @@ import { errorDetail } from '../core/errors.ts';
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
-import { authOf, fromWebResponse, toWebRequest } from './apigw.ts';
+import { authOf, fromWebResponse, toWebRequest } from '../http/apigw.ts';
 
 /** API Gateway accepts 10 MB; inline notebooks are limited to 5 MB, the JSON-RPC around them less. */
 const MAX_BODY_BYTES = 6 * 1024 * 1024;
