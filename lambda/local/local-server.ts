@@ -37,7 +37,7 @@ import { FileArtifacts } from '../adapters/file-artifacts.ts';
 import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
-import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
 import { errorResponse, httpStatus, json } from '../http/errors.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
@@ -307,8 +307,8 @@ function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerP
 /** What the checks need to know about a route. */
 interface RouteKind {
   mcp: boolean;
-  /** Liveness for supervisors and scripts: no business data, so no token. */
-  health: boolean;
+  /** A route the table marks public (health: no business data), so no token. */
+  public: boolean;
   /**
    * A PUT to a signed upload URL needs no token: the URL itself is the permission (as a presigned
    * S3 URL is on AWS), and it only stores bytes under the key it names.
@@ -319,7 +319,7 @@ interface RouteKind {
 function routeKind(method: string, path: string): RouteKind {
   return {
     mcp: path === '/mcp',
-    health: method === 'GET' && path === '/v1/health',
+    public: PUBLIC_ROUTES.has(`${method} ${path}`),
     upload: method === 'PUT' && /^\/v1\/uploads\/[^/]+$/.test(path),
   };
 }
@@ -383,7 +383,7 @@ function checkCaller(
       );
     }
   }
-  if (policy.token && !route.health && !route.upload) checkToken(policy.token, req.headers.authorization);
+  if (policy.token && !route.public && !route.upload) checkToken(policy.token, req.headers.authorization);
   if (method !== 'GET' && method !== 'HEAD') checkContentType(req, method, path, route);
   return normalized;
 }
