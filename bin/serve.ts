@@ -4,7 +4,7 @@
  */
 import { optionalEnv, type Env } from '../lambda/core/config.ts';
 import { DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, readIntSetting, SETTINGS } from '../lambda/core/settings.ts';
-import { startLocalServer } from '../lambda/local/local-server.ts';
+import { startLocalServer, type LocalServerOptions } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
   port?: number;
@@ -65,23 +65,31 @@ function list(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
-export async function serve(options: ServeOptions): Promise<void> {
-  const env = process.env;
-  const warn = (message: string) => console.error(`warning: ${message}`);
-  const access = readAccessConfig(env, options.allowedHosts, warn);
-  const server = await startLocalServer({
+/** The local server's options from flags, then the environment, then the settings' defaults. */
+export function readServeConfig(
+  env: Env,
+  options: ServeOptions,
+  warn: (message: string) => void,
+): LocalServerOptions & AccessConfig {
+  return {
     port: options.port ?? readIntSetting(env, SETTINGS.port, warn),
     host: options.host ?? '127.0.0.1',
     dataDir: options.data ?? optionalEnv(env, DATA_DIR_VARIABLE) ?? DEFAULT_DATA_DIR,
     workspace: options.workspace,
     maxConcurrentJobs: options.maxConcurrent ?? readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
-    ...access,
+    ...readAccessConfig(env, options.allowedHosts, warn),
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
-  });
+  };
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  const config = readServeConfig(process.env, options, warn);
+  const server = await startLocalServer(config);
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
   console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);
-  if (access.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
+  if (config.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
   const stop = (signal: string) => {
     console.error(`${signal}: stopping; running jobs end as failed when their runner sees the server gone`);
     server.close().then(() => process.exit(0));

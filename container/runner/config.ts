@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, oneOfEnv, optionalEnv, requireEnv, type Env } from '../../lambda/core/config.ts';
 import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
-import { kernelEnvPass } from './kernel-env.ts';
-import type { EngineName } from './python.ts';
+import { kernelEnvPass } from '../../lambda/kernels/kernel-env.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
 import type { RunnerLimits } from './limits.ts';
 import { readIntSetting, SETTINGS } from '../../lambda/core/settings.ts';
 

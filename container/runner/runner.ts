@@ -9,7 +9,6 @@ import { createInterface } from 'node:readline';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
   htmlOutputKey,
@@ -39,10 +38,11 @@ import {
   type Notebook,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
-import { readKernelFile, sandboxCommand, sandboxInput } from './engine-sandbox.ts';
-import { kernelEnvironment } from './kernel-env.ts';
+import { readKernelFile, sandboxCommand, sandboxInput } from '../../lambda/kernels/engine-sandbox.ts';
+import { kernelEnvironment } from '../../lambda/kernels/kernel-env.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
-import type { EngineName } from './python.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
+import { engineScript, ENGINES_DIR } from '../../lambda/kernels/engines.ts';
 import {
   BoundedLogSink,
   boundedOutput,
@@ -51,13 +51,6 @@ import {
   LineSplitter,
   type RunnerLimits,
 } from './limits.ts';
-
-export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
-
-/** The driver program of an engine. */
-export function engineScript(engine: EngineName, dir = ENGINES_DIR): string {
-  return join(dir, `${engine}_driver.py`);
-}
 
 /**
  * Why a running job is asked to stop: cancelled by its caller; past its timeout; its local server
