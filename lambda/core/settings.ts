@@ -98,6 +98,13 @@ export const ALLOWED_ORIGINS = {
   oldVariable: 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
 } as const;
 
+/**
+ * Largest request body the REST and MCP endpoints read (local server and Lambdas alike): inline
+ * notebooks are limited to 5 MB, and the JSON (or JSON-RPC) around them gets a little more. API
+ * Gateway itself stops at 10 MB.
+ */
+export const MAX_REQUEST_BODY_BYTES = 6 * MiB;
+
 /** The local server's data folder when neither `--data` nor NOTEBOOK_JOBS_DATA says otherwise. */
 export const DEFAULT_DATA_DIR = '.notebook-jobs';
 export const DATA_DIR_VARIABLE = 'NOTEBOOK_JOBS_DATA';

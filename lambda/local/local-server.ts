@@ -43,7 +43,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
 import { bundleRunner } from './runner-bundle.ts';
-import { SETTINGS } from '../core/settings.ts';
+import { MAX_REQUEST_BODY_BYTES, SETTINGS } from '../core/settings.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
@@ -51,8 +51,6 @@ import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
-/** Inline notebooks are limited to 5 MB; the JSON around them gets a little more. */
-const MAX_BODY_BYTES = 6 * 1024 * 1024;
 
 export interface LocalServerOptions {
   host?: string;
@@ -214,17 +212,17 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const mcp: McpEndpoint = {
     service,
     allowedOrigins: [], // set with the caller policy, once the port is known
-    maxBodyBytes: MAX_BODY_BYTES,
+    maxBodyBytes: MAX_REQUEST_BODY_BYTES,
     pollIntervalSeconds: 5,
     taskTtlMs: null, // local jobs are kept until deleted or cleaned up
-    maxResourceBytes: MAX_BODY_BYTES,
+    maxResourceBytes: MAX_REQUEST_BODY_BYTES,
     log,
   };
   const http = createServer({ requireHostHeader: false });
   http.on('clientError', answerClientError);
   await new Promise<void>((done, fail) => {
     http.once('error', fail);
-    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
+    http.listen(options.port ?? SETTINGS.port.default, options.host ?? '127.0.0.1', () => done());
   });
   const port = (http.address() as AddressInfo).port;
   uploads.setBaseUrl(`http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}`);
@@ -484,7 +482,7 @@ async function answer(
     const host = checkCaller(policy, req, method, url.pathname, route);
     response = isMcp
       ? await serveMcp(mcp, req, method, `http://${host}${url.pathname}${url.search}`)
-      : await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_BODY_BYTES, log);
+      : await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_REQUEST_BODY_BYTES, log);
   } catch (error) {
     response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, log);
   }
