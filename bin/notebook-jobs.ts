@@ -11,6 +11,7 @@ import {
   DATA_DIR_VARIABLE,
   DEFAULT_DATA_DIR,
   DEFAULT_SERVICE_URL,
+  DEFAULT_TIMEOUT_SECONDS,
   SETTINGS,
 } from '../lambda/core/settings.ts';
 
@@ -39,7 +40,7 @@ Commands:
   run <notebook.ipynb>          submit a notebook as a job and print its id
       -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
       --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
-      --timeout SECONDS         whole-job timeout (default 3600)
+      --timeout SECONDS         whole-job timeout (default ${DEFAULT_TIMEOUT_SECONDS})
       --cell-timeout SECONDS    per-cell timeout
       --priority N              higher starts first (default 0)
       --tag KEY=VALUE           a tag (repeatable)

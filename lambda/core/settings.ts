@@ -98,6 +98,11 @@ export const ALLOWED_ORIGINS = {
   oldVariable: 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
 } as const;
 
+/** A job's `timeout_seconds` when the request names none (DESIGN 4, Timeouts). */
+export const DEFAULT_TIMEOUT_SECONDS = 3600;
+/** The longest `timeout_seconds` and `cell_timeout_seconds` a request may ask for: 7 days. */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
 /**
  * Largest request body the REST and MCP endpoints read (local server and Lambdas alike): inline
  * notebooks are limited to 5 MB, and the JSON (or JSON-RPC) around them gets a little more. API
