@@ -32,8 +32,8 @@ import { createJobTable } from '../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../lambda/adapters/file-artifacts.ts';
 import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-logs.ts';
-import { engineScript } from '../container/runner/runner.ts';
-import { findPython, staticKernelCatalog } from '../container/runner/python.ts';
+import { engineScript } from '../lambda/kernels/engines.ts';
+import { findPython, staticKernelCatalog } from '../lambda/kernels/python.ts';
 import { soakBench } from './soak.ts';
 
 const run = promisify(execFile);

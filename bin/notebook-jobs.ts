@@ -1,12 +1,19 @@
 /**
  * The notebook-jobs CLI. `serve` runs the local service; `tokens` manages the API tokens of an AWS
  * deployment directly in its DynamoDB table (with the caller's AWS credentials); every other command
- * talks to a service's REST API (URL from --url or NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080).
+ * talks to a service's REST API (URL from --url or NOTEBOOK_JOBS_URL, default: a local server).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { JobView as Job, LogPage, ResultView } from '../lambda/core/contract.ts';
+import {
+  DATA_DIR_VARIABLE,
+  DEFAULT_DATA_DIR,
+  DEFAULT_SERVICE_URL,
+  DEFAULT_TIMEOUT_SECONDS,
+  SETTINGS,
+} from '../lambda/core/settings.ts';
 
 const HELP = `notebook-jobs: run Jupyter notebooks as asynchronous jobs
 
@@ -14,13 +21,13 @@ Usage: notebook-jobs <command> [options]
 
 Commands:
   serve                         run the local service (REST API and MCP at /mcp on 127.0.0.1)
-      --port N                  port (NOTEBOOK_JOBS_PORT, default 8080)
+      --port N                  port (${SETTINGS.port.variable}, default ${SETTINGS.port.default})
       --host H                  interface (default 127.0.0.1)
-      --data DIR                data folder (NOTEBOOK_JOBS_DATA, default ./.notebook-jobs)
+      --data DIR                data folder (${DATA_DIR_VARIABLE}, default ./${DEFAULT_DATA_DIR})
       --workspace DIR           folder file:// notebooks may be submitted from (default: cwd)
-      --max-concurrent N        jobs running at once (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS, default 5)
+      --max-concurrent N        jobs running at once (${SETTINGS.maxConcurrentJobs.variable}, default ${SETTINGS.maxConcurrentJobs.default})
       --warm-kernels N          python3 kernels kept started ahead of demand, one per job
-                                (NOTEBOOK_JOBS_WARM_KERNELS, default 1; 0: none)
+                                (${SETTINGS.warmKernels.variable}, default ${SETTINGS.warmKernels.default}; 0: none)
       --python PATH             interpreter with nbclient + ipykernel (NOTEBOOK_JOBS_PYTHON)
       --kernel-user NAME        run kernels as this user (NOTEBOOK_JOBS_KERNEL_USER; the service
                                 must run as root); without it a kernel runs as the service's user
@@ -35,7 +42,7 @@ Commands:
   run <notebook.ipynb>          submit a notebook as a job and print its id
       -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
       --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
-      --timeout SECONDS         whole-job timeout (default 3600)
+      --timeout SECONDS         whole-job timeout (default ${DEFAULT_TIMEOUT_SECONDS})
       --cell-timeout SECONDS    per-cell timeout
       --priority N              higher starts first (default 0)
       --tag KEY=VALUE           a tag (repeatable)
@@ -65,7 +72,7 @@ Commands:
                                 credentials and region (AWS_PROFILE, AWS_REGION)
 
 Global options:
-  --url URL                     service URL (NOTEBOOK_JOBS_URL, default http://127.0.0.1:8080)
+  --url URL                     service URL (NOTEBOOK_JOBS_URL, default ${DEFAULT_SERVICE_URL})
                                 NOTEBOOK_JOBS_TOKEN is sent as a bearer token: an AWS deployment
                                 needs one (see tokens create), a local server started with one too
   --json                        print raw JSON
@@ -391,7 +398,7 @@ async function main(argv: string[]): Promise<number> {
     return command || values.help ? 0 : 2;
   }
   const api = new Api(
-    (values.url ?? process.env.NOTEBOOK_JOBS_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, ''),
+    (values.url ?? process.env.NOTEBOOK_JOBS_URL ?? DEFAULT_SERVICE_URL).replace(/\/$/, ''),
     process.env.NOTEBOOK_JOBS_TOKEN || undefined,
   );
   const print = (data: unknown, human: string) =>

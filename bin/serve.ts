@@ -2,8 +2,9 @@
  * `notebook-jobs serve` / `npm start`: the local service. Flags win over environment variables,
  * which win over defaults.
  */
-import { intEnv, optionalEnv, withRenamed, type Env } from '../lambda/core/config.ts';
-import { startLocalServer } from '../lambda/local/local-server.ts';
+import { optionalEnv, type Env } from '../lambda/core/config.ts';
+import { DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, readIntSetting, SETTINGS } from '../lambda/core/settings.ts';
+import { startLocalServer, type LocalServerOptions } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
   port?: number;
@@ -65,33 +66,32 @@ function list(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
-export async function serve(options: ServeOptions): Promise<void> {
-  const env = process.env;
-  const warn = (message: string) => console.error(`warning: ${message}`);
-  const access = readAccessConfig(env, options.allowedHosts, warn);
-  const server = await startLocalServer({
-    port: options.port ?? intEnv(env, 'NOTEBOOK_JOBS_PORT', 8080, 0, 65535),
+/** The local server's options from flags, then the environment, then the settings' defaults. */
+export function readServeConfig(
+  env: Env,
+  options: ServeOptions,
+  warn: (message: string) => void,
+): LocalServerOptions & AccessConfig {
+  return {
+    port: options.port ?? readIntSetting(env, SETTINGS.port, warn),
     host: options.host ?? '127.0.0.1',
-    dataDir: options.data ?? optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? '.notebook-jobs',
+    dataDir: options.data ?? optionalEnv(env, DATA_DIR_VARIABLE) ?? DEFAULT_DATA_DIR,
     workspace: options.workspace,
-    // One name with the AWS deployment's (NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS); the old local one warns.
-    maxConcurrentJobs:
-      options.maxConcurrent ??
-      intEnv(
-        withRenamed(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', 'NOTEBOOK_JOBS_MAX_CONCURRENT', warn),
-        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
-        5,
-        1,
-        1000,
-      ),
-    warmKernels: options.warmKernels ?? intEnv(env, 'NOTEBOOK_JOBS_WARM_KERNELS', 1, 0, 32),
+    maxConcurrentJobs: options.maxConcurrent ?? readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
+    warmKernels: options.warmKernels ?? readIntSetting(env, SETTINGS.warmKernels, warn),
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
-    ...access,
+    ...readAccessConfig(env, options.allowedHosts, warn),
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
-  });
+  };
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  const config = readServeConfig(process.env, options, warn);
+  const server = await startLocalServer(config);
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
   console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);
-  if (access.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
+  if (config.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
   const stop = (signal: string) => {
     console.error(`${signal}: stopping; running jobs end as failed when their runner sees the server gone`);
     server.close().then(() => process.exit(0));

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { eventPublishStatement } from './job-events.ts';
 import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
 import { parseS3Uri, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
+import { ESM_REQUIRE_BANNER, FORMAT, MAIN_FIELDS, NODE_TARGET } from '../lambda/bundle/esbuild-config.ts';
 
 /** The repository root: the bundles' project root, and where handlers and the lock file are. */
 export const REPOSITORY_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -39,13 +40,6 @@ export interface HouseFunctionProps {
   /** Retries of a failed asynchronous invocation (Lambda's default is 2). */
   readonly retryAttempts?: number;
 }
-
-/**
- * ESM bundles still contain CommonJS dependencies that call require(); an ES module has none, so
- * the bundle gets one made for it. The local alias avoids clashing with bundled identifiers.
- */
-export const ESM_REQUIRE_BANNER =
-  "import { createRequire as __houseCreateRequire } from 'node:module'; const require = __houseCreateRequire(import.meta.url);";
 
 /** A Lambda function of this service with its log group; see the module comment. */
 export class HouseFunction extends Construct {
@@ -81,10 +75,10 @@ export class HouseFunction extends Construct {
         sourceMapMode: SourceMapMode.DEFAULT,
         // Stack traces map to file and line without shipping the sources themselves.
         sourcesContent: false,
-        format: OutputFormat.ESM,
-        target: 'node22',
-        // Prefer packages' ES module builds (the AWS SDK ships them): better tree shaking.
-        mainFields: ['module', 'main'],
+        // The shared configuration (lambda/bundle/esbuild-config.ts): target, format, banner.
+        format: FORMAT as OutputFormat,
+        target: NODE_TARGET,
+        mainFields: MAIN_FIELDS,
         banner: ESM_REQUIRE_BANNER,
         // Bundle the AWS SDK instead of using the runtime's copy: the code runs against the exact
         // versions package-lock.json pins and the tests use (lib-dynamodb, the S3 presigner and
@@ -101,7 +95,7 @@ export class HouseFunction extends Construct {
     acknowledge(
       this,
       'L1',
-      'Pinned to nodejs22.x, the runtime the bundles target (esbuild target node22) and the project is tested for; moving to a newer runtime is a deliberate, tested change.',
+      'Pinned to nodejs22.x, the runtime the project is tested for (the bundles target the oldest Node any of them runs on, lambda/bundle/esbuild-config.ts); moving to a newer runtime is a deliberate, tested change.',
     );
   }
 

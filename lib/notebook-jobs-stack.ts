@@ -21,6 +21,7 @@ import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliatio
 import { NotebookJobsApi } from './rest-api.ts';
 import { RunnerTask } from './runner-task.ts';
 import type { StackConfig } from './stack-config.ts';
+import { ALLOWED_ORIGINS, SETTINGS } from '../lambda/core/settings.ts';
 
 export interface NotebookJobsStackProps extends StackProps {
   readonly config: StackConfig;
@@ -122,16 +123,13 @@ export class NotebookJobsStack extends Stack {
         .bindBucket(this.artifacts.bucket, Object.values(ARTIFACT_PREFIXES))
         .bindSecret(cursorSecret, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN')
         .bindEventBus(eventBus)
-        .addEnvironment('NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', String(config.maxConcurrentJobs))
-        .addEnvironment('NOTEBOOK_JOBS_RETENTION_DAYS', String(config.retentionDays));
+        .addEnvironment(SETTINGS.maxConcurrentJobs.variable, String(config.maxConcurrentJobs))
+        .addEnvironment(SETTINGS.retentionDays.variable, String(config.retentionDays));
       this.runner.bindLauncher(fn);
     }
     // Only the request handlers read caller-named notebooks; the runner reads the stored copy.
     for (const fn of [this.functions.api, this.functions.mcp]) fn.bindTenantSources(config.tenantSources);
-    this.functions.mcp.addEnvironment(
-      'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
-      config.mcpAllowedOrigins.join(','),
-    );
+    this.functions.mcp.addEnvironment(ALLOWED_ORIGINS.variable, config.mcpAllowedOrigins.join(','));
     // The authorizer reads token items only (lambda/adapters/dynamodb/token-store.ts: TOKEN#<sha256>).
     this.functions.authorizer.bindTableItems(this.table.table, [TOKEN_KEY_PATTERN]);
 

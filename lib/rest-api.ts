@@ -3,8 +3,8 @@
  * with a Lambda authorizer for `Authorization: Bearer <token>`, stage throttling, JSON access logs
  * and errors in the service's own `{"error": {...}}` shape for what the gateway answers itself.
  *
- * Routes: `/v1/{proxy+}` and `/openapi.json` -> api; `/v1/health` -> api without a token; `/mcp` ->
- * mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
+ * Routes: `/v1/{proxy+}` and `/openapi.json` -> api; the route table's public routes (`/v1/health`)
+ * -> api without a token; `/mcp` -> mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
  * notebooks up to 5 MB and takes larger ones through presigned uploads.
  */
 import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
@@ -28,6 +28,7 @@ import { CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { HouseFunction } from './house-function.ts';
 import { acknowledge } from './nag-acknowledgements.ts';
+import { ROUTES } from '../lambda/http/routes.ts';
 
 /** The stage name: URLs look like https://<id>.execute-api.<region>.amazonaws.com/api/v1/jobs. */
 export const STAGE_NAME = 'api';
@@ -139,16 +140,20 @@ export class NotebookJobsApi extends Construct {
 
     const v1 = this.restApi.root.addResource('v1');
     v1.addProxy({ defaultIntegration: api, defaultMethodOptions: authorized, anyMethod: true });
-    const health = v1
-      .addResource('health')
-      .addMethod('GET', api, { authorizationType: AuthorizationType.NONE });
-    acknowledge(
-      health,
-      'APIG4',
-      'The health check is public on purpose: load balancers and uptime probes call it without a token; it reveals nothing about jobs.',
-    );
-    acknowledge(health, 'COG4', 'The health check is public on purpose (see APIG4).');
-    this.restApi.root.addResource('openapi.json').addMethod('GET', api, authorized);
+    // The route table (lambda/http/routes.ts) decides which routes need no token, as it does for
+    // the api Lambda and the local server; routes outside /v1/ (openapi.json) get resources of
+    // their own, with the authorizer unless public.
+    for (const route of ROUTES) {
+      const open = route.public !== undefined;
+      if (!open && route.path.startsWith('/v1/')) continue; // the authorized proxy serves it
+      const method = this.restApi.root
+        .resourceForPath(route.path)
+        .addMethod(route.method, api, open ? { authorizationType: AuthorizationType.NONE } : authorized);
+      if (open) {
+        acknowledge(method, 'APIG4', `${route.method} ${route.path} is public on purpose: ${route.public}.`);
+        acknowledge(method, 'COG4', `${route.method} ${route.path} is public on purpose (see APIG4).`);
+      }
+    }
     // ANY: the handler itself answers GET and DELETE with 405 and `Allow: POST`, as MCP expects.
     const mcpResource = this.restApi.root.addResource('mcp', {
       defaultCorsPreflightOptions:

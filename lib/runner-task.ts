@@ -33,6 +33,7 @@ import { eventPublishStatement } from './job-events.ts';
 import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
 import type { Network } from './network.ts';
 import type { TaskArchitecture } from './stack-config.ts';
+import { SETTINGS } from '../lambda/core/settings.ts';
 
 /** Name of the runner container (NOTEBOOK_JOBS_CONTAINER; RunTask overrides address it by name). */
 export const RUNNER_CONTAINER = 'runner';
@@ -154,7 +155,7 @@ export class RunnerTask extends Construct {
         NOTEBOOK_JOBS_TABLE: props.table.tableName,
         NOTEBOOK_JOBS_BUCKET: props.bucket.bucketName,
         NOTEBOOK_JOBS_EVENT_BUS: props.eventBus.eventBusName,
-        NOTEBOOK_JOBS_RETENTION_DAYS: String(props.retentionDays),
+        [SETTINGS.retentionDays.variable]: String(props.retentionDays),
         NOTEBOOK_JOBS_ARTIFACTS: 's3',
         NOTEBOOK_JOBS_ENGINE: 'papermill',
         NOTEBOOK_JOBS_PYTHON: '/opt/conda/bin/python',

@@ -7,6 +7,7 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { checkFargateSize } from '../lambda/adapters/aws/ecs-launcher.ts';
 import { errorMessage } from '../lambda/core/errors.ts';
+import { SETTINGS, type IntSetting } from '../lambda/core/settings.ts';
 import { parseTenantSources, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
 import type { Node } from 'constructs';
 
@@ -69,8 +70,8 @@ export function readStackConfig(node: Node): StackConfig {
   } catch (error) {
     throw new StackConfigError(`context taskCpu/taskMemory: ${errorMessage(error)}`);
   }
-  const retentionDays = integer(get, 'retentionDays', 30, 1, 3650);
-  const logRetention = integer(get, 'logRetentionDays', 30, 1, 3653);
+  const retentionDays = setting(get, SETTINGS.retentionDays);
+  const logRetention = setting(get, SETTINGS.logRetentionDays);
   if (!LOG_RETENTION_DAYS.includes(logRetention)) {
     throw new StackConfigError(
       `context logRetentionDays must be a CloudWatch Logs retention (${LOG_RETENTION_DAYS.join(', ')}), got ${logRetention}`,
@@ -104,7 +105,7 @@ export function readStackConfig(node: Node): StackConfig {
     taskCpu,
     taskMemory,
     taskArchitecture: oneOf(get, 'taskArchitecture', ['arm64', 'x86_64'] as const, 'arm64'),
-    maxConcurrentJobs: integer(get, 'maxConcurrentJobs', 5, 1, 1000),
+    maxConcurrentJobs: setting(get, SETTINGS.maxConcurrentJobs),
     retentionDays,
     logRetentionDays: logRetention as RetentionDays,
     useFargateSpot: boolean(get, 'useFargateSpot', false),
@@ -149,6 +150,14 @@ function integer(get: Getter, key: string, fallback: number, min: number, max: n
     throw new StackConfigError(`context ${key} must be an integer from ${min} to ${max}, got ${show(raw)}`);
   }
   return value;
+}
+
+/** A setting of the settings module that the stack takes from context. */
+function setting(
+  get: Getter,
+  { context, default: fallback, min, max }: IntSetting & { context: string },
+): number {
+  return integer(get, context, fallback, min, max);
 }
 
 function boolean(get: Getter, key: string, fallback: boolean): boolean {

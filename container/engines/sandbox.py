@@ -5,7 +5,7 @@ every process the job started, and so that the kernel runs as its own user when 
     python3 -I sandbox.py [--user NAME] [--workdir DIR] [--grace SECONDS] -- PROGRAM [ARG...]
 
 stdin: one line, a JSON object {"env": {NAME: VALUE, ...}}: the whole environment of PROGRAM (the runner
-builds it from an allow-list: container/runner/kernel-env.ts). It comes on stdin, not in this
+builds it from an allow-list: lambda/kernels/kernel-env.ts). It comes on stdin, not in this
 process's own environment or argv, so that the sandbox (root, with --user) never runs with
 variables a job may set, and so that /proc/<pid>/cmdline, which every user can read, never shows
 them. The rest of stdin is PROGRAM's (a warm driver reads its job from it: engines/README.md).

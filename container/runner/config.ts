@@ -5,18 +5,12 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ConfigError,
-  intEnv,
-  oneOfEnv,
-  optionalEnv,
-  requireEnv,
-  type Env,
-} from '../../lambda/core/config.ts';
+import { ConfigError, oneOfEnv, optionalEnv, requireEnv, type Env } from '../../lambda/core/config.ts';
 import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
-import { kernelEnvPass } from './kernel-env.ts';
-import type { EngineName } from './python.ts';
-import { DEFAULT_LIMITS, LIMIT_VARIABLES, type RunnerLimits } from './limits.ts';
+import { kernelEnvPass } from '../../lambda/kernels/kernel-env.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
+import type { RunnerLimits } from './limits.ts';
+import { readIntSetting, SETTINGS } from '../../lambda/core/settings.ts';
 
 /** Local mode: artifacts and logs are files under the data folder. */
 export interface FileStorageConfig {
@@ -65,19 +59,11 @@ export interface RunnerConfig {
   limits: RunnerLimits;
 }
 
-/**
- * A line of at most this much text stays under the log readers' 1 MiB whole-line limit even when
- * JSON escaping makes every byte six.
- */
-const MAX_LOG_LINE_BYTES = 128 * 1024;
-
 function readLimits(env: Env): RunnerLimits {
-  const read = (key: keyof RunnerLimits, min: number, max: number) =>
-    intEnv(env, LIMIT_VARIABLES[key], DEFAULT_LIMITS[key], min, max);
   return {
-    maxLogBytes: read('maxLogBytes', 4096, Number.MAX_SAFE_INTEGER),
-    maxLogLineBytes: read('maxLogLineBytes', 256, MAX_LOG_LINE_BYTES),
-    maxOutputBytes: read('maxOutputBytes', 1024, 1024 * 1024 * 1024),
+    maxLogBytes: readIntSetting(env, SETTINGS.maxLogBytes),
+    maxLogLineBytes: readIntSetting(env, SETTINGS.maxLogLineBytes),
+    maxOutputBytes: readIntSetting(env, SETTINGS.maxOutputBytes),
   };
 }
 
@@ -132,8 +118,8 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     engine: oneOfEnv(env, 'NOTEBOOK_JOBS_ENGINE', ['auto', 'nbclient', 'papermill'] as const, 'auto'),
     python: optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     enginesDir: optionalEnv(env, 'NOTEBOOK_JOBS_ENGINES_DIR'),
-    progressIntervalMs: intEnv(env, 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS', 2000, 0, 600_000),
-    retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
+    progressIntervalMs: readIntSetting(env, SETTINGS.progressIntervalMs),
+    retentionDays: readIntSetting(env, SETTINGS.retentionDays),
     watchStdin: env.NOTEBOOK_JOBS_WATCH_STDIN === '1',
     workRoot: optionalEnv(env, 'NOTEBOOK_JOBS_WORK_ROOT') ?? workRoot,
     kernelUser,

@@ -9,9 +9,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { sandboxCommand, sandboxInput } from './engine-sandbox.ts';
-import { kernelEnvironment } from './kernel-env.ts';
-import type { EngineName } from './python.ts';
+import { sandboxCommand, sandboxInput } from '../../lambda/kernels/engine-sandbox.ts';
+import { kernelEnvironment } from '../../lambda/kernels/kernel-env.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
 
 export interface EngineSettings {
   python: string;

@@ -3,7 +3,8 @@
  * artifact store: the length of a log line, the bytes of log kept, the size of the executed
  * notebook. The same limits hold locally (log file) and on AWS (stdout -> CloudWatch).
  */
-import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobError } from '../../lambda/core/job.ts';
+import type { JobError } from '../../lambda/core/job.ts';
+import { SETTINGS } from '../../lambda/core/settings.ts';
 import type { LogLine, LogSink } from '../../lambda/core/ports.ts';
 import type { Notebook } from '../../lambda/notebook/notebook.ts';
 import { removedOutputNote, truncateOutputs } from '../../lambda/notebook/truncate-outputs.ts';
@@ -17,19 +18,18 @@ export interface RunnerLimits {
   maxOutputBytes: number;
 }
 
+/** The defaults, from the settings module (where their bounds and reasons are). */
 export const DEFAULT_LIMITS: RunnerLimits = {
-  // A million typical lines: far more than anyone reads through, and a tail or page stays cheap.
-  maxLogBytes: 64 * 1024 * 1024,
-  // A screenful of text many times over; the engines send output in pieces of this size too.
-  maxLogLineBytes: 64 * 1024,
-  maxOutputBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
+  maxLogBytes: SETTINGS.maxLogBytes.default,
+  maxLogLineBytes: SETTINGS.maxLogLineBytes.default,
+  maxOutputBytes: SETTINGS.maxOutputBytes.default,
 };
 
 /** The environment variables that set the limits (read in config.ts; named in messages). */
 export const LIMIT_VARIABLES = {
-  maxLogBytes: 'NOTEBOOK_JOBS_MAX_LOG_BYTES',
-  maxLogLineBytes: 'NOTEBOOK_JOBS_MAX_LOG_LINE_BYTES',
-  maxOutputBytes: 'NOTEBOOK_JOBS_MAX_OUTPUT_BYTES',
+  maxLogBytes: SETTINGS.maxLogBytes.variable,
+  maxLogLineBytes: SETTINGS.maxLogLineBytes.variable,
+  maxOutputBytes: SETTINGS.maxOutputBytes.variable,
 } as const satisfies Record<keyof RunnerLimits, string>;
 
 /** After the log limit, the runner's own lines (saving, the ending) may still use this much. */

@@ -38,7 +38,8 @@
  *   NOTEBOOK_JOBS_KERNEL_USER         run engines and kernels as this user (the runner must be root);
  *                                     unset: as the runner's own user
  *   NOTEBOOK_JOBS_KERNEL_ENV_PASS     comma-separated variable names kernels may see besides the
- *                                     allow-list in kernel-env.ts (never AWS_*, NOTEBOOK_JOBS_*, ECS_*)
+ *                                     allow-list in lambda/kernels/kernel-env.ts (never AWS_*,
+ *                                     NOTEBOOK_JOBS_*, ECS_*)
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate; required in
  *                                     AWS mode)
  *   AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_EVENTBRIDGE  the AWS SDK's own endpoint overrides
@@ -65,10 +66,11 @@ import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lamb
 import { readRunnerConfig, type S3StorageConfig } from './config.ts';
 import { notebookBrokerSession, notebookRoleSession, runnerSession } from './job-credentials.ts';
 import { notebookRoleCredentials, type KernelAwsAccess } from './kernel-credentials.ts';
-import { findPython } from './python.ts';
+import { findPython } from '../../lambda/kernels/python.ts';
+import { ENGINES_DIR, engineScript } from '../../lambda/kernels/engines.ts';
 import { JOB_ID_PATTERN } from '../../lambda/core/ids.ts';
 import { WarmEngine } from './engine-process.ts';
-import { ENGINES_DIR, engineScript, RunnerControl, runJob, type StopReason } from './runner.ts';
+import { RunnerControl, runJob, type StopReason } from './runner.ts';
 
 /** How long a SIGTERM waits for the store to say whether the job was cancelled. */
 const SIGTERM_LOOKUP_MS = 3000;

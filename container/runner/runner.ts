@@ -8,7 +8,6 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
 import {
   htmlOutputKey,
@@ -38,10 +37,11 @@ import {
   type Notebook,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
-import { readKernelFile } from './engine-sandbox.ts';
+import { readKernelFile } from '../../lambda/kernels/engine-sandbox.ts';
 import { freshWorkDir, startEngine, type WarmEngine } from './engine-process.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
-import type { EngineName } from './python.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
+import { engineScript, ENGINES_DIR } from '../../lambda/kernels/engines.ts';
 import {
   BoundedLogSink,
   boundedOutput,
@@ -50,13 +50,6 @@ import {
   LineSplitter,
   type RunnerLimits,
 } from './limits.ts';
-
-export const ENGINES_DIR = fileURLToPath(new URL('../engines/', import.meta.url));
-
-/** The driver program of an engine. */
-export function engineScript(engine: EngineName, dir = ENGINES_DIR): string {
-  return join(dir, `${engine}_driver.py`);
-}
 
 /**
  * Why a running job is asked to stop: cancelled by its caller; past its timeout; its local server

@@ -3,7 +3,8 @@
  * the CDK stack sets. Every cloud setting is required: a missing or malformed one fails at start-up
  * with the variable's name, never later as a confusing AWS error.
  */
-import { ConfigError, intEnv, optionalEnv, requireEnv, type Env } from '../core/config.ts';
+import { ConfigError, optionalEnv, requireEnv, type Env } from '../core/config.ts';
+import { readIntSetting, SETTINGS } from '../core/settings.ts';
 import type { EcsLauncherConfig } from '../adapters/aws/ecs-launcher.ts';
 import { parseTenantSources, type TenantSources } from '../adapters/aws/s3-artifacts.ts';
 
@@ -37,11 +38,14 @@ export interface TokenTableConfig {
   dynamodbEndpoint: string | undefined;
 }
 
-/** Reads and validates the JobService configuration; throws ConfigError naming the variable. */
-export function readAwsConfig(env: Env): AwsConfig {
+/**
+ * Reads and validates the JobService configuration; throws ConfigError naming the variable.
+ * `warn` hears about renamed variables still set under their old name (default: stderr).
+ */
+export function readAwsConfig(env: Env, warn?: (message: string) => void): AwsConfig {
   return {
     ...readTokenTableConfig(env),
-    retentionDays: intEnv(env, 'NOTEBOOK_JOBS_RETENTION_DAYS', 30, 1, 3650),
+    retentionDays: readIntSetting(env, SETTINGS.retentionDays, warn),
     bucket: requireEnv(env, 'NOTEBOOK_JOBS_BUCKET'),
     tenantSources: tenantSources(env, 'NOTEBOOK_JOBS_TENANT_SOURCES'),
     ecs: {
@@ -59,7 +63,7 @@ export function readAwsConfig(env: Env): AwsConfig {
       streamPrefix: requireEnv(env, 'NOTEBOOK_JOBS_LOG_STREAM_PREFIX'),
     },
     eventBus: requireEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
-    maxConcurrentJobs: intEnv(env, 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS', 5, 1, 10_000),
+    maxConcurrentJobs: readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
     cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
   };
 }

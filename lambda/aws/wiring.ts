@@ -22,7 +22,7 @@ import { InvalidRequestError } from '../core/errors.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
 import { JobService, type JobServiceDeps } from '../core/job-service.ts';
 import type { KernelInfo, NotebookRenderer } from '../core/ports.ts';
-import { staticKernelCatalog } from '../../container/runner/python.ts';
+import { staticKernelCatalog } from '../kernels/python.ts';
 import type { AwsConfig } from './config.ts';
 
 /** Structured JSON logs for every AWS entry point. */

@@ -66,6 +66,7 @@ import {
 } from '../notebook/parameters.ts';
 import { summarizeNotebook } from '../notebook/result-summary.ts';
 import { nameFromUri } from './names.ts';
+import { SETTINGS } from './settings.ts';
 
 export interface JobServiceConfig {
   maxConcurrentJobs: number;
@@ -92,7 +93,7 @@ export interface JobServiceConfig {
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
-  maxConcurrentJobs: 5,
+  maxConcurrentJobs: SETTINGS.maxConcurrentJobs.default,
   maxInlineNotebookBytes: 5 * 1024 * 1024,
   maxNotebookBytes: 100 * 1024 * 1024,
   uploadTtlSeconds: 900,

@@ -7,9 +7,8 @@ import { InvalidRequestError } from './errors.ts';
 import { JOB_STATUSES } from './job.ts';
 import { JOB_ID_PATTERN } from './ids.ts';
 import { NotebookNameSchema } from './names.ts';
+import { DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS } from './settings.ts';
 
-export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
-export const DEFAULT_TIMEOUT_SECONDS = 3600;
 /** Below API Gateway's 29 s integration limit, leaving time to answer. */
 export const MAX_WAIT_SECONDS = 25;
 

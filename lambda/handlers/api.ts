@@ -5,16 +5,11 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { AppError } from '../core/errors.ts';
 import { errorResponse } from '../http/errors.ts';
-import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+// PUBLIC_ROUTES (the route table's `public` routes) are also the ones the stack leaves open.
+import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
-import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from './apigw.ts';
-
-/**
- * Routes that answer without a token, if the stack leaves them open (no business data). Only health:
- * /openapi.json takes the token, as the stack (lib/rest-api.ts) and the local server require.
- */
-const PUBLIC_ROUTES = new Set(['GET /v1/health']);
+import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from '../http/apigw.ts';
 
 // Wired once per cold start, at the first event (so a configuration error is reported per request
 // with the variable's name in the log, and a failed start is retried).

@@ -9,7 +9,7 @@
  *   is logged with the token id (never the token).
  * - Valid: an Allow policy on the whole API (`<api>/<stage>/*\/*`), because API Gateway caches the
  *   result per token and reuses it for other routes; principalId and context carry the tenant,
- *   the scopes (`read,write`) and the token id for the handlers (see `authOf` in apigw.ts).
+ *   the scopes (`read,write`) and the token id for the handlers (see `authOf` in lambda/http/apigw.ts).
  *
  * The token is looked up by its SHA-256 hash, so no secret is compared here and no timing-safe
  * comparison is needed. Other failures (the table unreachable) are thrown as themselves: API

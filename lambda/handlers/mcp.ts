@@ -4,31 +4,31 @@
  * The authorizer has already checked the bearer token; its tenant becomes the caller.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { optionalEnv } from '../core/config.ts';
+import { optionalEnv, withRenamed } from '../core/config.ts';
+import { ALLOWED_ORIGINS, MAX_REQUEST_BODY_BYTES } from '../core/settings.ts';
 import { errorDetail } from '../core/errors.ts';
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, once } from '../aws/wiring.ts';
-import { authOf, fromWebResponse, toWebRequest } from './apigw.ts';
+import { authOf, fromWebResponse, toWebRequest } from '../http/apigw.ts';
 
-/** API Gateway accepts 10 MB; inline notebooks are limited to 5 MB, the JSON-RPC around them less. */
-const MAX_BODY_BYTES = 6 * 1024 * 1024;
 /** A Lambda response is at most 6 MB; a notebook's JSON is escaped once more inside JSON-RPC. */
 const MAX_RESOURCE_BYTES = 4 * 1024 * 1024;
 
 const logError = (message: string) => logger.error(message);
+const logWarning = (message: string) => logger.warn(message);
 
 const endpoint = once(async (): Promise<McpEndpoint> => {
-  const env = process.env;
-  const config = readAwsConfig(env);
+  const env = withRenamed(process.env, ALLOWED_ORIGINS.variable, ALLOWED_ORIGINS.oldVariable, logWarning);
+  const config = readAwsConfig(env, logWarning);
   const { service } = await createAwsService(config);
   return {
     service,
-    allowedOrigins: (optionalEnv(env, 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS') ?? '')
+    allowedOrigins: (optionalEnv(env, ALLOWED_ORIGINS.variable) ?? '')
       .split(',')
       .map((origin) => origin.trim())
       .filter(Boolean),
-    maxBodyBytes: MAX_BODY_BYTES,
+    maxBodyBytes: MAX_REQUEST_BODY_BYTES,
     pollIntervalSeconds: 10,
     taskTtlMs: config.retentionDays * 24 * 3600 * 1000,
     maxResourceBytes: MAX_RESOURCE_BYTES,

@@ -1,19 +1,11 @@
 /**
- * OpenAPI 3.1 for REST v1, generated from the same zod schemas the routes validate requests with
- * and the service's response contract (lambda/core/contract.ts).
+ * OpenAPI 3.1 for REST v1, generated from the route table (routes.ts: each route's method, path
+ * and `doc`), the zod schemas the routes validate requests with, and the service's response
+ * contract (lambda/core/contract.ts). Nothing here lists paths: a route without a document entry,
+ * or a documented path without a route, cannot happen.
  */
 import { z } from 'zod';
-import {
-  CleanupRequestSchema,
-  CreateJobRequestSchema,
-  GetJobQuerySchema,
-  InspectRequestSchema,
-  JobIdSchema,
-  ListJobsQuerySchema,
-  LogsQuerySchema,
-  OutputQuerySchema,
-  UploadRequestSchema,
-} from '../core/schemas.ts';
+import { JobIdSchema } from '../core/schemas.ts';
 import {
   CleanupResultSchema,
   DeleteResultSchema,
@@ -38,16 +30,6 @@ function schemaOf(schema: z.ZodType, io: 'input' | 'output' = 'input'): JsonSche
   return rest;
 }
 
-function queryParameters(schema: z.ZodType): JsonSchema[] {
-  const json = schemaOf(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
-  return Object.entries(json.properties ?? {}).map(([name, s]) => ({
-    name,
-    in: 'query',
-    required: json.required?.includes(name) ?? false,
-    schema: s,
-  }));
-}
-
 /** The response bodies, published once under components.schemas and referred to by name. */
 const RESPONSES = {
   Job: JobViewSchema,
@@ -63,171 +45,126 @@ const RESPONSES = {
   Error: ErrorBodySchema,
 } as const;
 
-const ok = (description: string, name: keyof typeof RESPONSES) => ({
+/** One response of an operation, as OpenAPI writes it. */
+export interface ResponseDoc {
+  description: string;
+  headers?: Record<string, unknown>;
+  content?: Record<string, { schema: JsonSchema }>;
+}
+
+/** What a route tells the OpenAPI document beyond its method and path. */
+export interface OperationDoc {
+  summary: string;
+  /** Query parameters: the zod schema the route parses `req.query` with. */
+  query?: z.ZodType;
+  /** Header parameters, as OpenAPI parameter objects. */
+  headers?: JsonSchema[];
+  /** A JSON body: the zod schema the route parses it with; or raw content types. */
+  body?: z.ZodType | { contentTypes: readonly string[] };
+  responses: Record<string, ResponseDoc>;
+}
+
+/** What buildOpenApi needs of a route. */
+export interface DocumentedRoute {
+  method: string;
+  /** The OpenAPI path template, e.g. `/v1/jobs/{job_id}`. */
+  path: string;
+  /** Answers without a token. */
+  public?: string;
+  doc: OperationDoc;
+}
+
+/** A JSON response whose body is one of the contract's named schemas. */
+export const jsonResponse = (description: string, name: keyof typeof RESPONSES): ResponseDoc => ({
   description,
   content: { 'application/json': { schema: { $ref: `#/components/schemas/${name}` } } },
 });
-const errorBody = ok('Error: what was wrong and what is allowed', 'Error');
-const jobBody = ok('The job (DESIGN 3: the job representation)', 'Job');
-const jobId = { name: 'job_id', in: 'path', required: true, schema: schemaOf(JobIdSchema) };
-const body = (schema: z.ZodType) => ({
-  required: true,
-  content: { 'application/json': { schema: schemaOf(schema) } },
-});
-let cached: JsonSchema | null = null;
+export const errorResponseDoc = jsonResponse('Error: what was wrong and what is allowed', 'Error');
+export const jobResponse = jsonResponse('The job (DESIGN 3: the job representation)', 'Job');
 
-export function buildOpenApi(): JsonSchema {
-  cached ??= {
+/** The schema of each path parameter a route template may name. */
+const PATH_PARAMETERS: Record<string, JsonSchema> = {
+  job_id: schemaOf(JobIdSchema),
+  token: { type: 'string', description: 'the token of a local upload URL' },
+};
+
+function pathParameters(path: string): JsonSchema[] {
+  return [...path.matchAll(/\{([^}]+)\}/g)].map(([, name]) => {
+    const schema = PATH_PARAMETERS[name as string];
+    if (!schema) throw new Error(`no schema for path parameter {${name}} of ${path}`);
+    return { name, in: 'path', required: true, schema };
+  });
+}
+
+function queryParameters(schema: z.ZodType): JsonSchema[] {
+  const json = schemaOf(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
+  return Object.entries(json.properties ?? {}).map(([name, s]) => ({
+    name,
+    in: 'query',
+    required: json.required?.includes(name) ?? false,
+    schema: s,
+  }));
+}
+
+function requestBody(body: NonNullable<OperationDoc['body']>): JsonSchema {
+  if ('contentTypes' in body) {
+    return {
+      required: true,
+      content: Object.fromEntries(body.contentTypes.map((type) => [type, {}])),
+    };
+  }
+  return { required: true, content: { 'application/json': { schema: schemaOf(body) } } };
+}
+
+function operation({ path, public: open, doc }: DocumentedRoute): JsonSchema {
+  const parameters = [
+    ...pathParameters(path),
+    ...(doc.headers ?? []),
+    ...(doc.query ? queryParameters(doc.query) : []),
+  ];
+  return {
+    summary: doc.summary,
+    ...(parameters.length ? { parameters } : {}),
+    ...(doc.body ? { requestBody: requestBody(doc.body) } : {}),
+    responses: doc.responses,
+    // No token needed: override the document-wide bearer requirement.
+    ...(open !== undefined ? { security: [] } : {}),
+  };
+}
+
+const cache = new WeakMap<readonly DocumentedRoute[], JsonSchema>();
+
+/** The OpenAPI document of `routes` (built once per route table). */
+export function buildOpenApi(routes: readonly DocumentedRoute[]): JsonSchema {
+  const cached = cache.get(routes);
+  if (cached) return cached;
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  for (const route of routes) {
+    (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(route);
+  }
+  const document = {
     openapi: '3.1.0',
     info: {
       title: 'notebook-jobs',
       version: '1',
       description: 'Run Jupyter notebooks as asynchronous jobs.',
     },
-    paths: {
-      '/v1/jobs': {
-        post: {
-          summary: 'Create a job',
-          parameters: [
-            {
-              name: 'Idempotency-Key',
-              in: 'header',
-              required: false,
-              schema: { type: 'string', maxLength: 128 },
-            },
-          ],
-          requestBody: body(CreateJobRequestSchema),
-          responses: { '201': jobBody, '400': errorBody, '409': errorBody, '413': errorBody },
-        },
-        get: {
-          summary: 'List jobs, newest first',
-          parameters: queryParameters(ListJobsQuerySchema),
-          responses: { '200': ok('A page of jobs', 'JobList'), '400': errorBody },
-        },
-      },
-      '/v1/jobs/cleanup': {
-        post: {
-          summary: 'Delete ended jobs older than N hours',
-          requestBody: body(CleanupRequestSchema),
-          responses: { '200': ok('The deleted job ids', 'Cleanup'), '400': errorBody },
-        },
-      },
-      '/v1/jobs/{job_id}': {
-        get: {
-          summary: 'Job status and progress',
-          parameters: [jobId, ...queryParameters(GetJobQuerySchema)],
-          responses: {
-            '200': ok('The job, and its last log lines with include_logs=true', 'JobWithLogs'),
-            '400': errorBody,
-            '404': errorBody,
-          },
-        },
-        delete: {
-          summary: 'Delete an ended job',
-          parameters: [jobId],
-          responses: { '200': ok('Deleted', 'Deleted'), '404': errorBody, '409': errorBody },
-        },
-      },
-      '/v1/jobs/{job_id}/logs': {
-        get: {
-          summary: 'A page of log lines',
-          parameters: [jobId, ...queryParameters(LogsQuerySchema)],
-          responses: { '200': ok('A page of log lines', 'LogPage'), '400': errorBody, '404': errorBody },
-        },
-      },
-      '/v1/jobs/{job_id}/result': {
-        get: {
-          summary: 'Result summary',
-          parameters: [jobId],
-          responses: { '200': ok('The result summary', 'Result'), '404': errorBody },
-        },
-      },
-      '/v1/jobs/{job_id}/output': {
-        get: {
-          summary: 'The executed notebook',
-          parameters: [jobId, ...queryParameters(OutputQuerySchema)],
-          responses: {
-            '200': {
-              description: 'The notebook',
-              content: { 'application/x-ipynb+json': {}, 'text/html': {} },
-            },
-            '404': errorBody,
-          },
-        },
-      },
-      '/v1/jobs/{job_id}/cancel': {
-        post: {
-          summary: 'Cancel a job',
-          parameters: [jobId],
-          responses: { '200': jobBody, '404': errorBody, '409': errorBody },
-        },
-      },
-      '/v1/uploads': {
-        post: {
-          summary: 'Get a short-lived URL to PUT a notebook to, and the notebook_uri to submit afterwards',
-          requestBody: body(UploadRequestSchema),
-          responses: {
-            '201': ok('Where to PUT the notebook, and the notebook_uri to submit', 'UploadSlot'),
-            '400': errorBody,
-          },
-        },
-      },
-      '/v1/notebooks/inspect': {
-        post: {
-          summary: 'Inspect a notebook',
-          requestBody: body(InspectRequestSchema),
-          responses: {
-            '200': ok("The notebook's kernel, parameters and cell counts", 'Inspection'),
-            '400': errorBody,
-          },
-        },
-      },
-      '/v1/uploads/{token}': {
-        put: {
-          summary:
-            'Local mode: receive the notebook at the upload_url (on AWS the upload_url is a presigned S3 URL instead)',
-          parameters: [{ name: 'token', in: 'path', required: true, schema: { type: 'string' } }],
-          requestBody: {
-            required: true,
-            content: {
-              'application/x-ipynb+json': {},
-              'application/json': {},
-              'application/octet-stream': {},
-            },
-          },
-          responses: {
-            '200': ok('Stored', 'UploadReceipt'),
-            '400': errorBody,
-            '404': errorBody,
-            '413': errorBody,
-          },
-        },
-      },
-      '/v1/health': {
-        get: {
-          summary: 'Health',
-          responses: {
-            '200': {
-              description: 'The service is up; the facts vary by mode (engine, kernels, version)',
-              content: {
-                'application/json': {
-                  schema: {
-                    type: 'object',
-                    required: ['status'],
-                    properties: { status: { const: 'ok' } },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
+    security: [{ bearer: [] }],
+    paths,
     components: {
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'AWS: an API token (notebook-jobs tokens create). Local: needed only when the server was started with NOTEBOOK_JOBS_TOKEN.',
+        },
+      },
       schemas: Object.fromEntries(
         Object.entries(RESPONSES).map(([name, schema]) => [name, schemaOf(schema, 'output')]),
       ),
     },
   };
-  return cached;
+  cache.set(routes, document);
+  return document;
 }

@@ -8,15 +8,23 @@ import { parseJsonText } from '../core/json.ts';
 import type { JobService } from '../core/job-service.ts';
 import {
   CleanupRequestSchema,
+  CreateJobRequestSchema,
   GetJobQuerySchema,
   InspectRequestSchema,
   ListJobsQuerySchema,
   LogsQuerySchema,
   OutputQuerySchema,
   parseRequest,
+  UploadRequestSchema,
 } from '../core/schemas.ts';
 import { errorResponse, json } from './errors.ts';
-import { buildOpenApi } from './openapi.ts';
+import {
+  buildOpenApi,
+  errorResponseDoc,
+  jobResponse,
+  jsonResponse,
+  type DocumentedRoute,
+} from './openapi.ts';
 import type { ApiRequest, ApiResponse } from './types.ts';
 
 export interface ApiContext {
@@ -29,30 +37,73 @@ export interface ApiContext {
 
 type Handler = (ctx: ApiContext, req: ApiRequest, params: string[]) => Promise<ApiResponse>;
 
-interface Route {
-  method: string;
-  pattern: RegExp;
+/** One REST route: what it answers, how OpenAPI describes it, and who may call it. */
+export interface Route extends DocumentedRoute {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   handler: Handler;
 }
 
-const JOB = '([^/]+)';
+const idempotencyKeyParameter = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  schema: { type: 'string', maxLength: 128 },
+};
 
-const routes: Route[] = [
+/** An executed notebook, as GET /v1/jobs/{job_id}/output returns it (nbformat 4). */
+const notebookSchema = {
+  type: 'object',
+  required: ['cells', 'metadata', 'nbformat', 'nbformat_minor'],
+  properties: {
+    cells: { type: 'array', items: { type: 'object' } },
+    metadata: { type: 'object' },
+    nbformat: { const: 4 },
+    nbformat_minor: { type: 'integer' },
+  },
+};
+
+/**
+ * The route table: the local server, the api Lambda, the OpenAPI document (openapi.ts) and the
+ * API Gateway resources (lib/rest-api.ts) all come from it. Order matters where paths overlap
+ * (`/v1/jobs/cleanup` before `/v1/jobs/{job_id}`).
+ */
+export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
-    pattern: /^\/v1\/jobs$/,
+    path: '/v1/jobs',
+    doc: {
+      summary: 'Create a job',
+      headers: [idempotencyKeyParameter],
+      body: CreateJobRequestSchema,
+      responses: {
+        '201': jobResponse,
+        '400': errorResponseDoc,
+        '409': errorResponseDoc,
+        '413': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req) =>
       json(201, await service.create(req.tenant, jsonBody(req), idempotencyKeyHeader(req))),
   },
   {
     method: 'GET',
-    pattern: /^\/v1\/jobs$/,
+    path: '/v1/jobs',
+    doc: {
+      summary: 'List jobs, newest first',
+      query: ListJobsQuerySchema,
+      responses: { '200': jsonResponse('A page of jobs', 'JobList'), '400': errorResponseDoc },
+    },
     handler: async ({ service }, req) =>
       json(200, await service.list(req.tenant, parseRequest(ListJobsQuerySchema, req.query, 'query'))),
   },
   {
     method: 'POST',
-    pattern: /^\/v1\/jobs\/cleanup$/,
+    path: '/v1/jobs/cleanup',
+    doc: {
+      summary: 'Delete ended jobs older than N hours',
+      body: CleanupRequestSchema,
+      responses: { '200': jsonResponse('The deleted job ids', 'Cleanup'), '400': errorResponseDoc },
+    },
     handler: async ({ service }, req) => {
       const body = parseRequest(CleanupRequestSchema, jsonBody(req), 'cleanup request');
       return json(200, await service.cleanup(req.tenant, body.older_than_hours));
@@ -60,7 +111,16 @@ const routes: Route[] = [
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^/v1/jobs/${JOB}$`),
+    path: '/v1/jobs/{job_id}',
+    doc: {
+      summary: 'Job status and progress',
+      query: GetJobQuerySchema,
+      responses: {
+        '200': jsonResponse('The job, and its last log lines with include_logs=true', 'JobWithLogs'),
+        '400': errorResponseDoc,
+        '404': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req, [id]) => {
       const query = parseRequest(GetJobQuerySchema, req.query, 'query');
       const job = await service.get(req.tenant, id as string);
@@ -74,12 +134,29 @@ const routes: Route[] = [
   },
   {
     method: 'DELETE',
-    pattern: new RegExp(`^/v1/jobs/${JOB}$`),
+    path: '/v1/jobs/{job_id}',
+    doc: {
+      summary: 'Delete an ended job',
+      responses: {
+        '200': jsonResponse('Deleted', 'Deleted'),
+        '404': errorResponseDoc,
+        '409': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req, [id]) => json(200, await service.delete(req.tenant, id as string)),
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^/v1/jobs/${JOB}/logs$`),
+    path: '/v1/jobs/{job_id}/logs',
+    doc: {
+      summary: 'A page of log lines',
+      query: LogsQuerySchema,
+      responses: {
+        '200': jsonResponse('A page of log lines', 'LogPage'),
+        '400': errorResponseDoc,
+        '404': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req, [id]) =>
       json(
         200,
@@ -88,12 +165,35 @@ const routes: Route[] = [
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^/v1/jobs/${JOB}/result$`),
+    path: '/v1/jobs/{job_id}/result',
+    doc: {
+      summary: 'Result summary',
+      responses: { '200': jsonResponse('The result summary', 'Result'), '404': errorResponseDoc },
+    },
     handler: async ({ service }, req, [id]) => json(200, await service.result(req.tenant, id as string)),
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^/v1/jobs/${JOB}/output$`),
+    path: '/v1/jobs/{job_id}/output',
+    doc: {
+      summary: 'The executed notebook',
+      query: OutputQuerySchema,
+      responses: {
+        '200': {
+          description: 'The notebook (format=ipynb), or its HTML rendering (format=html)',
+          content: {
+            'application/x-ipynb+json': { schema: notebookSchema },
+            'text/html': { schema: { type: 'string' } },
+          },
+        },
+        '302': {
+          description: 'A short-lived download URL for the notebook (AWS: presigned S3 GET)',
+          headers: { Location: { required: true, schema: { type: 'string', format: 'uri' } } },
+        },
+        '400': errorResponseDoc,
+        '404': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req, [id]): Promise<ApiResponse> => {
       const { format } = parseRequest(OutputQuerySchema, req.query, 'query');
       const output = await service.output(req.tenant, id as string, format);
@@ -111,17 +211,40 @@ const routes: Route[] = [
   },
   {
     method: 'POST',
-    pattern: new RegExp(`^/v1/jobs/${JOB}/cancel$`),
+    path: '/v1/jobs/{job_id}/cancel',
+    doc: {
+      summary: 'Cancel a job',
+      responses: { '200': jobResponse, '404': errorResponseDoc, '409': errorResponseDoc },
+    },
     handler: async ({ service }, req, [id]) => json(200, await service.cancel(req.tenant, id as string)),
   },
   {
     method: 'POST',
-    pattern: /^\/v1\/uploads$/,
+    path: '/v1/uploads',
+    doc: {
+      summary: 'Get a short-lived URL to PUT a notebook to, and the notebook_uri to submit afterwards',
+      body: UploadRequestSchema,
+      responses: {
+        '201': jsonResponse('Where to PUT the notebook, and the notebook_uri to submit', 'UploadSlot'),
+        '400': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req) => json(201, await service.createUpload(req.tenant, jsonBody(req))),
   },
   {
     method: 'PUT',
-    pattern: /^\/v1\/uploads\/([^/]+)$/,
+    path: '/v1/uploads/{token}',
+    doc: {
+      summary:
+        'Local mode: receive the notebook at the upload_url (on AWS the upload_url is a presigned S3 URL instead)',
+      body: { contentTypes: ['application/x-ipynb+json', 'application/json', 'application/octet-stream'] },
+      responses: {
+        '200': jsonResponse('Stored', 'UploadReceipt'),
+        '400': errorResponseDoc,
+        '404': errorResponseDoc,
+        '413': errorResponseDoc,
+      },
+    },
     handler: async ({ uploads }, req, [token]) => {
       if (!uploads)
         throw new AppError(
@@ -133,7 +256,15 @@ const routes: Route[] = [
   },
   {
     method: 'POST',
-    pattern: /^\/v1\/notebooks\/inspect$/,
+    path: '/v1/notebooks/inspect',
+    doc: {
+      summary: 'Inspect a notebook',
+      body: InspectRequestSchema,
+      responses: {
+        '200': jsonResponse("The notebook's kernel, parameters and cell counts", 'Inspection'),
+        '400': errorResponseDoc,
+      },
+    },
     handler: async ({ service }, req) =>
       json(
         200,
@@ -145,21 +276,73 @@ const routes: Route[] = [
   },
   {
     method: 'GET',
-    pattern: /^\/v1\/health$/,
+    path: '/v1/health',
+    public:
+      'load balancers, uptime probes and supervisors call it without a token; it reveals nothing about jobs',
+    doc: {
+      summary: 'Health',
+      responses: {
+        '200': {
+          description: 'The service is up; the facts vary by mode (engine, kernels, version)',
+          content: {
+            'application/json': {
+              schema: { type: 'object', required: ['status'], properties: { status: { const: 'ok' } } },
+            },
+          },
+        },
+      },
+    },
     handler: async ({ health }) => json(200, { status: 'ok', ...(await health()) }),
   },
   {
+    // Takes the token like every business route (locally when one is set; on AWS always).
     method: 'GET',
-    pattern: /^\/openapi\.json$/,
-    handler: async () => json(200, buildOpenApi()),
+    path: '/openapi.json',
+    doc: {
+      summary: 'This document',
+      responses: {
+        '200': {
+          description: 'OpenAPI 3.1',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['openapi', 'info', 'paths'],
+                properties: {
+                  openapi: { type: 'string' },
+                  info: { type: 'object' },
+                  paths: { type: 'object' },
+                  components: { type: 'object' },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    handler: async () => json(200, buildOpenApi(ROUTES)),
   },
 ];
 
+/** The routes that answer without a token, as `METHOD /path` (the api Lambda, the local server). */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
+  ROUTES.filter((route) => route.public !== undefined).map((route) => `${route.method} ${route.path}`),
+);
+
+/** Path templates as patterns: each `{name}` is one path segment, captured. */
+const PATTERNS = new Map(
+  ROUTES.map((route) => [
+    route,
+    new RegExp(`^${route.path.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '([^/]+)')}$`),
+  ]),
+);
+
 export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   try {
-    const matching = routes
-      .map((route) => ({ route, match: route.pattern.exec(req.path) }))
-      .filter((m): m is { route: Route; match: RegExpExecArray } => m.match !== null);
+    const matching = ROUTES.map((route) => ({
+      route,
+      match: (PATTERNS.get(route) as RegExp).exec(req.path),
+    })).filter((m): m is { route: Route; match: RegExpExecArray } => m.match !== null);
     if (matching.length === 0)
       throw new AppError('not_found', `no route for ${req.method} ${req.path}; see /openapi.json`);
     const found = matching.find((m) => m.route.method === req.method);

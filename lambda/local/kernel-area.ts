@@ -9,10 +9,10 @@
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkKernelUser } from '../../container/runner/engine-sandbox.ts';
-import { kernelEnvironment } from '../../container/runner/kernel-env.ts';
-import type { EngineName } from '../../container/runner/python.ts';
-import { engineScript, ENGINES_DIR } from '../../container/runner/runner.ts';
+import { checkKernelUser } from '../kernels/engine-sandbox.ts';
+import { engineScript, ENGINES_DIR } from '../kernels/engines.ts';
+import { kernelEnvironment } from '../kernels/kernel-env.ts';
+import type { EngineName } from '../kernels/python.ts';
 
 export interface KernelArea {
   /** Root-owned copies of the drivers and the sandbox (NOTEBOOK_JOBS_ENGINES_DIR). */

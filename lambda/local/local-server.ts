@@ -39,12 +39,13 @@ import { FileArtifacts } from '../adapters/file-artifacts.ts';
 import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
-import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
 import { errorResponse, httpStatus, json } from '../http/errors.ts';
 import type { ApiResponse } from '../http/types.ts';
-import { findPython, staticKernelCatalog, type EngineName } from '../../container/runner/python.ts';
-import { ENGINES_DIR } from '../../container/runner/runner.ts';
+import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
+import { ENGINES_DIR } from '../kernels/engines.ts';
 import { bundleRunner } from './runner-bundle.ts';
+import { MAX_REQUEST_BODY_BYTES, SETTINGS } from '../core/settings.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
@@ -52,8 +53,6 @@ import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
-/** Inline notebooks are limited to 5 MB; the JSON around them gets a little more. */
-const MAX_BODY_BYTES = 6 * 1024 * 1024;
 
 export interface LocalServerOptions {
   host?: string;
@@ -167,7 +166,9 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       NOTEBOOK_JOBS_WORK_ROOT: kernelArea?.workRoot ?? '',
       NOTEBOOK_JOBS_PYTHON: python.python,
       NOTEBOOK_JOBS_ENGINE: python.engine,
-      NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: String(options.progressIntervalMs ?? 2000),
+      [SETTINGS.progressIntervalMs.variable]: String(
+        options.progressIntervalMs ?? SETTINGS.progressIntervalMs.default,
+      ),
       // The server already printed the SDK's Node 20 notice once; keep it out of every job's stderr.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
@@ -200,7 +201,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     cursors,
     uploads,
     renderer: new NbconvertRenderer(python.python),
-    config: { maxConcurrentJobs: options.maxConcurrentJobs ?? 5, ...options.service },
+    config: {
+      maxConcurrentJobs: options.maxConcurrentJobs ?? SETTINGS.maxConcurrentJobs.default,
+      ...options.service,
+    },
     log,
   });
 
@@ -226,10 +230,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const mcp: McpEndpoint = {
     service,
     allowedOrigins: [], // set with the caller policy, once the port is known
-    maxBodyBytes: MAX_BODY_BYTES,
+    maxBodyBytes: MAX_REQUEST_BODY_BYTES,
     pollIntervalSeconds: 5,
     taskTtlMs: null, // local jobs are kept until deleted or cleaned up
-    maxResourceBytes: MAX_BODY_BYTES,
+    maxResourceBytes: MAX_REQUEST_BODY_BYTES,
     streamProgress: true,
     log,
   };
@@ -237,7 +241,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   http.on('clientError', answerClientError);
   await new Promise<void>((done, fail) => {
     http.once('error', fail);
-    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => done());
+    http.listen(options.port ?? SETTINGS.port.default, options.host ?? '127.0.0.1', () => done());
   });
   const port = (http.address() as AddressInfo).port;
   uploads.setBaseUrl(`http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}`);
@@ -321,8 +325,8 @@ function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerP
 /** What the checks need to know about a route. */
 interface RouteKind {
   mcp: boolean;
-  /** Liveness for supervisors and scripts: no business data, so no token. */
-  health: boolean;
+  /** A route the table marks public (health: no business data), so no token. */
+  public: boolean;
   /**
    * A PUT to a signed upload URL needs no token: the URL itself is the permission (as a presigned
    * S3 URL is on AWS), and it only stores bytes under the key it names.
@@ -333,7 +337,7 @@ interface RouteKind {
 function routeKind(method: string, path: string): RouteKind {
   return {
     mcp: path === '/mcp',
-    health: method === 'GET' && path === '/v1/health',
+    public: PUBLIC_ROUTES.has(`${method} ${path}`),
     upload: method === 'PUT' && /^\/v1\/uploads\/[^/]+$/.test(path),
   };
 }
@@ -397,7 +401,7 @@ function checkCaller(
       );
     }
   }
-  if (policy.token && !route.health && !route.upload) checkToken(policy.token, req.headers.authorization);
+  if (policy.token && !route.public && !route.upload) checkToken(policy.token, req.headers.authorization);
   if (method !== 'GET' && method !== 'HEAD') checkContentType(req, method, path, route);
   return normalized;
 }
@@ -503,7 +507,14 @@ async function answer(
       }
       response = await fromWebResponse(web);
     } else {
-      response = await serveRest(ctx, req, method, url, route.upload ? maxUploadBytes : MAX_BODY_BYTES, log);
+      response = await serveRest(
+        ctx,
+        req,
+        method,
+        url,
+        route.upload ? maxUploadBytes : MAX_REQUEST_BODY_BYTES,
+        log,
+      );
     }
   } catch (error) {
     response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, log);

@@ -12,7 +12,7 @@ import {
   toApiRequest,
   toProxyResult,
   toWebRequest,
-} from '../../lambda/handlers/apigw.ts';
+} from '../../lambda/http/apigw.ts';
 import { fixture } from './aws-harness.ts';
 
 const post = () => fixture<APIGatewayProxyEvent>('apigw-post-jobs-base64.json');

@@ -81,12 +81,12 @@ describe('readAwsConfig', () => {
       [
         'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
         'many',
-        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS must be an integer from 1 to 10000',
+        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS must be an integer from 1 to 1000,',
       ],
       [
         'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
         '0',
-        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS must be an integer from 1 to 10000',
+        'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS must be an integer from 1 to 1000,',
       ],
       [
         'NOTEBOOK_JOBS_RETENTION_DAYS',

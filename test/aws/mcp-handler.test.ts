@@ -5,11 +5,12 @@
  */
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   BUCKET,
   dynaliteForThisFile,
   coldStart,
+  handlerLogger,
   createBody,
   expectedRunTask,
   mockAws,
@@ -28,7 +29,7 @@ beforeEach(async () => {
   const table = await db().newTable();
   ({ handler: mcp } = await coldStart<McpModule>(
     'lambda/handlers/mcp.ts',
-    stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://console.example.com' }),
+    stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_ALLOWED_ORIGINS: 'https://console.example.com' }),
   ));
 });
 
@@ -192,6 +193,23 @@ describe('transport hygiene in the Lambda', () => {
       rpcEvent('tools/list', {}, { headers: { Origin: 'https://console.example.com' } }),
     );
     expect(allowed.statusCode).toBe(200);
+  });
+
+  it('still reads the old NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS, warning to rename it', async () => {
+    const table = await db().newTable();
+    const env = stackEnv(table, db().endpoint, {
+      NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://old.example.com',
+    }) as Record<string, string>;
+    delete env.NOTEBOOK_JOBS_ALLOWED_ORIGINS;
+    const { handler } = await coldStart<McpModule>('lambda/handlers/mcp.ts', env);
+    const warn = vi.spyOn(await handlerLogger(), 'warn').mockImplementation(() => undefined);
+    const response = await handler(
+      rpcEvent('tools/list', {}, { headers: { Origin: 'https://old.example.com' } }),
+    );
+    expect(response.statusCode).toBe(200);
+    expect(warn).toHaveBeenCalledWith(
+      'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS is deprecated: rename it NOTEBOOK_JOBS_ALLOWED_ORIGINS',
+    );
   });
 
   it('needs the authorizer and a token with both scopes', async () => {

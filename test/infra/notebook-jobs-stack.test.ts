@@ -17,6 +17,7 @@ import { AUTHORIZER_DENIAL_PATTERN } from '../../lib/observability.ts';
 import { handler as authorize, logger as authorizerLogger } from '../../lambda/handlers/authorizer.ts';
 import { NotebookJobsStack } from '../../lib/notebook-jobs-stack.ts';
 import { readStackConfig } from '../../lib/stack-config.ts';
+import { PUBLIC_ROUTES, ROUTES, type Route } from '../../lambda/http/routes.ts';
 
 const CDK_JSON = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
   context: Record<string, unknown>;
@@ -375,7 +376,7 @@ describe('Lambda functions', () => {
     expect(variables('mcp')).toMatchObject({
       ...shared,
       NOTEBOOK_JOBS_SUBNETS: expect.anything(),
-      NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://a.example.com',
+      NOTEBOOK_JOBS_ALLOWED_ORIGINS: 'https://a.example.com',
     });
     expect(variables('authorizer')).toEqual({
       NODE_OPTIONS: '--enable-source-maps',
@@ -802,6 +803,33 @@ describe('REST API', () => {
       JSON.stringify(byRoute[routeName]?.Integration.Uri).includes(logicalId(stack.functions.mcp.function));
     expect(integrationTarget('ANY mcp')).toBe(true);
     expect(integrationTarget('ANY {proxy+}')).toBe(false);
+  });
+
+  it("leaves exactly the route table's public routes open: the stack agrees with the api Lambda", () => {
+    const { template } = synth();
+    const resources = template.findResources('AWS::ApiGateway::Resource');
+    const pathOf = (id: string): string => {
+      const resource = resources[id];
+      if (!resource) return ''; // the API's root
+      const parent = resource.Properties.ParentId as { Ref?: string };
+      return `${parent.Ref ? pathOf(parent.Ref) : ''}/${resource.Properties.PathPart}`;
+    };
+    const methods = new Map(
+      Object.values(template.findResources('AWS::ApiGateway::Method')).map((method) => [
+        `${method.Properties.HttpMethod} ${pathOf(method.Properties.ResourceId.Ref)}`,
+        method.Properties.AuthorizationType as string,
+      ]),
+    );
+    // A route is served by a method of its own, else by the /v1 proxy.
+    const authorizationOf = (route: Route) =>
+      methods.get(`${route.method} ${route.path}`) ??
+      (route.path.startsWith('/v1/') ? methods.get('ANY /v1/{proxy+}') : undefined);
+    for (const route of ROUTES) {
+      expect(authorizationOf(route), `${route.method} ${route.path}`).toBe(
+        route.public === undefined ? 'CUSTOM' : 'NONE',
+      );
+    }
+    expect(PUBLIC_ROUTES).toEqual(new Set(['GET /v1/health']));
   });
 
   it('answers gateway errors in the service error shape', () => {

@@ -18,6 +18,7 @@ import {
   UploadReceiptSchema,
   UploadSlotSchema,
 } from '../../lambda/core/contract.ts';
+import { PUBLIC_ROUTES, ROUTES } from '../../lambda/http/routes.ts';
 import { rawRequest, startTestService, type TestService } from '../helpers/local-service.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 
@@ -148,5 +149,37 @@ describe('the OpenAPI document', () => {
     }
     expect([...used].sort()).toEqual(Object.keys(schemas).sort());
     expect(schemas.Job.additionalProperties).toBe(false);
+  });
+
+  it('has exactly the route table: every route with its method, no operation without a route', async () => {
+    const doc = (await svc.request('GET', '/openapi.json')).body;
+    const documented = Object.entries<Record<string, unknown>>(doc.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(documented.sort()).toEqual(ROUTES.map((route) => `${route.method} ${route.path}`).sort());
+    // Only the public routes say they need no token.
+    const open = documented.filter((key) => {
+      const [method, path] = key.split(' ') as [string, string];
+      return doc.paths[path][method.toLowerCase()].security?.length === 0;
+    });
+    expect(open).toEqual([...PUBLIC_ROUTES]);
+  });
+
+  it('gives every response body a schema, with properties unless it is text', async () => {
+    const doc = (await svc.request('GET', '/openapi.json')).body;
+    for (const [path, methods] of Object.entries<any>(doc.paths)) {
+      for (const [method, operation] of Object.entries<any>(methods)) {
+        for (const [status, response] of Object.entries<any>(operation.responses)) {
+          for (const [type, media] of Object.entries<any>(response.content ?? {})) {
+            const where = `${method} ${path} ${status} ${type}`;
+            const schema = media.schema?.$ref
+              ? doc.components.schemas[media.schema.$ref.replace('#/components/schemas/', '')]
+              : media.schema;
+            if (type.startsWith('text/')) expect(schema?.type, where).toBe('string');
+            else expect(schema?.properties, where).toBeTypeOf('object');
+          }
+        }
+      }
+    }
   });
 });

@@ -21,14 +21,14 @@ import { inputKey, outputKey, type JobStatus } from '../../lambda/core/job.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import { parseNotebookText, type Notebook as ParsedNotebook } from '../../lambda/notebook/notebook.ts';
 import { summarizeNotebook, type ResultSummary } from '../../lambda/notebook/result-summary.ts';
-import type { EngineName } from '../../container/runner/python.ts';
+import type { EngineName } from '../../lambda/kernels/python.ts';
 import { runJob } from '../../container/runner/runner.ts';
 import { codeCell, makeNotebook, markdownCell, type NotebookCell } from '../helpers/notebooks.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { jobRecord } from '../helpers/jobs.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-// The runner passes PYTHONPATH on to the engine (container/runner/kernel-env.ts): the papermill
+// The runner passes PYTHONPATH on to the engine (lambda/kernels/kernel-env.ts): the papermill
 // driver finds the fake package there; the nbclient driver never imports papermill.
 process.env.PYTHONPATH = join(ROOT, 'test/fixtures/fake-papermill');
 

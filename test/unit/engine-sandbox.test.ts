@@ -7,7 +7,7 @@ import { linkSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readKernelFile, sandboxCommand, sandboxInput } from '../../container/runner/engine-sandbox.ts';
+import { readKernelFile, sandboxCommand, sandboxInput } from '../../lambda/kernels/engine-sandbox.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'notebook-jobs-sandbox-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 /** The kernel's environment: an allow-list over the runner's, never a copy of it. */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../lambda/core/config.ts';
-import { kernelEnvironment, kernelEnvPass } from '../../container/runner/kernel-env.ts';
+import { kernelEnvironment, kernelEnvPass } from '../../lambda/kernels/kernel-env.ts';
 
 /** What a runner's environment looks like: settings, credentials, and what a kernel needs. */
 const RUNNER_ENV = {

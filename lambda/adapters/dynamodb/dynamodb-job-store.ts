@@ -20,6 +20,7 @@ import { ConflictError, InvalidRequestError, NotFoundError, StateConflictError }
 import { isTerminal, type JobChanges, type JobRecord, type JobStatus } from '../../core/job.ts';
 import type { IdempotencyClaim, JobStore, ListJobsQuery, Page } from '../../core/ports.ts';
 import { jobIdTimeBound } from '../../core/ids.ts';
+import { SETTINGS } from '../../core/settings.ts';
 import {
   IDEMPOTENCY_SORT_KEY,
   INDEXES,
@@ -42,7 +43,7 @@ export interface DynamoDbJobStoreOptions {
   /** Created once per process by the caller (default marshalling options: plain JS numbers). */
   client: DynamoDBDocumentClient;
   tableName: string;
-  /** Days a terminal job (and an idempotency claim) is kept before DynamoDB TTL removes it. Default 30. */
+  /** Days a terminal job (and an idempotency claim) is kept before DynamoDB TTL removes it (default: the retentionDays setting). */
   retentionDays?: number;
 }
 
@@ -111,7 +112,7 @@ export class DynamoDbJobStore implements JobStore {
   private readonly retentionSeconds: number;
 
   constructor(options: DynamoDbJobStoreOptions) {
-    const retentionDays = options.retentionDays ?? 30;
+    const retentionDays = options.retentionDays ?? SETTINGS.retentionDays.default;
     if (!(retentionDays > 0)) throw new RangeError(`retentionDays must be positive, got ${retentionDays}`);
     this.client = options.client;
     this.tableName = options.tableName;

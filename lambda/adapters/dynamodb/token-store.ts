@@ -24,6 +24,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { InvalidRequestError, NotFoundError } from '../../core/errors.ts';
 import { PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from './table.ts';
+import { SETTINGS } from '../../core/settings.ts';
 
 export const TOKEN_SCOPES = ['read', 'write'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
@@ -70,7 +71,7 @@ export type TokenCheck =
 export interface DynamoDbTokenStoreOptions {
   client: DynamoDBDocumentClient;
   tableName: string;
-  /** Days a revoked or expired token's items are kept before TTL removes them. Default 30. */
+  /** Days a revoked or expired token's items are kept before TTL removes them (default: the retentionDays setting). */
   retentionDays?: number;
 }
 
@@ -99,7 +100,7 @@ export class DynamoDbTokenStore {
   private readonly retentionMs: number;
 
   constructor(options: DynamoDbTokenStoreOptions) {
-    const retentionDays = options.retentionDays ?? 30;
+    const retentionDays = options.retentionDays ?? SETTINGS.retentionDays.default;
     if (!(retentionDays > 0)) throw new RangeError(`retentionDays must be positive, got ${retentionDays}`);
     this.client = options.client;
     this.tableName = options.tableName;

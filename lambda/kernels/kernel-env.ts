@@ -3,7 +3,7 @@
  * the runner's (which holds the service's settings and, on AWS, the task role's credentials URI).
  * The one place that decides what a notebook sees of its host's environment.
  */
-import { ConfigError, type Env } from '../../lambda/core/config.ts';
+import { ConfigError, type Env } from '../core/config.ts';
 
 /**
  * Copied when the runner has them. Each is configuration a kernel needs to behave as it would in a

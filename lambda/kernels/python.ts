@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { KernelCatalog, KernelInfo } from '../../lambda/core/ports.ts';
+import type { KernelCatalog, KernelInfo } from '../core/ports.ts';
 
 const run = promisify(execFile);
 

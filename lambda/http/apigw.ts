@@ -17,8 +17,8 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { TOKEN_SCOPES, type TokenScope } from '../adapters/dynamodb/token-store.ts';
 import { AppError } from '../core/errors.ts';
-import { errorResponse } from '../http/errors.ts';
-import type { ApiRequest, ApiResponse } from '../http/types.ts';
+import { errorResponse } from './errors.ts';
+import type { ApiRequest, ApiResponse } from './types.ts';
 
 /** What the authorizer established about the caller (its `context`, as API Gateway passes it on). */
 export interface CallerAuth {

@@ -1,0 +1,136 @@
+/**
+ * The service's settings, each written once: its default, its bounds, the environment variable
+ * that sets it (and the name it had before, still read with a warning), and the CDK context key
+ * when the stack sets it. Read by `serve` (bin/serve.ts, lambda/local/local-server.ts), the AWS
+ * entry points (lambda/aws/config.ts), the runner (container/runner/config.ts) and the stack
+ * (lib/stack-config.ts), so a default or a bound cannot differ between them. README.md and
+ * docs/deploy.md list them.
+ */
+import { intEnv, withRenamed, type Env } from './config.ts';
+import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES } from './job.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** An integer setting. */
+export interface IntSetting {
+  /** The environment variable that sets it; none for a setting only the stack takes. */
+  readonly variable?: string;
+  /** The variable's former name: still read, with a warning to rename it. */
+  readonly oldVariable?: string;
+  /** The CDK context key, for settings the stack takes (cdk.json `context`, `-c key=value`). */
+  readonly context?: string;
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+export const SETTINGS = {
+  /** Jobs running at once per deployment; more wait queued (DESIGN 4, Concurrency). */
+  maxConcurrentJobs: {
+    variable: 'NOTEBOOK_JOBS_MAX_CONCURRENT_JOBS',
+    oldVariable: 'NOTEBOOK_JOBS_MAX_CONCURRENT',
+    context: 'maxConcurrentJobs',
+    default: 5,
+    min: 1,
+    max: 1000,
+  },
+  /** Days an ended job, its notebooks, its idempotency key and a revoked token are kept. */
+  retentionDays: {
+    variable: 'NOTEBOOK_JOBS_RETENTION_DAYS',
+    context: 'retentionDays',
+    default: 30,
+    min: 1,
+    max: 3650,
+  },
+  /**
+   * Days Lambda, task and API logs are kept (stack only; must also be one of CloudWatch Logs'
+   * retention values, which lib/stack-config.ts checks). A month, as for the jobs themselves.
+   */
+  logRetentionDays: {
+    context: 'logRetentionDays',
+    default: 30,
+    min: 1,
+    max: 3653,
+  },
+  /** Local kernels of the default kernel started ahead of demand, one job each (`serve --warm-kernels`). */
+  warmKernels: { variable: 'NOTEBOOK_JOBS_WARM_KERNELS', default: 1, min: 0, max: 32 },
+  /** The local server's port (`serve --port`); the CLI's default URL points at it. */
+  port: { variable: 'NOTEBOOK_JOBS_PORT', default: 8080, min: 0, max: 65535 },
+  /** Minimum time between the runner's progress writes (stage changes are written at once). */
+  progressIntervalMs: {
+    variable: 'NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS',
+    default: 2000,
+    min: 0,
+    max: 600_000,
+  },
+  /** Log bytes kept per job; past it one line says so and output is dropped (a million typical lines). */
+  maxLogBytes: {
+    variable: 'NOTEBOOK_JOBS_MAX_LOG_BYTES',
+    default: 64 * MiB,
+    min: 4 * KiB,
+    max: Number.MAX_SAFE_INTEGER,
+  },
+  /**
+   * UTF-8 bytes of text in one log line: a screenful many times over (the engines send output in
+   * pieces of this size too). At most 128 KiB, so a line stays under the log readers' 1 MiB
+   * whole-line limit even when JSON escaping makes every byte six.
+   */
+  maxLogLineBytes: {
+    variable: 'NOTEBOOK_JOBS_MAX_LOG_LINE_BYTES',
+    default: 64 * KiB,
+    min: 256,
+    max: 128 * KiB,
+  },
+  /** Largest executed notebook saved as is; a larger one fails the job and is saved cut down. */
+  maxOutputBytes: {
+    variable: 'NOTEBOOK_JOBS_MAX_OUTPUT_BYTES',
+    default: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
+    min: KiB,
+    max: 1024 * MiB,
+  },
+} as const satisfies Record<string, IntSetting>;
+
+/**
+ * Browser origins the MCP endpoint (locally: every route) accepts besides its own, comma-separated.
+ * The old name dates from when only /mcp checked origins.
+ */
+export const ALLOWED_ORIGINS = {
+  variable: 'NOTEBOOK_JOBS_ALLOWED_ORIGINS',
+  oldVariable: 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
+} as const;
+
+/** A job's `timeout_seconds` when the request names none (DESIGN 4, Timeouts). */
+export const DEFAULT_TIMEOUT_SECONDS = 3600;
+/** The longest `timeout_seconds` and `cell_timeout_seconds` a request may ask for: 7 days. */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
+/**
+ * Largest request body the REST and MCP endpoints read (local server and Lambdas alike): inline
+ * notebooks are limited to 5 MB, and the JSON (or JSON-RPC) around them gets a little more. API
+ * Gateway itself stops at 10 MB.
+ */
+export const MAX_REQUEST_BODY_BYTES = 6 * MiB;
+
+/** The local server's data folder when neither `--data` nor NOTEBOOK_JOBS_DATA says otherwise. */
+export const DEFAULT_DATA_DIR = '.notebook-jobs';
+export const DATA_DIR_VARIABLE = 'NOTEBOOK_JOBS_DATA';
+
+/** Where the CLI finds a local server by default. */
+export const DEFAULT_SERVICE_URL = `http://127.0.0.1:${SETTINGS.port.default}`;
+
+const warnOnStderr = (message: string) => console.warn(`warning: ${message}`);
+
+/**
+ * Reads an integer setting from the environment: its variable (or, with a warning, its old name),
+ * else its default; a value out of bounds throws a ConfigError naming the variable.
+ */
+export function readIntSetting(
+  env: Env,
+  setting: IntSetting & { variable: string },
+  warn: (message: string) => void = warnOnStderr,
+): number {
+  const resolved =
+    setting.oldVariable === undefined ? env : withRenamed(env, setting.variable, setting.oldVariable, warn);
+  return intEnv(resolved, setting.variable, setting.default, setting.min, setting.max);
+}
