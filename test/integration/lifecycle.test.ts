@@ -13,6 +13,7 @@ import { StateConflictError } from '../../lambda/core/errors.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import {
   TERMINAL_STATUSES,
+  type JobError,
   type JobRecord,
   type JobStateChange,
   type JobStatus,
@@ -23,6 +24,12 @@ import { jobRecord } from '../helpers/jobs.ts';
 const NOW = new Date('2026-01-02T03:04:05.000Z');
 const AT = NOW.toISOString();
 const progress = { cells_total: 4, cells_executed: 2, percent: 50, current_cell: null };
+
+/** What every ending of a running job by reconciliation writes. */
+const failedWhileRunning = (error: JobError): Transition => ({
+  from: ['running'],
+  changes: { status: 'failed', stage: null, ended_at: AT, updated_at: AT, error },
+});
 
 describe('transition builders', () => {
   it('submitted: a queued job whose stored input is parameterized, with its cell count', () => {
@@ -115,44 +122,20 @@ describe('transition builders', () => {
     [
       'runnerLost',
       transitions.runnerLost('exit code 137', NOW),
-      {
-        from: ['running'],
-        changes: {
-          status: 'failed',
-          stage: null,
-          ended_at: AT,
-          updated_at: AT,
-          error: { type: 'infrastructure', message: 'exit code 137' },
-        },
-      },
+      failedWhileRunning({ type: 'infrastructure', message: 'exit code 137' }),
     ],
     [
       'launchFailed',
       transitions.launchFailed('no capacity', NOW),
-      {
-        from: ['running'],
-        changes: {
-          status: 'failed',
-          stage: null,
-          ended_at: AT,
-          updated_at: AT,
-          error: { type: 'infrastructure', message: 'the job could not be started: no capacity' },
-        },
-      },
+      failedWhileRunning({ type: 'infrastructure', message: 'the job could not be started: no capacity' }),
     ],
     [
       'timedOut',
       transitions.timedOut({ timeout_seconds: 60 }, NOW),
-      {
-        from: ['running'],
-        changes: {
-          status: 'failed',
-          stage: null,
-          ended_at: AT,
-          updated_at: AT,
-          error: { type: 'timeout', message: 'the job ran past its timeout of 60 s and was stopped' },
-        },
-      },
+      failedWhileRunning({
+        type: 'timeout',
+        message: 'the job ran past its timeout of 60 s and was stopped',
+      }),
     ],
     ['outputSaved', transitions.outputSaved(), { from: TERMINAL_STATUSES, changes: { output_saved: true } }],
   ])('%s', (_name, built, expected) => {
