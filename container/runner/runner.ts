@@ -15,12 +15,7 @@ import { errorMessage } from '../../lambda/core/errors.ts';
 import { ProgressReporter, type RunOutcome } from './progress-reporter.ts';
 import { Lifecycle } from '../../lambda/core/lifecycle.ts';
 import { jobFields, textLog, type LogFn } from '../../lambda/core/logging.ts';
-import {
-  htmlOutputKey,
-  outputKey,
-  type JobError,
-  type JobRecord,
-} from '../../lambda/core/job.ts';
+import { htmlOutputKey, outputKey, type JobError, type JobRecord } from '../../lambda/core/job.ts';
 import type {
   Artifacts,
   JobEventPublisher,
