@@ -126,7 +126,7 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     renderer: lambdaRenderer,
     events: new EventBridgePublisher(clients.events, {
       eventBus: config.eventBus,
-      log: (message) => logger.warn(message),
+      log: (message, fields) => logger.warn(message, fields ?? {}),
     }),
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
