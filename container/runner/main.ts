@@ -57,7 +57,7 @@ import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
-import { errorMessage } from '../../lambda/core/errors.ts';
+import { errorDetail, errorMessage } from '../../lambda/core/errors.ts';
 import { S3Artifacts } from '../../lambda/adapters/aws/s3-artifacts.ts';
 import { EventBridgePublisher } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
@@ -308,7 +308,7 @@ async function stopReasonOnSigterm(store: JobStore, jobId: string): Promise<Stop
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(error instanceof Error ? error.stack : error);
+    console.error(errorDetail(error)); // with its causes
     process.exit(2);
   },
 );

@@ -1,26 +1,20 @@
 /**
- * The runner: runs one job. Loads it, fetches and parameterizes the notebook, drives an engine,
- * reports stage and per-cell progress (throttled), streams output to the log, saves the executed
- * notebook on every ending, and writes the final state conditionally. The same code runs as a local
- * child process and as the container entrypoint on ECS.
+ * The runner: runs one job. Loads it, fetches the notebook stored at submit (already parameterized)
+ * and runs exactly that, drives an engine, reports stage and per-cell progress (throttled), streams
+ * output to the log, saves the executed notebook on every ending, and writes the final state
+ * through the lifecycle (conditional on `running`). The same code runs as a local child process and
+ * as the container entrypoint on ECS.
  */
 import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { errorMessage, StateConflictError } from '../../lambda/core/errors.ts';
-import {
-  htmlOutputKey,
-  JOB_STATUSES,
-  outputKey,
-  percentOf,
-  stateChange,
-  type JobError,
-  type JobRecord,
-  type JobStatus,
-  type Progress,
-  type Stage,
-} from '../../lambda/core/job.ts';
+import { SETTINGS } from '../../lambda/core/settings.ts';
+import { errorMessage } from '../../lambda/core/errors.ts';
+import { ProgressReporter, type RunOutcome } from './progress-reporter.ts';
+import { Lifecycle } from '../../lambda/core/lifecycle.ts';
+import { jobFields, textLog, type LogFn } from '../../lambda/core/logging.ts';
+import { htmlOutputKey, outputKey, type JobError, type JobRecord } from '../../lambda/core/job.ts';
 import type {
   Artifacts,
   JobEventPublisher,
@@ -103,11 +97,15 @@ export interface RunnerDeps {
    * engine-process.ts). Used when the job fits it; otherwise it is shut down and the job starts cold.
    */
   warm?: WarmEngine;
+  /** The runner's own operational log (not the job's): default text lines on stderr. */
+  log?: LogFn;
 }
 
 interface EngineEvent {
   event: 'warm' | 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
   index?: number;
+  /** On `started`: how many cells the engine will run. */
+  cells_total?: number;
   pid?: number | null;
   stream?: 'stdout' | 'stderr' | 'output';
   text?: string;
@@ -118,10 +116,7 @@ interface EngineEvent {
   stopped?: { cell_index: number; message: string } | null;
 }
 
-export interface RunOutcome {
-  status: JobStatus | 'skipped';
-  error: JobError | null;
-}
+export type { RunOutcome };
 
 /** Lets the entry point ask a running job to stop (SIGTERM from cancel, parent gone). */
 export class RunnerControl {
@@ -157,15 +152,18 @@ export async function runJob(
     return { status: 'skipped', error: null };
   }
   say(`runner started: attempt ${job.attempt}, engine ${deps.engine}, kernel ${job.kernel}`);
-  const reporter = new ProgressReporter(store, job, deps.progressIntervalMs ?? 2000, deps.events);
+  const log: LogFn = (message, fields) => (deps.log ?? textLog())(message, { ...jobFields(job), ...fields });
+  const lifecycle = new Lifecycle({ store, events: deps.events });
+  const reporter = new ProgressReporter(lifecycle, job, deps.progressIntervalMs ?? SETTINGS.progressIntervalMs.default, log);
 
   let outcome: RunOutcome;
   let engineGone: Promise<void> = Promise.resolve();
   const kernelAws: { access: KernelAwsAccess | null } = { access: null };
   try {
-    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say, kernelAws));
+    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say, log, kernelAws));
   } catch (error) {
     say(`runner error: ${errorMessage(error)}`);
+    log('runner error; the job fails', { error });
     outcome = {
       status: 'failed',
       error: { type: 'infrastructure', message: `runner error: ${errorMessage(error)}` },
@@ -189,18 +187,15 @@ async function execute(
   control: RunnerControl,
   reporter: ProgressReporter,
   say: (text: string) => void,
+  log: LogFn,
   kernelAws: { access: KernelAwsAccess | null },
 ): Promise<{ outcome: RunOutcome; engineGone: Promise<void> }> {
   if (deps.tenant !== undefined && job.tenant !== deps.tenant)
     throw new Error(`job ${job.job_id} belongs to another tenant than the runner was started for`);
-  const source = parseNotebookText(await deps.artifacts.read(job.notebook.uri));
-  const language = languageForKernel(job.kernel, job.language);
-  const hasParameters = Object.keys(job.parameters).length > 0;
-  if (hasParameters && !language) throw new Error(`cannot render parameters for language ${job.language}`);
-  const notebook = withoutErrorMarkers(
-    hasParameters && language ? injectParameters(source, job.parameters, language, job.kernel) : source,
+  const { notebook, cellsTotal } = runnableNotebook(
+    job,
+    parseNotebookText(await deps.artifacts.read(job.notebook.uri)),
   );
-  const cellIndexes = executableCodeCells(notebook);
   const stopGraceMs = deps.stopGraceMs ?? 20_000;
   kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
   // A warm engine (its kernel already started) serves a job whose kernel it started and that needs
@@ -218,7 +213,7 @@ async function execute(
   const inputPath = join(deps.workDir, 'input.ipynb');
   const outputPath = join(deps.workDir, 'output.ipynb');
   await writeFile(inputPath, JSON.stringify(notebook), { flag: 'wx' });
-  reporter.setTotal(cellIndexes.length);
+  reporter.setTotal(cellsTotal);
   await reporter.stage('starting_kernel');
 
   const cellTimeout = job.cell_timeout_seconds ?? null;
@@ -293,6 +288,17 @@ async function execute(
       return;
     }
     switch (event.event) {
+      case 'started':
+        // The count was fixed at submit from the stored notebook; an engine that counts otherwise
+        // (another version, another rule for what runs) makes the progress percent wrong.
+        if (event.cells_total !== undefined && event.cells_total !== cellsTotal) {
+          say(`the engine will run ${event.cells_total} cells; the job counted ${cellsTotal}`);
+          log('cells_total mismatch between the job and the engine', {
+            cells_total: cellsTotal,
+            engine_cells_total: event.cells_total,
+          });
+        }
+        break;
       case 'kernel_started':
         kernelPid = event.pid ?? null;
         say('kernel started');
@@ -353,6 +359,27 @@ async function execute(
     killLeftover(kernelPid);
   });
   return { outcome, engineGone };
+}
+
+/**
+ * The notebook to run and how many cells it runs. A job submitted with its notebook already
+ * parameterized (`input_parameterized`) runs as stored, with the count fixed at submit; an older
+ * job's input still needs its parameters injected here, and is counted here.
+ */
+export function runnableNotebook(
+  job: JobRecord,
+  stored: Notebook,
+): { notebook: Notebook; cellsTotal: number } {
+  if (job.input_parameterized) {
+    return { notebook: withoutErrorMarkers(stored), cellsTotal: job.progress.cells_total };
+  }
+  const language = languageForKernel(job.kernel, job.language);
+  const hasParameters = Object.keys(job.parameters).length > 0;
+  if (hasParameters && !language) throw new Error(`cannot render parameters for language ${job.language}`);
+  const notebook = withoutErrorMarkers(
+    hasParameters && language ? injectParameters(stored, job.parameters, language, job.kernel) : stored,
+  );
+  return { notebook, cellsTotal: executableCodeCells(notebook).length };
 }
 
 /** papermill's tag for the error-marker cells it inserts on a cell error (papermill/execute.py). */
@@ -498,107 +525,5 @@ function killLeftover(pid: number | null): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // already gone: the normal case
-  }
-}
-
-/** Keeps the job's progress and writes it at most every `intervalMs`, and on stage changes. */
-class ProgressReporter {
-  private progress: Progress;
-  private stageNow: Stage | null;
-  private lastWrite = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private writing: Promise<void> = Promise.resolve();
-  private ended = false;
-  /** Set once the executed notebook is stored; recorded with the final state. */
-  outputSaved = false;
-
-  constructor(
-    private readonly store: JobStore,
-    private readonly job: JobRecord,
-    private readonly intervalMs: number,
-    private readonly events: JobEventPublisher | undefined,
-  ) {
-    this.progress = { ...job.progress };
-    this.stageNow = job.stage;
-  }
-
-  setTotal(total: number): void {
-    this.progress = { ...this.progress, cells_total: total, cells_executed: 0, percent: percentOf(0, total) };
-  }
-
-  stage(stage: Stage): Promise<void> {
-    if (this.stageNow === stage) return this.writing;
-    this.stageNow = stage;
-    return this.write();
-  }
-
-  cellStarted(index: number, preview: string): void {
-    this.progress = { ...this.progress, current_cell: { index, source_preview: preview } };
-    this.schedule();
-  }
-
-  cellDone(): void {
-    const executed = this.progress.cells_executed + 1;
-    this.progress = {
-      ...this.progress,
-      cells_executed: executed,
-      percent: percentOf(executed, this.progress.cells_total),
-    };
-    this.schedule();
-  }
-
-  async finish(outcome: RunOutcome, say: (text: string) => void): Promise<void> {
-    this.ended = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.writing;
-    if (outcome.status === 'skipped') return;
-    const now = new Date().toISOString();
-    const progress =
-      outcome.status === 'completed' ? { ...this.progress, current_cell: null } : this.progress;
-    const saved = this.outputSaved ? { output_saved: true } : {};
-    try {
-      const ended = await this.store.update(this.job.job_id, ['running'], {
-        status: outcome.status,
-        stage: null,
-        progress,
-        ended_at: now,
-        updated_at: now,
-        error: outcome.error,
-        ...saved,
-      });
-      await this.events?.publish(stateChange(ended, 'running'));
-    } catch (error) {
-      if (!(error instanceof StateConflictError)) throw error;
-      // Cancelled (or failed by the sweep) while we ran: that state stands, with the saved notebook.
-      say(`job is already ${error.current.status}; the runner's ${outcome.status} was not recorded`);
-      if (this.outputSaved) await this.store.update(this.job.job_id, JOB_STATUSES, saved);
-    }
-  }
-
-  private schedule(): void {
-    if (this.timer || this.ended) return;
-    const wait = Math.max(0, this.lastWrite + this.intervalMs - Date.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.write();
-    }, wait);
-  }
-
-  private write(): Promise<void> {
-    if (this.ended) return this.writing;
-    this.lastWrite = Date.now();
-    const changes = { stage: this.stageNow, progress: this.progress, updated_at: new Date().toISOString() };
-    this.writing = this.writing
-      .then(() => this.store.update(this.job.job_id, ['running'], changes))
-      .then(
-        () => undefined,
-        (error: unknown) => {
-          // A job cancelled meanwhile refuses progress writes (the engine is being stopped anyway);
-          // other failures only delay progress: the final state write is the one that must land.
-          if (!(error instanceof StateConflictError))
-            console.error(`progress write failed: ${errorMessage(error)}`);
-        },
-      );
-    return this.writing;
   }
 }

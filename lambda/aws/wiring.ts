@@ -4,6 +4,7 @@
  * created once and passed down, and the cursor key is read from Secrets Manager once.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
+import type { Context } from 'aws-lambda';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -27,6 +28,16 @@ import type { AwsConfig } from './config.ts';
 
 /** Structured JSON logs for every AWS entry point. */
 export const logger = new Logger({ serviceName: 'notebook-jobs' });
+
+/**
+ * Starts an invocation's log context: the Lambda request id (and function) on every line, plus
+ * `keys` such as the caller's tenant; keys of an earlier invocation of this container are dropped.
+ */
+export function logInvocation(context: Context | undefined, keys: { tenant?: string } = {}): void {
+  logger.resetKeys();
+  if (context) logger.addContext(context);
+  if (keys.tenant) logger.appendKeys({ tenant: keys.tenant });
+}
 
 /** The kernels registered in the runner image (container/Dockerfile). */
 export const IMAGE_KERNELS: readonly KernelInfo[] = [
@@ -91,11 +102,8 @@ export async function readCursorKey(secrets: SecretsManagerClient, secretArn: st
   return value;
 }
 
-/** The JobService's dependencies on AWS, plus the concrete store (reconciliation reads it). */
-export async function createAwsDeps(
-  config: AwsConfig,
-  clients: AwsClients,
-): Promise<JobServiceDeps & { store: DynamoDbJobStore }> {
+/** The JobService's dependencies on AWS. */
+export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Promise<JobServiceDeps> {
   const cursors = new CursorCodec(await readCursorKey(clients.secrets, config.cursorSecretArn));
   return {
     store: new DynamoDbJobStore({
@@ -118,8 +126,10 @@ export async function createAwsDeps(
     renderer: lambdaRenderer,
     events: new EventBridgePublisher(clients.events, {
       eventBus: config.eventBus,
-      log: (message) => logger.warn(message),
+      log: (message, fields) => logger.warn(message, fields ?? {}),
     }),
+    // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
+    log: (message, fields) => logger.warn(message, fields ?? {}),
     config: { maxConcurrentJobs: config.maxConcurrentJobs },
   };
 }
@@ -128,7 +138,6 @@ export async function createAwsDeps(
 export interface AwsService {
   config: AwsConfig;
   service: JobService;
-  store: DynamoDbJobStore;
   /** Facts for GET /v1/health. */
   health: () => Promise<Record<string, unknown>>;
 }
@@ -142,7 +151,6 @@ export async function createAwsService(
   return {
     config,
     service,
-    store: deps.store,
     health: async () => ({
       mode: 'aws',
       kernels: IMAGE_KERNELS.map((k) => k.name),

@@ -68,9 +68,15 @@ export class StateConflictError extends ConflictError {
   }
 }
 
-/** The stack of anything thrown (else its message): for logs only, never for callers. */
-export function errorDetail(error: unknown): string {
-  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+/**
+ * The stack of anything thrown (else its message), followed by its chain of causes: for logs only,
+ * never for callers.
+ */
+export function errorDetail(error: unknown, depth = 0): string {
+  const own = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  const cause = error instanceof Error ? error.cause : undefined;
+  // A few levels say why; a cycle or a deep chain must not make the line endless.
+  return cause === undefined || depth >= 4 ? own : `${own}\ncaused by: ${errorDetail(cause, depth + 1)}`;
 }
 
 /** The message of anything thrown, for logs and error fields. */

@@ -28,7 +28,10 @@ export type JobErrorType = (typeof ERROR_TYPES)[number];
  */
 export const DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES = 50 * 1024 * 1024;
 
-/** Allowed transitions; every state write is conditional on the `from` state. */
+/**
+ * Allowed transitions; every state write is conditional on the `from` state. Applied only through
+ * lambda/core/lifecycle.ts, which builds each change and checks it against this table.
+ */
 const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {
   queued: ['running', 'cancelled', 'failed'],
   running: ['completed', 'failed', 'cancelled'],
@@ -111,6 +114,12 @@ export interface JobRecord {
    * (an S3 HEAD per listed job). Absent on records written before the field existed: then unknown.
    */
   output_saved?: boolean;
+  /**
+   * True when the input notebook was stored already parameterized (submit injects the parameters it
+   * validated), so the runner executes it as stored and takes `progress.cells_total` from here.
+   * Absent on jobs submitted before: the runner then injects `parameters` itself.
+   */
+  input_parameterized?: boolean;
   error: JobError | null;
   /** Launcher handle (local: "pid:<n>"; AWS: the task ARN). */
   runner_ref: string | null;

@@ -2,13 +2,13 @@
  * REST API Lambda (API Gateway REST API, Lambda proxy integration). Translates only: the caller's
  * tenant and scopes from the authorizer, a scope check, then the same routes as local mode.
  */
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { AppError } from '../core/errors.ts';
 import { errorResponse } from '../http/errors.ts';
 // PUBLIC_ROUTES (the route table's `public` routes) are also the ones the stack leaves open.
 import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
 import { readAwsConfig } from '../aws/config.ts';
-import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from '../http/apigw.ts';
 
 // Wired once per cold start, at the first event (so a configuration error is reported per request
@@ -21,11 +21,15 @@ const context = once(async (): Promise<ApiContext> => {
 const logError = (message: string) => logger.error(message);
 
 /** The Lambda entry point. */
-export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+export async function handler(
+  event: APIGatewayProxyEvent,
+  lambdaContext?: Context,
+): Promise<APIGatewayProxyResult> {
   try {
     const method = event.httpMethod;
     const path = routePath(event);
     const auth = authOf(event);
+    logInvocation(lambdaContext, { tenant: auth?.tenant });
     if (!auth && !PUBLIC_ROUTES.has(`${method} ${path}`)) {
       // Only reachable when a route is deployed without the authorizer: refuse rather than guess.
       return toProxyResult(

@@ -3,13 +3,13 @@
  * -> web Request -> the same handleMcpRequest as the local server -> web Response -> proxy result.
  * The authorizer has already checked the bearer token; its tenant becomes the caller.
  */
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { optionalEnv, withRenamed } from '../core/config.ts';
 import { ALLOWED_ORIGINS, MAX_REQUEST_BODY_BYTES } from '../core/settings.ts';
 import { errorDetail } from '../core/errors.ts';
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
-import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 import { authOf, fromWebResponse, toWebRequest } from '../http/apigw.ts';
 
 /** A Lambda response is at most 6 MB; a notebook's JSON is escaped once more inside JSON-RPC. */
@@ -40,9 +40,13 @@ const endpoint = once(async (): Promise<McpEndpoint> => {
 });
 
 /** The Lambda entry point. */
-export async function handler(event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> {
+export async function handler(
+  event: APIGatewayProxyEvent,
+  lambdaContext?: Context,
+): Promise<APIGatewayProxyResult> {
   try {
     const auth = authOf(event);
+    logInvocation(lambdaContext, { tenant: auth?.tenant });
     // MCP mixes reading and submitting in one endpoint: it needs a token with both scopes.
     if (auth && !(auth.scopes.includes('read') && auth.scopes.includes('write'))) {
       return fromWebResponse(

@@ -8,8 +8,9 @@
  * `service` dimension, and clearing it yields `"Dimensions": []`, which the EMF schema does not allow
  * (at least one dimension set). A dimensionless metric is `"Dimensions": [[]]`.
  */
+import type { Context } from 'aws-lambda';
 import { readAwsConfig } from '../aws/config.ts';
-import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 
 export const METRICS_NAMESPACE = 'NotebookJobs';
 const ready = once(async () => createAwsService(readAwsConfig(process.env)));
@@ -23,12 +24,13 @@ export interface SweepOutcome {
 }
 
 /** The Lambda entry point. */
-export async function handler(): Promise<SweepOutcome> {
-  const { service, store } = await ready();
+export async function handler(_event?: unknown, context?: Context): Promise<SweepOutcome> {
+  logInvocation(context);
+  const { service } = await ready();
   const swept = await service.sweep();
-  const [queued, running] = await Promise.all([store.countQueued(), store.listRunning()]);
-  writeEmf({ JobsQueued: queued, JobsRunning: running.length });
-  const outcome = { ...swept, queued, running: running.length };
+  const { queued, running } = await service.gauges();
+  writeEmf({ JobsQueued: queued, JobsRunning: running });
+  const outcome = { ...swept, queued, running };
   if (swept.timed_out.length + swept.lost.length + swept.released.length > 0)
     logger.info('sweep repaired jobs', outcome);
   return outcome;

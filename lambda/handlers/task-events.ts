@@ -1,16 +1,16 @@
 /**
  * EventBridge `ECS Task State Change` -> reconciliation. When a job's task has STOPPED, the job's
- * runner is gone: JobService.runnerExited fails the job if it is still running (with why the task
+ * runner is gone: JobService.runnerStopped fails the job if it is still running (with why the task
  * stopped and the runner's exit code), releases its slot and dispatches the next queued job.
  *
  * Ignored, with a log line: other statuses, tasks of another cluster, tasks not started for a job
  * (startedBy is not a job id), unknown jobs, and a task of an older attempt while the job's current
  * runner is another task (its stop says nothing about the job as it runs now).
  */
-import type { EventBridgeEvent } from 'aws-lambda';
+import type { Context, EventBridgeEvent } from 'aws-lambda';
 import { JOB_ID_PATTERN } from '../core/ids.ts';
 import { readAwsConfig } from '../aws/config.ts';
-import { createAwsService, logger, once } from '../aws/wiring.ts';
+import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 
 /** The fields of the task detail this handler reads (the event carries the whole ECS Task). */
 export interface EcsTaskStateChangeDetail {
@@ -27,19 +27,19 @@ export interface EcsTaskStateChangeDetail {
 export type EcsTaskStateChangeEvent = EventBridgeEvent<'ECS Task State Change', EcsTaskStateChangeDetail>;
 
 export type TaskEventOutcome =
-  { action: 'reconciled'; job_id: string } | { action: 'ignored'; reason: string; job_id?: string };
+  | { action: 'reconciled'; job_id: string; tenant: string }
+  | { action: 'ignored'; reason: string; job_id?: string; tenant?: string };
 
 const ready = once(async () => createAwsService(readAwsConfig(process.env)));
 
 /** The Lambda entry point. */
-export async function handler(event: EcsTaskStateChangeEvent): Promise<TaskEventOutcome> {
+export async function handler(event: EcsTaskStateChangeEvent, context?: Context): Promise<TaskEventOutcome> {
+  logInvocation(context);
   const outcome = await reconcile(event);
+  const { action: _action, ...fields } = outcome;
   if (outcome.action === 'ignored')
-    logger.info(`ignored task event: ${outcome.reason}`, {
-      taskArn: event.detail?.taskArn,
-      job_id: outcome.job_id,
-    });
-  else logger.info('reconciled a stopped task', { taskArn: event.detail.taskArn, job_id: outcome.job_id });
+    logger.info(`ignored task event: ${outcome.reason}`, { taskArn: event.detail?.taskArn, ...fields });
+  else logger.info('reconciled a stopped task', { taskArn: event.detail.taskArn, ...fields });
   return outcome;
 }
 
@@ -52,19 +52,23 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
   if (!JOB_ID_PATTERN.test(jobId))
     return { action: 'ignored', reason: `task was not started for a job (startedBy "${jobId}")` };
 
-  const { config, service, store } = await ready();
+  const { config, service } = await ready();
   const cluster = config.ecs.cluster;
   if (cluster.startsWith('arn:') && detail.clusterArn && detail.clusterArn !== cluster)
     return { action: 'ignored', reason: `task of another cluster (${detail.clusterArn})`, job_id: jobId };
-  if (!(await store.get(jobId))) return { action: 'ignored', reason: 'no such job', job_id: jobId };
-  const reconciled = await service.runnerExited(
+  const stopped = await service.runnerStopped(
     jobId,
     stopReason(detail, config.ecs.containerName),
     detail.taskArn,
   );
-  if (!reconciled)
-    return { action: 'ignored', reason: "task of an earlier attempt, not the job's runner", job_id: jobId };
-  return { action: 'reconciled', job_id: jobId };
+  if (!stopped.reconciled)
+    return {
+      action: 'ignored',
+      reason: stopped.reason,
+      job_id: jobId,
+      ...(stopped.tenant ? { tenant: stopped.tenant } : {}),
+    };
+  return { action: 'reconciled', job_id: jobId, tenant: stopped.tenant };
 }
 
 /**

@@ -41,6 +41,7 @@ import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
 import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
 import { errorResponse, httpStatus, json } from '../http/errors.ts';
+import { textLog } from '../core/logging.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
@@ -110,6 +111,8 @@ const WARM_KERNEL = 'python3';
 
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const log = options.log ?? ((message: string) => console.error(message));
+  // The service's lines carry job_id, tenant and the error with its causes, appended as text.
+  const serviceLog = textLog(log);
   const policyFor = callerPolicyFor(options);
   const dataDir = resolve(options.dataDir);
   const workspace = resolve(options.workspace ?? process.cwd());
@@ -180,8 +183,10 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       if (!service) return;
       track(
         service
-          .runnerExited(jobId, description)
-          .catch((error: unknown) => log(`reconcile ${jobId}: ${String(error)}`)),
+          .runnerStopped(jobId, description)
+          .catch((error: unknown) =>
+            serviceLog('reconciling an exited runner failed', { job_id: jobId, error }),
+          ),
       );
     },
   });
@@ -205,7 +210,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       maxConcurrentJobs: options.maxConcurrentJobs ?? SETTINGS.maxConcurrentJobs.default,
       ...options.service,
     },
-    log,
+    log: serviceLog,
   });
 
   // Runners from a previous server process cannot reach this store: end their jobs honestly.
@@ -256,7 +261,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   });
 
   const sweeper = setInterval(() => {
-    track(service.sweep().catch((error: unknown) => log(`sweep failed: ${String(error)}`)));
+    track(service.sweep().catch((error: unknown) => serviceLog('sweep failed', { error })));
   }, options.sweepIntervalMs ?? 5000);
   sweeper.unref();
 

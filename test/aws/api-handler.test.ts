@@ -77,7 +77,13 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
       ContentType: 'application/x-ipynb+json',
     });
     const decoded = JSON.parse(Buffer.from(event.body as string, 'base64').toString('utf8'));
-    expect(JSON.parse(puts[0]?.Body as string)).toEqual(decoded.notebook.content);
+    // Stored as it will run: the submitted cells plus the injected parameters, nothing else changed.
+    const runnable = JSON.parse(puts[0]?.Body as string);
+    const injected = runnable.cells.filter((c: any) => c.metadata.tags?.includes('injected-parameters'));
+    expect(injected.map((c: any) => [c.source].flat().join(''))).toEqual([
+      expect.stringContaining('name = "Ada"'),
+    ]);
+    expect(runnable.cells.filter((c: any) => !injected.includes(c))).toEqual(decoded.notebook.content.cells);
     expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
       expectedRunTask(job.job_id, 'acme'),
     ]);
@@ -94,6 +100,7 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
       tenant: 'acme',
       runner_ref: aws.tasks.get(job.job_id),
       idempotency_key: 'nightly-2026-11-23',
+      input_parameterized: true,
     });
 
     const got = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}` }));

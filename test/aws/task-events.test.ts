@@ -5,6 +5,7 @@
  */
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Context } from 'aws-lambda';
 import type { EcsTaskStateChangeEvent } from '../../lambda/handlers/task-events.ts';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
@@ -56,7 +57,7 @@ describe('a STOPPED task of a running job', () => {
 
     const outcome = await onEvent(stopped('ecs-task-stopped-137-stoptask.json', first, task));
 
-    expect(outcome).toEqual({ action: 'reconciled', job_id: first });
+    expect(outcome).toEqual({ action: 'reconciled', job_id: first, tenant: 'acme' });
     const failed = await store.get(first);
     expect(failed?.status).toBe('failed');
     expect(failed?.error).toEqual({
@@ -88,6 +89,35 @@ describe('a STOPPED task of a running job', () => {
   });
 });
 
+describe('log lines', () => {
+  it('carry job_id, tenant and the Lambda request id', async () => {
+    const job = await createJob();
+    const lines: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    const context = { awsRequestId: 'req-1234', functionName: 'task-events' } as Context;
+    try {
+      await onEvent(
+        stopped('ecs-task-stopped-137-stoptask.json', job, aws.tasks.get(job) as string),
+        context,
+      );
+    } finally {
+      write.mockRestore();
+    }
+    const logged = lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        message: 'reconciled a stopped task',
+        job_id: job,
+        tenant: 'acme',
+        function_request_id: 'req-1234',
+      }),
+    );
+  });
+});
+
 describe('a STOPPED task of a job that already ended', () => {
   it('leaves the job as the runner reported it and only releases the slot', async () => {
     const job = await createJob();
@@ -105,7 +135,7 @@ describe('a STOPPED task of a job that already ended', () => {
 
     const outcome = await onEvent(stopped('ecs-task-stopped-exit-0.json', job, task));
 
-    expect(outcome).toEqual({ action: 'reconciled', job_id: job });
+    expect(outcome).toEqual({ action: 'reconciled', job_id: job, tenant: 'acme' });
     expect(await store.get(job)).toEqual(before);
     expect(await store.slotHolders()).toEqual([]);
   });
@@ -134,6 +164,7 @@ describe('events that are not about a current job', () => {
 
   it('ignores a job id that does not exist', async () => {
     const ghost = 'job_01KAB3C4D5E6F7G8H9JKMNPQRSTVWX';
+    await store.acquireSlot(ghost, 5); // a leaked holder: the sweep frees it, not this event
     const outcome = await onEvent(
       stopped(
         'ecs-task-stopped-exit-0.json',
@@ -142,6 +173,7 @@ describe('events that are not about a current job', () => {
       ),
     );
     expect(outcome).toEqual({ action: 'ignored', reason: 'no such job', job_id: ghost });
+    expect(await store.slotHolders()).toEqual([ghost]);
   });
 
   it("ignores an earlier attempt's task while the job runs on another task", async () => {
@@ -155,6 +187,7 @@ describe('events that are not about a current job', () => {
       action: 'ignored',
       reason: "task of an earlier attempt, not the job's runner",
       job_id: job,
+      tenant: 'acme',
     });
     expect(await store.get(job)).toMatchObject({ status: 'running', runner_ref: current, error: null });
     expect(await store.slotHolders()).toEqual([job]);

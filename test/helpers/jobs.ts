@@ -7,12 +7,14 @@ const ids = new MonotonicJobIds();
 
 /**
  * Stores `notebook` as a new job's input and records the job as just started (running,
- * provisioning, attempt 1): what a runner finds when it is launched.
+ * provisioning, attempt 1): what a runner finds when it is launched. Without `overrides` the record
+ * is one written before submit stored parameterized notebooks (no `input_parameterized`).
  */
 export async function runningJob(
   store: JobStore,
   artifacts: Artifacts,
   notebook: object,
+  overrides: Partial<JobRecord> = {},
 ): Promise<JobRecord> {
   const jobId = ids.jobId();
   const uri = await artifacts.put(inputKey('local', jobId, 'nb.ipynb'), JSON.stringify(notebook));
@@ -20,6 +22,7 @@ export async function runningJob(
     jobRecord(jobId, {
       notebook: { name: 'nb.ipynb', uri },
       output_uri: artifacts.uriFor(outputKey('local', jobId, 'nb.ipynb')),
+      ...overrides,
     }),
   );
   return store.update(jobId, ['queued'], {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import dynalite from 'dynalite';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { JobService } from '../../lambda/core/job-service.ts';
+import { JobService, type JobServiceDeps } from '../../lambda/core/job-service.ts';
+import type { LogFields } from '../../lambda/core/logging.ts';
 import { InvalidRequestError, PayloadTooLargeError } from '../../lambda/core/errors.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
@@ -56,6 +57,7 @@ const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-service-'));
 let store: DynamoDbJobStore;
 let launcher: RecordingLauncher;
 let service: JobService;
+let deps: JobServiceDeps;
 let artifacts: FileArtifacts & { downloadUrl?: Artifacts['downloadUrl'] };
 let published: JobStateChange[];
 let now = 0;
@@ -78,7 +80,7 @@ beforeEach(async () => {
   launcher = new RecordingLauncher();
   artifacts = new FileArtifacts({ root: join(work, table), workspace: work });
   published = [];
-  service = new JobService({
+  deps = {
     store,
     artifacts,
     events: { publish: async (change) => void published.push(change) },
@@ -91,7 +93,8 @@ beforeEach(async () => {
     uploads: { create: async (key) => `https://uploads.invalid/${key}` },
     renderer: { html: async () => Buffer.from('<html></html>') },
     config: { maxConcurrentJobs: 2, deadlineGraceSeconds: 30, launchGraceSeconds: 120 },
-  });
+  };
+  service = new JobService(deps);
 });
 
 describe('dispatch', () => {
@@ -104,7 +107,7 @@ describe('dispatch', () => {
     expect((await service.get('t', c.job_id)).queue_position).toBe(1);
 
     launcher.alive.set(`ref:${a.job_id}`, false);
-    await service.runnerExited(a.job_id, 'runner exited with code 137');
+    await service.runnerStopped(a.job_id, 'runner exited with code 137');
     const lost = await service.get('t', a.job_id);
     expect(lost.status).toBe('failed');
     expect(lost.error).toMatchObject({
@@ -172,6 +175,66 @@ describe('sweep', () => {
   });
 });
 
+describe('reconciliation', () => {
+  it('ignores a runner stop for a job that does not exist: nothing is released or started', async () => {
+    const a = await service.create('t', { notebook });
+    const b = await service.create('t', { notebook });
+    const c = await service.create('t', { notebook });
+    const ghost = 'job_01KAB3C4D5E6F7G8H9JKMNPQRSTVWX';
+    await store.acquireSlot(ghost, 3);
+    expect(await service.runnerStopped(ghost, 'exit code 0')).toEqual({
+      reconciled: false,
+      reason: 'no such job',
+    });
+    expect(await store.slotHolders()).toEqual([a.job_id, b.job_id, ghost].sort());
+    expect((await service.get('t', c.job_id)).status).toBe('queued');
+    expect(launcher.launched).toEqual([a.job_id, b.job_id]);
+  });
+
+  it("ignores another runner than the job's current one", async () => {
+    const a = await service.create('t', { notebook });
+    expect(await service.runnerStopped(a.job_id, 'gone', 'ref:earlier')).toEqual({
+      reconciled: false,
+      reason: "task of an earlier attempt, not the job's runner",
+      tenant: 't',
+    });
+    expect((await service.get('t', a.job_id)).status).toBe('running');
+    expect(await service.runnerStopped(a.job_id, 'gone', `ref:${a.job_id}`)).toEqual({
+      reconciled: true,
+      job_id: a.job_id,
+      tenant: 't',
+    });
+    expect((await service.get('t', a.job_id)).status).toBe('failed');
+  });
+
+  it('reports how many jobs are queued and running', async () => {
+    expect(await service.gauges()).toEqual({ queued: 0, running: 0 });
+    const a = await service.create('t', { notebook });
+    await service.create('u', { notebook });
+    await service.create('t', { notebook });
+    await service.create('u', { notebook });
+    expect(await service.gauges()).toEqual({ queued: 2, running: 2 });
+    await service.cancel('t', a.job_id);
+    expect(await service.gauges()).toEqual({ queued: 2, running: 1 });
+  });
+});
+
+describe('the stored input', () => {
+  it('is the notebook as it will run: parameters injected at submit, its cells counted', async () => {
+    const declared = makeNotebook([codeCell('epochs = 1', ['parameters']), codeCell('print(epochs)')]);
+    const job = await service.create('t', { notebook: { content: declared }, parameters: { epochs: 10 } });
+    const record = await store.get(job.job_id);
+    expect(record).toMatchObject({ input_parameterized: true, progress: { cells_total: 3 } });
+    const stored = JSON.parse((await artifacts.read(job.notebook.uri)).toString());
+    expect(stored.cells.map((cell: { source: string | string[] }) => [cell.source].flat().join(''))).toEqual([
+      'epochs = 1',
+      expect.stringContaining('epochs = 10'),
+      'print(epochs)',
+    ]);
+    expect(stored.cells[1].metadata.tags).toEqual(['injected-parameters']);
+  });
+});
+
 describe('the request budget', () => {
   it('answers within the dispatch wait while a slow launch goes on, and the job then gets its runner', async () => {
     Object.assign(service.config, { dispatchWaitMs: 200 });
@@ -201,13 +264,18 @@ describe('the request budget', () => {
   });
 
   it('leaves the job queued, not the request failed, when dispatch fails', async () => {
-    const logged: string[] = [];
-    Object.assign(service.config, { dispatchWaitMs: 1000 });
-    (service as unknown as { deps: { log: (m: string) => void } }).deps.log = (m) => logged.push(m);
-    const listQueued = vi.spyOn(store, 'listQueued').mockRejectedValueOnce(new Error('throttled'));
+    const logged: Array<[string, LogFields | undefined]> = [];
+    service = new JobService({
+      ...deps,
+      config: { ...deps.config, dispatchWaitMs: 1000 },
+      log: (message, fields) => logged.push([message, fields]),
+    });
+    const throttled = new Error('throttled', { cause: new Error('rate exceeded') });
+    const listQueued = vi.spyOn(store, 'listQueued').mockRejectedValueOnce(throttled);
     const job = await service.create('t', { notebook });
     expect(job.status).toBe('queued');
-    expect(logged).toEqual([expect.stringContaining('throttled')]);
+    // The error itself is logged, so its cause goes along.
+    expect(logged).toEqual([[expect.stringContaining('dispatch failed'), { error: throttled }]]);
     listQueued.mockRestore();
     await service.dispatch();
     expect((await service.get('t', job.job_id)).status).toBe('running');
@@ -289,7 +357,7 @@ describe('state-change events', () => {
     const e = await service.create('t', { notebook });
     await service.cancel('t', e.job_id);
     launcher.alive.set(`ref:${c.job_id}`, false);
-    await service.runnerExited(c.job_id, 'gone');
+    await service.runnerStopped(c.job_id, 'gone');
 
     const seen = published.map((p) => [p.job_id, p.previous_status, p.status]);
     expect(seen).toEqual([

@@ -14,10 +14,11 @@ import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-st
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
 import { htmlOutputKey, type JobChanges, type JobRecord, type JobStatus } from '../../lambda/core/job.ts';
-import { RunnerControl, runJob } from '../../container/runner/runner.ts';
+import { RunnerControl, runJob, type RunnerDeps } from '../../container/runner/runner.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { NotebookRenderer } from '../../lambda/core/ports.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
+import type { LogFields } from '../../lambda/core/logging.ts';
 import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { runningJob as startedJob } from '../helpers/jobs.ts';
 
@@ -46,7 +47,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const runningJob = (notebook: object) => startedJob(store, artifacts, notebook);
+const runningJob = (notebook: object, overrides?: Partial<JobRecord>) =>
+  startedJob(store, artifacts, notebook, overrides);
 
 /** Runs a job with the nbclient engine and a log file, as the runner entry point would. */
 async function run(
@@ -55,6 +57,7 @@ async function run(
   control?: RunnerControl,
   renderer?: NotebookRenderer,
   tenant?: string,
+  extra: Partial<RunnerDeps> = {},
 ) {
   const logs = new FileLogSink(jobLogPath(join(work, 'logs'), job.job_id));
   try {
@@ -70,6 +73,7 @@ async function run(
         progressIntervalMs,
         renderer,
         tenant,
+        ...extra,
       },
       control,
     );
@@ -157,5 +161,52 @@ describe('runner', () => {
     ).toBe(false);
     const log = readFileSync(jobLogPath(join(work, 'logs'), other.job_id), 'utf8');
     expect(log).toContain('no HTML copy: no nbconvert here');
+  });
+});
+
+describe('the stored notebook', () => {
+  /** A parameters cell saying x = 5, and a cell printing x. */
+  const declared = () =>
+    makeNotebook([codeCell('x = 5', ['parameters']), codeCell('print(f"x is {x}", flush=True)')]);
+  const printed = (job: JobRecord) => readFileSync(jobLogPath(join(work, 'logs'), job.job_id), 'utf8');
+
+  it('runs exactly as submit stored it: parameters are not injected again, cells_total comes from the record', async () => {
+    // The record's parameters say x = 1; injecting them again would print "x is 1".
+    const job = await runningJob(declared(), {
+      parameters: { x: 1 },
+      input_parameterized: true,
+      progress: { cells_total: 2, cells_executed: 0, percent: 0, current_cell: null },
+    });
+    const outcome = await run(job);
+    expect(outcome.status).toBe('completed');
+    expect(printed(job)).toContain('x is 5');
+    const final = await store.get(job.job_id);
+    expect(final?.progress).toMatchObject({ cells_total: 2, cells_executed: 2, percent: 100 });
+    const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
+    expect(saved.cells).toHaveLength(2);
+  });
+
+  it('injects the parameters itself for a job submitted before inputs were stored parameterized', async () => {
+    const job = await runningJob(declared(), { parameters: { x: 1 } });
+    expect((await run(job)).status).toBe('completed');
+    expect(printed(job)).toContain('x is 1');
+    expect((await store.get(job.job_id))?.progress).toMatchObject({ cells_total: 3, cells_executed: 3 });
+  });
+
+  it("logs a mismatch between the record's cells_total and the engine's count, with job_id and tenant", async () => {
+    const job = await runningJob(declared(), {
+      input_parameterized: true,
+      progress: { cells_total: 7, cells_executed: 0, percent: 0, current_cell: null },
+    });
+    const logged: Array<[string, LogFields | undefined]> = [];
+    const log = (message: string, fields?: LogFields) => void logged.push([message, fields]);
+    expect((await run(job, undefined, undefined, undefined, undefined, { log })).status).toBe('completed');
+    expect(printed(job)).toContain('the engine will run 2 cells; the job counted 7');
+    expect(logged).toEqual([
+      [
+        'cells_total mismatch between the job and the engine',
+        { job_id: job.job_id, tenant: job.tenant, cells_total: 7, engine_cells_total: 2 },
+      ],
+    ]);
   });
 });

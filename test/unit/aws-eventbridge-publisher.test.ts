@@ -1,6 +1,6 @@
 /**
  * The EventBridge publisher against a mocked client (aws-sdk-client-mock): the exact PutEvents
- * entry, and failures (rejected entries, thrown errors) logged with the job id, never thrown.
+ * entry, and failures (rejected entries, thrown errors) logged with the job id and tenant, never thrown.
  */
 import {
   EventBridgeClient,
@@ -16,15 +16,19 @@ import {
 } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { stateChange } from '../../lambda/core/job.ts';
 import { jobRecord } from '../helpers/jobs.ts';
+import type { LogFields } from '../../lambda/core/logging.ts';
 
 const client = new EventBridgeClient({
   region: 'eu-west-1',
   credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
 });
 const eb = mockClient(client);
-let logged: string[];
+let logged: Array<[string, LogFields | undefined]>;
 const publisher = () =>
-  new EventBridgePublisher(client, { eventBus: 'default', log: (m) => void logged.push(m) });
+  new EventBridgePublisher(client, {
+    eventBus: 'default',
+    log: (m, fields) => void logged.push([m, fields]),
+  });
 
 const change = stateChange(
   jobRecord('job_01JD0000000000000000000000', {
@@ -89,24 +93,29 @@ describe('EventBridgePublisher', () => {
     await expect(publisher().publish(change)).resolves.toBeUndefined();
 
     expect(logged).toEqual([
-      'event for job job_01JD0000000000000000000000 (failed) was not published to default: InternalFailure try again',
+      [
+        'event for job job_01JD0000000000000000000000 (failed) was not published to default: InternalFailure try again',
+        { job_id: 'job_01JD0000000000000000000000', tenant: 'team-a' },
+      ],
     ]);
   });
 
-  it('logs a thrown error with the job id instead of throwing', async () => {
-    eb.on(PutEventsCommand).rejects(
-      new EventBridgeServiceException({
-        name: 'AccessDeniedException',
-        $fault: 'client',
-        message: 'not allowed',
-        $metadata: {},
-      }),
-    );
+  it('logs a thrown error with the job id, its tenant and the error itself instead of throwing', async () => {
+    const denied = new EventBridgeServiceException({
+      name: 'AccessDeniedException',
+      $fault: 'client',
+      message: 'not allowed',
+      $metadata: {},
+    });
+    eb.on(PutEventsCommand).rejects(denied);
 
     await expect(publisher().publish(change)).resolves.toBeUndefined();
 
     expect(logged).toEqual([
-      'event for job job_01JD0000000000000000000000 (failed) was not published to default: not allowed',
+      [
+        'event for job job_01JD0000000000000000000000 (failed) was not published to default: not allowed',
+        { job_id: 'job_01JD0000000000000000000000', tenant: 'team-a', error: denied },
+      ],
     ]);
   });
 

@@ -7,6 +7,7 @@ import { PutEventsCommand, type EventBridgeClient } from '@aws-sdk/client-eventb
 import { errorMessage } from '../../core/errors.ts';
 import type { JobStateChange } from '../../core/job.ts';
 import type { JobEventPublisher } from '../../core/ports.ts';
+import { jobFields, textLog, type LogFn } from '../../core/logging.ts';
 
 export const DETAIL_TYPE = 'Notebook Job State Change';
 export const EVENT_SOURCE = 'notebook-jobs';
@@ -21,13 +22,13 @@ function detailOf(change: JobStateChange): string {
 }
 
 export class EventBridgePublisher implements JobEventPublisher {
-  private readonly log: (message: string) => void;
+  private readonly log: LogFn;
 
   constructor(
     private readonly events: EventBridgeClient,
-    private readonly config: { eventBus: string; log?: (message: string) => void },
+    private readonly config: { eventBus: string; log?: LogFn },
   ) {
-    this.log = config.log ?? ((message) => console.error(message));
+    this.log = config.log ?? textLog();
   }
 
   async publish(change: JobStateChange): Promise<void> {
@@ -49,11 +50,13 @@ export class EventBridgePublisher implements JobEventPublisher {
         const entry = out.Entries?.find((e) => e.ErrorCode) ?? out.Entries?.[0];
         this.log(
           `event for job ${change.job_id} (${change.status}) was not published to ${this.config.eventBus}: ${entry?.ErrorCode ?? 'unknown error'} ${entry?.ErrorMessage ?? ''}`.trim(),
+          jobFields(change),
         );
       }
     } catch (error) {
       this.log(
         `event for job ${change.job_id} (${change.status}) was not published to ${this.config.eventBus}: ${errorMessage(error)}`,
+        { ...jobFields(change), error },
       );
     }
   }

@@ -83,6 +83,7 @@ const JOB_FIELDS = {
   memory: true,
   output_uri: true,
   output_saved: true,
+  input_parameterized: true,
   error: true,
   runner_ref: true,
   idempotency_key: true,

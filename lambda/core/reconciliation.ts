@@ -1,0 +1,134 @@
+/**
+ * Reconciliation: no job stays `running` after its runner is gone. A runner's exit (local child,
+ * ECS task STOPPED), a restart that orphans runners, and the periodic sweep (deadlines, lost
+ * runners, leaked slots) end jobs through the lifecycle, free slots, and dispatch the next jobs.
+ */
+import { isTerminal } from './job.ts';
+import { transitions } from './lifecycle.ts';
+import { jobFields } from './logging.ts';
+import type { Scheduler } from './scheduling.ts';
+import type { ServiceContext } from './service-context.ts';
+
+/** What a runner's stop meant for its job. */
+export type RunnerStopped =
+  | { reconciled: true; job_id: string; tenant: string }
+  | {
+      reconciled: false;
+      reason: 'no such job' | "task of an earlier attempt, not the job's runner";
+      tenant?: string;
+    };
+
+/** How many jobs wait and run, across tenants (the dashboard's gauges). */
+export interface JobGauges {
+  queued: number;
+  running: number;
+}
+
+export interface SweepResult {
+  timed_out: string[];
+  lost: string[];
+  released: string[];
+}
+
+export class Reconciler {
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly scheduler: Scheduler,
+  ) {}
+
+  /**
+   * A job's runner is known to be gone. A job still `running` then failed; its slot is released and
+   * the next job dispatched. Changes nothing for a job that does not exist (it holds no slot this
+   * could free; the sweep frees a deleted job's slot) or, with `runnerRef`, for a runner that is not
+   * the job's current one (an earlier attempt's task).
+   */
+  async runnerStopped(jobId: string, reason: string, runnerRef?: string): Promise<RunnerStopped> {
+    const { store, clock } = this.ctx.deps;
+    const job = await store.get(jobId);
+    if (!job) return { reconciled: false, reason: 'no such job' };
+    // runner_ref is null only between launch and recording it; then this runner is the job's.
+    if (runnerRef && job.runner_ref && job.runner_ref !== runnerRef)
+      return {
+        reconciled: false,
+        reason: "task of an earlier attempt, not the job's runner",
+        tenant: job.tenant,
+      };
+    if (job.status === 'running') {
+      const message = `the job's runner stopped before reporting a result: ${reason}`;
+      if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now())))
+        this.ctx.log('runner stopped without a result; the job failed', { ...jobFields(job), reason });
+    }
+    await store.releaseSlot(jobId);
+    await this.scheduler.dispatch();
+    return { reconciled: true, job_id: job.job_id, tenant: job.tenant };
+  }
+
+  /**
+   * Ends every running job as failed with `message` after stopping whatever is left of its runner
+   * (local mode at start-up: a previous server's runners can no longer report to this store).
+   */
+  async abandonRunning(message: string): Promise<string[]> {
+    const { store, launcher, clock } = this.ctx.deps;
+    const ended: string[] = [];
+    for (const job of await store.listRunning()) {
+      if (job.runner_ref && (await launcher.isAlive(job.runner_ref))) await launcher.stop(job);
+      if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now())))
+        ended.push(job.job_id);
+      await store.releaseSlot(job.job_id);
+    }
+    return ended;
+  }
+
+  /**
+   * Periodic repair: stops jobs past their deadline, fails jobs whose runner is gone, frees leaked
+   * slots, and dispatches. Safe to run from several places at once.
+   */
+  async sweep(): Promise<SweepResult> {
+    const { store, launcher, clock } = this.ctx.deps;
+    const { lifecycle, config } = this.ctx;
+    const now = clock.now();
+    const timedOut: string[] = [];
+    const lost: string[] = [];
+    for (const job of await store.listRunning()) {
+      const deadline = job.deadline_at ? Date.parse(job.deadline_at) : Infinity;
+      if (now.getTime() > deadline + config.deadlineGraceSeconds * 1000) {
+        if (await lifecycle.applyIfCurrent(job, transitions.timedOut(job, now))) {
+          this.ctx.log('sweep: the job ran past its deadline and failed as a timeout', jobFields(job));
+          await launcher.stop(job);
+        }
+        timedOut.push(job.job_id);
+        continue;
+      }
+      const alive = job.runner_ref ? await launcher.isAlive(job.runner_ref) : null;
+      const launchOverdue =
+        !job.runner_ref &&
+        job.started_at &&
+        now.getTime() - Date.parse(job.started_at) > config.launchGraceSeconds * 1000;
+      if (alive === false || launchOverdue) {
+        const message = launchOverdue
+          ? 'the job was never picked up by a runner'
+          : "the job's runner is gone (the process or task ended without reporting a result)";
+        if (await lifecycle.applyIfCurrent(job, transitions.runnerLost(message, now)))
+          this.ctx.log(`sweep: ${message}; the job failed`, jobFields(job));
+        lost.push(job.job_id);
+      }
+    }
+    const released: string[] = [];
+    for (const holder of await store.slotHolders()) {
+      const job = await store.get(holder);
+      if (job && !isTerminal(job.status)) continue;
+      const alive = job?.runner_ref ? await launcher.isAlive(job.runner_ref) : false;
+      if (alive) continue; // a cancelled runner still saving its notebook keeps its slot
+      await store.releaseSlot(holder);
+      released.push(holder);
+    }
+    await this.scheduler.dispatch();
+    return { timed_out: timedOut, lost, released };
+  }
+
+  async gauges(): Promise<JobGauges> {
+    const { store } = this.ctx.deps;
+    const [queued, running] = await Promise.all([store.countQueued(), store.listRunning()]);
+    return { queued, running: running.length };
+  }
+}

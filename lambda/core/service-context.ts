@@ -1,0 +1,112 @@
+/**
+ * What the parts of JobService share: its dependencies (the ports), its configuration, the
+ * lifecycle every state change goes through, and the log. Each part (submission, views,
+ * scheduling, reconciliation, retention) is built on one ServiceContext; JobService is their facade.
+ */
+import { SETTINGS } from './settings.ts';
+import { NotFoundError } from './errors.ts';
+import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobRecord } from './job.ts';
+import { Lifecycle } from './lifecycle.ts';
+import { textLog, type LogFn } from './logging.ts';
+import type {
+  Artifacts,
+  Clock,
+  IdGenerator,
+  JobEventPublisher,
+  JobStore,
+  KernelCatalog,
+  Launcher,
+  LogReader,
+  NotebookRenderer,
+  UploadUrls,
+} from './ports.ts';
+import type { CursorCodec } from './cursor.ts';
+import { JobIdSchema, parseRequest } from './schemas.ts';
+
+export interface JobServiceConfig {
+  maxConcurrentJobs: number;
+  /** Largest notebook accepted inline in a request, in bytes. */
+  maxInlineNotebookBytes: number;
+  /** Largest notebook accepted by URI or upload, in bytes. */
+  maxNotebookBytes: number;
+  /** How long an upload URL stays valid. */
+  uploadTtlSeconds: number;
+  /** How old a claimed idempotency key without its job must be before it counts as abandoned. */
+  idempotencyClaimGraceSeconds: number;
+  /** How long past its deadline a running job may go before the sweep stops it. */
+  deadlineGraceSeconds: number;
+  /** How long a freshly started job may go without a runner ref before the sweep fails it. */
+  launchGraceSeconds: number;
+  /** Poll interval while waiting for a job to finish (wait_seconds). */
+  waitPollMs: number;
+  /** How long a direct download URL (AWS: presigned S3 GET) stays valid. */
+  downloadUrlTtlSeconds: number;
+  /** Largest executed notebook a result summary reads; a larger one is only downloadable. */
+  maxResultNotebookBytes: number;
+  /** How long a create request waits for the dispatch it starts before answering. */
+  dispatchWaitMs: number;
+}
+
+export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
+  maxConcurrentJobs: SETTINGS.maxConcurrentJobs.default,
+  maxInlineNotebookBytes: 5 * 1024 * 1024,
+  maxNotebookBytes: 100 * 1024 * 1024,
+  uploadTtlSeconds: 900,
+  idempotencyClaimGraceSeconds: 60,
+  deadlineGraceSeconds: 30,
+  launchGraceSeconds: 120,
+  waitPollMs: 100,
+  downloadUrlTtlSeconds: 900,
+  maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
+  dispatchWaitMs: 3000,
+};
+
+export interface JobServiceDeps {
+  store: JobStore;
+  artifacts: Artifacts;
+  launcher: Launcher;
+  logs: LogReader;
+  kernels: KernelCatalog;
+  clock: Clock;
+  ids: IdGenerator;
+  cursors: CursorCodec;
+  uploads: UploadUrls;
+  renderer: NotebookRenderer;
+  /** Where state changes are published (default: nowhere). */
+  events?: JobEventPublisher;
+  /**
+   * Where failures that reach no caller are reported, with the job's `job_id` and `tenant` and the
+   * error itself (default: text lines on stderr).
+   */
+  log?: LogFn;
+  config?: Partial<JobServiceConfig>;
+}
+
+export interface ServiceContext {
+  deps: JobServiceDeps;
+  /** Shared by every part: a change (tests tune limits) applies to all of them. */
+  config: JobServiceConfig;
+  lifecycle: Lifecycle;
+  log: LogFn;
+}
+
+export function serviceContext(deps: JobServiceDeps): ServiceContext {
+  return {
+    deps,
+    config: { ...DEFAULT_SERVICE_CONFIG, ...deps.config },
+    lifecycle: new Lifecycle({ store: deps.store, events: deps.events }),
+    log: deps.log ?? textLog(),
+  };
+}
+
+/** The caller's job; another tenant's job is indistinguishable from a missing one. */
+export async function getOwned(ctx: ServiceContext, tenant: string, jobId: string): Promise<JobRecord> {
+  parseRequest(JobIdSchema, jobId, 'job_id');
+  const job = await ctx.deps.store.get(jobId);
+  if (!job || job.tenant !== tenant) throw new NotFoundError(`job ${jobId} not found`, { job_id: jobId });
+  return job;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
