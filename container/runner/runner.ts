@@ -154,7 +154,12 @@ export async function runJob(
   say(`runner started: attempt ${job.attempt}, engine ${deps.engine}, kernel ${job.kernel}`);
   const log: LogFn = (message, fields) => (deps.log ?? textLog())(message, { ...jobFields(job), ...fields });
   const lifecycle = new Lifecycle({ store, events: deps.events });
-  const reporter = new ProgressReporter(lifecycle, job, deps.progressIntervalMs ?? SETTINGS.progressIntervalMs.default, log);
+  const reporter = new ProgressReporter(
+    lifecycle,
+    job,
+    deps.progressIntervalMs ?? SETTINGS.progressIntervalMs.default,
+    log,
+  );
 
   let outcome: RunOutcome;
   let engineGone: Promise<void> = Promise.resolve();
