@@ -8,10 +8,11 @@
  *     raw store read for comparison.
  * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
  * (d) a log tail of 10 lines on a log holding one 50 MB line vs on a 1 MB log: the ratio.
+ * (a-warm), (f), (g) warm kernels vs the pool off, and an idle warm runner's memory: bench/warm.ts.
  * (soak) memory over 1,000 jobs and over one long job: bench/soak.ts, its own table afterwards.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON,
- * BENCH_ONLY (run one section alone: logs or soak), BENCH_SOAK_* (bench/soak.ts; the soak is slow,
+ * BENCH_ONLY (run one section alone: logs, warm or soak), BENCH_SOAK_* (bench/soak.ts; the soak is slow,
  * BENCH_SOAK_JOBS=0 skips it).
  */
 import { execFile } from 'node:child_process';
@@ -35,6 +36,7 @@ import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-
 import { engineScript } from '../lambda/kernels/engines.ts';
 import { findPython, staticKernelCatalog } from '../lambda/kernels/python.ts';
 import { soakBench } from './soak.ts';
+import { warmBench } from './warm.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -74,6 +76,7 @@ async function endToEnd(work: string) {
     port: 0,
     dataDir: join(work, 'e2e'),
     python: python.python,
+    warmKernels: 0, // row (a) is the cold start; the warm rows are bench/warm.ts
     log: () => undefined,
   });
   const input = join(work, 'direct.ipynb');
@@ -282,6 +285,43 @@ function longLineRows(d: Awaited<ReturnType<typeof longLineTail>>): string[][] {
   ];
 }
 
+function warmRows(
+  a: Awaited<ReturnType<typeof endToEnd>>,
+  w: Awaited<ReturnType<typeof warmBench>>,
+): string[][] {
+  return [
+    [
+      '(a) 3-cell job end to end (median)',
+      ms(a.job_ms),
+      `direct ${ms(a.direct_ms)}`,
+      `${a.ratio.toFixed(2)}x`,
+      '<= 1.25x',
+    ],
+    [
+      '(a-warm) same, warm kernel',
+      ms(w.warm_job_ms),
+      `direct ${ms(a.direct_ms)}`,
+      `${w.warm_vs_direct.toFixed(2)}x`,
+      '<= 0.4x',
+    ],
+    [
+      '(f) submit to first cell (median)',
+      `warm ${ms(w.warm_first_cell_ms)}`,
+      `cold ${ms(w.cold_first_cell_ms)}`,
+      `${w.first_cell_ratio.toFixed(2)}x`,
+      '<= 0.2x',
+    ],
+    [
+      '(g) 20 jobs, max 2 at once',
+      `2 warm ${ms(w.burst.warm_2_ms)}`,
+      `pool off ${ms(w.burst.pool_off_ms)}`,
+      `${w.burst.ratio.toFixed(2)}x`,
+      'reported',
+    ],
+    ['idle warm runner memory (RSS)', `${w.idle_warm_runner_mb.toFixed(0)} MB`, '', '', 'reported'],
+  ];
+}
+
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
@@ -300,8 +340,17 @@ async function main() {
   try {
     // The soak (bench/soak.ts) prints its own table; BENCH_ONLY=soak runs it alone.
     if (ONLY === 'soak') return await soakBench(work);
+    if (ONLY === 'warm') {
+      console.error('(a) and warm kernels ...');
+      const a = await endToEnd(work);
+      const w = await warmBench(work, RUNS, a.direct_ms);
+      printTable(warmRows(a, w));
+      saveResults({ end_to_end: a, warm: w });
+      return;
+    }
     if (ONLY !== undefined) {
-      if (ONLY !== 'logs') throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs, soak`);
+      if (ONLY !== 'logs')
+        throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs, warm, soak`);
       console.error('(d) long log line ...');
       const d = await longLineTail(work);
       printTable(longLineRows(d));
@@ -310,6 +359,8 @@ async function main() {
     }
     console.error('(a) end to end ...');
     const a = await endToEnd(work);
+    console.error('(a-warm, f, g) warm kernels ...');
+    const w = await warmBench(work, RUNS, a.direct_ms);
     console.error('(b) latency ...');
     const b = [await latency(work, 100), await latency(work, 10_000)];
     console.error('(c) page cost ...');
@@ -319,13 +370,7 @@ async function main() {
     const d = await longLineTail(work);
 
     const rows = [
-      [
-        '(a) 3-cell job end to end (median)',
-        ms(a.job_ms),
-        `direct ${ms(a.direct_ms)}`,
-        `${a.ratio.toFixed(2)}x`,
-        '<= 1.25x',
-      ],
+      ...warmRows(a, w),
       ...b.flatMap((r) => [
         [
           `(b) create, ${r.stored} stored`,
@@ -366,7 +411,7 @@ async function main() {
       ...longLineRows(d),
     ];
     printTable(rows);
-    saveResults({ end_to_end: a, latency: b, page_cost: c, long_line_tail: d });
+    saveResults({ end_to_end: a, warm: w, latency: b, page_cost: c, long_line_tail: d });
     await soakBench(work);
   } finally {
     rmSync(work, { recursive: true, force: true });
