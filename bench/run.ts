@@ -36,26 +36,14 @@ import { FileLogReader, FileLogSink, jobLogPath } from '../lambda/adapters/file-
 import { engineScript } from '../lambda/kernels/engines.ts';
 import { findPython, staticKernelCatalog } from '../lambda/kernels/python.ts';
 import { soakBench } from './soak.ts';
-import { warmBench } from './warm.ts';
+import { THREE_CELLS, warmBench } from './warm.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 100_000);
 const ONLY = process.env.BENCH_ONLY;
 
-const notebook = {
-  nbformat: 4,
-  nbformat_minor: 5,
-  metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
-  cells: ['x = 1', 'y = x + 1', 'print(y)'].map((source, i) => ({
-    cell_type: 'code',
-    id: `c${i}`,
-    metadata: {},
-    execution_count: null,
-    outputs: [],
-    source,
-  })),
-};
+const notebook = THREE_CELLS;
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -116,7 +116,8 @@ export interface RunnerResult {
 
 const smallNotebook = notebookOf(["for i in range(51):\n    print(f'line {i:02d} ' + 'x' * 32)"]);
 
-function notebookOf(sources: string[]) {
+/** A python3 notebook of code cells (the bench rows' notebooks). */
+export function notebookOf(sources: string[]) {
   return {
     nbformat: 4,
     nbformat_minor: 5,

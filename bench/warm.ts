@@ -10,24 +10,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startLocalServer, type LocalServer } from '../lambda/local/local-server.ts';
 import { findPython } from '../lambda/kernels/python.ts';
+import { notebookOf } from './soak.ts';
 
-type Notebook = Record<string, unknown>;
+type Notebook = ReturnType<typeof notebookOf>;
 
-const notebookOf = (sources: string[]): Notebook => ({
-  nbformat: 4,
-  nbformat_minor: 5,
-  metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
-  cells: sources.map((source, i) => ({
-    cell_type: 'code',
-    id: `c${i}`,
-    metadata: {},
-    execution_count: null,
-    outputs: [],
-    source,
-  })),
-});
-
-const THREE_CELLS = notebookOf(['x = 1', 'y = x + 1', 'print(y)']);
+export const THREE_CELLS = notebookOf(['x = 1', 'y = x + 1', 'print(y)']);
 const FIRST_CELL_CLOCK = notebookOf(['import time; print(repr(time.time()))', 'y = 2']);
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
