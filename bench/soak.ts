@@ -164,7 +164,9 @@ export class ServerProcess {
       '--port',
       '0',
     ];
-    args.push('--data', dataDir, '--workspace', dataDir);
+    // No warm pool: the runner row finds its job's runner by the job id on its command line, and a
+    // warm runner's names its slot instead (the server's own memory is the same either way).
+    args.push('--data', dataDir, '--workspace', dataDir, '--warm-kernels', '0');
     if (python) args.push('--python', python);
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const stderr: string[] = [];
