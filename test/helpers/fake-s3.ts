@@ -23,10 +23,11 @@ export async function startFakeS3(): Promise<FakeS3> {
     const url = new URL(req.url ?? '/', 'http://s3.test');
     const path = decodeURIComponent(url.pathname.slice(1));
     if (req.method === 'GET' && url.searchParams.get('list-type') === '2') {
+      const bucket = path.replace(/\/$/, ''); // the SDK asks for "/bucket/?list-type=2..."
       const prefix = url.searchParams.get('prefix') ?? '';
-      requests.push({ method: 'LIST', path: `${path}?prefix=${prefix}`, signedBy: signedBy(req) });
+      requests.push({ method: 'LIST', path: `${bucket}?prefix=${prefix}`, signedBy: signedBy(req) });
       res.writeHead(200, { 'content-type': 'application/xml' });
-      res.end(listObjects(objects, path, prefix, url.searchParams));
+      res.end(listObjects(objects, bucket, prefix, url.searchParams));
       return;
     }
     requests.push({ method: req.method ?? '', path, signedBy: signedBy(req) });
