@@ -8,11 +8,15 @@
  *     raw store read for comparison.
  * (c) the first list page and one log page with 10^3 and 10^5 records/lines: the ratio.
  * (d) a log tail of 10 lines on a log holding one 50 MB line vs on a 1 MB log: the ratio.
+ * (e) AWS log pages: the first page and a tail of 500 read through the S3 log-page reader from the
+ *     fake S3 (test/helpers/fake-s3.ts, over HTTP) with 10^4 and BENCH_LARGE lines: the ratio.
+ * (h) each Lambda bundle (the shared esbuild config, minified) imported by a fresh node vs a bare
+ *     node start: sizes and the ratio.
  * (a-warm), (f), (g) warm kernels vs the pool off, and an idle warm runner's memory: bench/warm.ts.
  * (soak) memory over 1,000 jobs and over one long job: bench/soak.ts, its own table afterwards.
  *
  * Environment: BENCH_RUNS (default 10), BENCH_LARGE (default 100000), NOTEBOOK_JOBS_PYTHON,
- * BENCH_ONLY (run one section alone: logs, warm or soak), BENCH_SOAK_* (bench/soak.ts; the soak is slow,
+ * BENCH_ONLY (run sections alone, comma-separated: logs, warm, aws-logs, bundles or soak), BENCH_SOAK_* (bench/soak.ts; the soak is slow,
  * BENCH_SOAK_JOBS=0 skips it).
  */
 import { execFile } from 'node:child_process';
@@ -37,11 +41,19 @@ import { engineScript } from '../lambda/kernels/engines.ts';
 import { findPython, staticKernelCatalog } from '../lambda/kernels/python.ts';
 import { soakBench } from './soak.ts';
 import { THREE_CELLS, warmBench } from './warm.ts';
+import { build } from 'esbuild';
+import { statSync } from 'node:fs';
+import { S3Client } from '@aws-sdk/client-s3';
+import { S3LogPageReader } from '../lambda/adapters/aws/s3-log-page-reader.ts';
+import { S3LogPageSink } from '../lambda/adapters/aws/s3-log-page-sink.ts';
+import { ESM_REQUIRE_BANNER, FORMAT, MAIN_FIELDS, NODE_TARGET } from '../lambda/bundle/esbuild-config.ts';
+import { startFakeS3 } from '../test/helpers/fake-s3.ts';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const LARGE = Number(process.env.BENCH_LARGE ?? 100_000);
-const ONLY = process.env.BENCH_ONLY;
+const ONLY = process.env.BENCH_ONLY?.split(',').map((name) => name.trim());
+const SECTIONS = ['logs', 'warm', 'aws-logs', 'bundles', 'soak'];
 
 const notebook = THREE_CELLS;
 
@@ -310,6 +322,125 @@ function warmRows(
   ];
 }
 
+/**
+ * (e) The AWS log adapter on `lines` lines: the runner's sink writes them as pages to the fake S3,
+ * then the first page (500 lines) and a tail of 500 are read through the api's reader.
+ */
+async function awsLogPages(lines: number) {
+  const s3 = await startFakeS3();
+  try {
+    const client = new S3Client({
+      region: 'us-east-1',
+      endpoint: s3.url,
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' },
+    });
+    const job = { job_id: `job_01JD${'0'.repeat(20)}BENCH1`, runner_ref: null, tenant: 'bench', attempt: 1 };
+    const sink = new S3LogPageSink(client, {
+      bucket: 'bench',
+      tenant: job.tenant,
+      jobId: job.job_id,
+      attempt: 1,
+    });
+    for (let i = 0; i < lines; i++)
+      sink.write({ ts: new Date().toISOString(), stream: 'stdout', text: `line ${i}` });
+    await sink.flush();
+    const reader = new S3LogPageReader(client, { bucket: 'bench' });
+    const page: number[] = [];
+    const tail: number[] = [];
+    for (let i = 0; i < 51; i++) {
+      page.push(await time(() => reader.read(job, { limit: 500 })));
+      tail.push(await time(() => reader.read(job, { limit: 500, tail: 500 })));
+    }
+    // The first round warms the code and the connection: left out.
+    return {
+      lines,
+      objects: s3.objects.size,
+      page_ms: median(page.slice(1)),
+      tail_ms: median(tail.slice(1)),
+    };
+  } finally {
+    await s3.close();
+  }
+}
+
+function awsLogRows(small: Awaited<ReturnType<typeof awsLogPages>>, large: typeof small): string[][] {
+  return [
+    [
+      `(e) AWS log page (S3 pages), ${small.lines} vs ${large.lines} lines`,
+      ms(small.page_ms),
+      ms(large.page_ms),
+      `${(large.page_ms / small.page_ms).toFixed(2)}x`,
+      '<= 1.2x',
+    ],
+    [
+      `(e) AWS log tail 500 (S3 pages), ${small.lines} vs ${large.lines} lines`,
+      ms(small.tail_ms),
+      ms(large.tail_ms),
+      `${(large.tail_ms / small.tail_ms).toFixed(2)}x`,
+      '<= 1.2x',
+    ],
+  ];
+}
+
+const HANDLERS = ['api', 'mcp', 'task-events', 'sweeper', 'authorizer'] as const;
+/** The size a Lambda bundle may have (issue 12). */
+const BUNDLE_LIMIT = 1024 * 1024;
+
+/**
+ * (h) Each Lambda bundle built as lib/house-function.ts builds it (the shared esbuild settings,
+ * minified, the AWS SDK bundled), then imported by a fresh node process, against a bare node start.
+ */
+async function bundleImports(work: string) {
+  const dir = join(work, 'bundles');
+  const sizes: Record<string, number> = {};
+  for (const name of HANDLERS) {
+    const outfile = join(dir, name, 'index.mjs');
+    await build({
+      entryPoints: [join('lambda', 'handlers', `${name}.ts`)],
+      outfile,
+      bundle: true,
+      minify: true,
+      platform: 'node',
+      target: NODE_TARGET,
+      format: FORMAT,
+      mainFields: MAIN_FIELDS,
+      banner: { js: ESM_REQUIRE_BANNER },
+      legalComments: 'none',
+      logLevel: 'warning',
+    });
+    sizes[name] = statSync(outfile).size;
+  }
+  const node = (code: string) => () => run(process.execPath, ['--input-type=module', '-e', code]);
+  const bare: number[] = [];
+  const imports: Record<string, number[]> = Object.fromEntries(HANDLERS.map((name) => [name, []]));
+  for (let i = 0; i < RUNS + 1; i++) {
+    bare.push(await time(node('')));
+    for (const name of HANDLERS)
+      imports[name]!.push(await time(node(`await import(${JSON.stringify(join(dir, name, 'index.mjs'))});`)));
+  }
+  const bareMs = median(bare.slice(1));
+  return {
+    bare_node_ms: bareMs,
+    bundles: HANDLERS.map((name) => ({
+      handler: name,
+      bytes: sizes[name] as number,
+      import_ms: median(imports[name]!.slice(1)),
+      ratio: median(imports[name]!.slice(1)) / bareMs,
+    })),
+  };
+}
+
+function bundleRows(f: Awaited<ReturnType<typeof bundleImports>>): string[][] {
+  return f.bundles.map((b) => [
+    `(h) ${b.handler} bundle ${(b.bytes / 1024).toFixed(0)} KiB${b.bytes > BUNDLE_LIMIT ? ' (over 1 MiB)' : ''}: node + import`,
+    `bare node ${ms(f.bare_node_ms)}`,
+    ms(b.import_ms),
+    `${b.ratio.toFixed(2)}x`,
+    '<= 1 MiB',
+  ]);
+}
+
 function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
@@ -327,22 +458,43 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), 'notebook-jobs-bench-'));
   try {
     // The soak (bench/soak.ts) prints its own table; BENCH_ONLY=soak runs it alone.
-    if (ONLY === 'soak') return await soakBench(work);
-    if (ONLY === 'warm') {
-      console.error('(a) and warm kernels ...');
-      const a = await endToEnd(work);
-      const w = await warmBench(work, RUNS, a.direct_ms);
-      printTable(warmRows(a, w));
-      saveResults({ end_to_end: a, warm: w });
-      return;
-    }
     if (ONLY !== undefined) {
-      if (ONLY !== 'logs')
-        throw new Error(`BENCH_ONLY=${ONLY}: the sections that run alone are: logs, warm, soak`);
-      console.error('(d) long log line ...');
-      const d = await longLineTail(work);
-      printTable(longLineRows(d));
-      saveResults({ long_line_tail: d });
+      const unknown = ONLY.filter((name) => !SECTIONS.includes(name));
+      if (unknown.length > 0)
+        throw new Error(
+          `BENCH_ONLY=${unknown.join(',')}: the sections that run alone are: ${SECTIONS.join(', ')}`,
+        );
+      const rows: string[][] = [];
+      const results: Record<string, unknown> = {};
+      if (ONLY.includes('logs')) {
+        console.error('(d) long log line ...');
+        results.long_line_tail = await longLineTail(work);
+        rows.push(...longLineRows(results.long_line_tail as Awaited<ReturnType<typeof longLineTail>>));
+      }
+      if (ONLY.includes('warm')) {
+        console.error('(a) and warm kernels ...');
+        const a = await endToEnd(work);
+        const w = await warmBench(work, RUNS, a.direct_ms);
+        Object.assign(results, { end_to_end: a, warm: w });
+        rows.push(...warmRows(a, w));
+      }
+      if (ONLY.includes('aws-logs')) {
+        console.error('(e) AWS log pages ...');
+        const e = [await awsLogPages(10_000), await awsLogPages(LARGE)] as const;
+        results.aws_log_pages = e;
+        rows.push(...awsLogRows(e[0], e[1]));
+      }
+      if (ONLY.includes('bundles')) {
+        console.error('(h) Lambda bundles ...');
+        const f = await bundleImports(work);
+        results.bundle_imports = f;
+        rows.push(...bundleRows(f));
+      }
+      if (rows.length > 0) {
+        printTable(rows);
+        saveResults(results);
+      }
+      if (ONLY.includes('soak')) await soakBench(work);
       return;
     }
     console.error('(a) end to end ...');
@@ -356,6 +508,10 @@ async function main() {
     const [small, large] = c as [Awaited<ReturnType<typeof pageCost>>, Awaited<ReturnType<typeof pageCost>>];
     console.error('(d) long log line ...');
     const d = await longLineTail(work);
+    console.error('(e) AWS log pages ...');
+    const e = [await awsLogPages(10_000), await awsLogPages(LARGE)] as const;
+    console.error('(h) Lambda bundles ...');
+    const f = await bundleImports(work);
 
     const rows = [
       ...warmRows(a, w),
@@ -397,9 +553,19 @@ async function main() {
         '<= 1.2x',
       ],
       ...longLineRows(d),
+      ...awsLogRows(e[0], e[1]),
+      ...bundleRows(f),
     ];
     printTable(rows);
-    saveResults({ end_to_end: a, warm: w, latency: b, page_cost: c, long_line_tail: d });
+    saveResults({
+      end_to_end: a,
+      warm: w,
+      latency: b,
+      page_cost: c,
+      long_line_tail: d,
+      aws_log_pages: e,
+      bundle_imports: f,
+    });
     await soakBench(work);
   } finally {
     rmSync(work, { recursive: true, force: true });

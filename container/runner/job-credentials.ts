@@ -116,6 +116,8 @@ export function runnerSessionPolicy(scope: JobScope): PolicyDocument {
     // The folder holds the one notebook the api stored at submit (inputKey); its name is in the
     // job item, which the runner has not read yet when it asks for this session.
     { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs') },
+    // The output folder also takes the job's log pages (outputs/<tenant>/<job>/logs/, see
+    // lambda/adapters/aws/s3-log-pages.ts): no statement of their own, so none to widen.
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs') },
   ];
   if (scope.eventBus !== undefined) {

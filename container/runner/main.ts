@@ -45,7 +45,8 @@
  *   AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_EVENTBRIDGE  the AWS SDK's own endpoint overrides
  *
  * Local mode writes logs to a file per job; AWS mode writes them as JSON lines to stdout, which the
- * awslogs driver ships to CloudWatch Logs.
+ * awslogs driver ships to CloudWatch Logs, and as pages under logs/<tenant>/<job>/ in the bucket,
+ * which the API and MCP read (lambda/adapters/aws/s3-log-pages.ts).
  */
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
@@ -61,6 +62,8 @@ import { errorDetail, errorMessage } from '../../lambda/core/errors.ts';
 import { S3Artifacts } from '../../lambda/adapters/aws/s3-artifacts.ts';
 import { EventBridgePublisher } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
+import { S3LogPageSink } from '../../lambda/adapters/aws/s3-log-page-sink.ts';
+import { TeeLogSink } from '../../lambda/adapters/tee-log-sink.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lambda/core/ports.ts';
 import { readRunnerConfig, type S3StorageConfig } from './config.ts';
@@ -144,7 +147,16 @@ async function main(): Promise<number> {
         : {}),
     });
     artifacts = new S3Artifacts(s3, { bucket });
-    logs = new StdoutLogSink();
+    // stdout for CloudWatch Logs (the console), pages in S3 for API and MCP reads.
+    logs = new TeeLogSink([
+      new StdoutLogSink(),
+      new S3LogPageSink(s3, {
+        bucket,
+        tenant: config.storage.tenant,
+        jobId,
+        attempt: attemptOf(store, jobId),
+      }),
+    ]);
     if (eventBus)
       events = new EventBridgePublisher(new EventBridgeClient({ region: config.region, credentials }), {
         eventBus,
@@ -280,6 +292,13 @@ function kernelAwsFor(
       });
     }
   };
+}
+
+/** The job's attempt, which names its run of log pages (runJob reads the job again to run it). */
+async function attemptOf(store: JobStore, jobId: string): Promise<number> {
+  const job = await store.get(jobId);
+  if (!job) throw new Error(`job ${jobId} does not exist`);
+  return Math.max(1, job.attempt);
 }
 
 /**

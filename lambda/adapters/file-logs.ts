@@ -189,10 +189,11 @@ async function readTail(handle: FileHandle, size: number, count: number): Promis
 }
 
 /**
- * One line of the file. A line the runner did not write as a log line (cut by a crash, or from
- * another writer) keeps its text. `cut` says `raw` is only the head of a longer line.
+ * One line of the file (or of an S3 log page, which holds the same lines). A line the runner did
+ * not write as a log line (cut by a crash, or from another writer) keeps its text. `cut` says `raw`
+ * is only the head of a longer line.
  */
-function parseLine(raw: Buffer, cut = false): LogLine {
+export function parseLine(raw: Buffer, cut = false): LogLine {
   if (cut) return parseHead(raw);
   const text = raw.toString('utf8');
   return parseLogLine(text) ?? { ts: '', stream: 'runner', text: text.replace(/\r$/, '') };

@@ -15,6 +15,7 @@ import { CloudWatchLogReader } from '../adapters/aws/cloudwatch-log-reader.ts';
 import { EcsLauncher } from '../adapters/aws/ecs-launcher.ts';
 import { EventBridgePublisher } from '../adapters/aws/eventbridge-publisher.ts';
 import { S3Artifacts, S3UploadUrls } from '../adapters/aws/s3-artifacts.ts';
+import { S3LogPageReader } from '../adapters/aws/s3-log-page-reader.ts';
 import { createDocumentClient } from '../adapters/dynamodb/client.ts';
 import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
 import { ConfigError } from '../core/config.ts';
@@ -22,7 +23,7 @@ import { CursorCodec } from '../core/cursor.ts';
 import { InvalidRequestError } from '../core/errors.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
 import { JobService, type JobServiceDeps } from '../core/job-service.ts';
-import type { KernelInfo, NotebookRenderer } from '../core/ports.ts';
+import type { KernelInfo, LogReader, NotebookRenderer } from '../core/ports.ts';
 import { staticKernelCatalog } from '../kernels/python.ts';
 import type { AwsConfig } from './config.ts';
 
@@ -113,11 +114,7 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     artifacts: new S3Artifacts(clients.s3, { bucket: config.bucket, tenantSources: config.tenantSources }),
     launcher: new EcsLauncher(clients.ecs, config.ecs),
-    logs: new CloudWatchLogReader(clients.logs, {
-      logGroup: config.logs.logGroup,
-      streamPrefix: config.logs.streamPrefix,
-      containerName: config.ecs.containerName,
-    }),
+    logs: jobLogs(config, clients),
     kernels: staticKernelCatalog([...IMAGE_KERNELS]),
     clock: { now: () => new Date() },
     ids: new MonotonicJobIds(),
@@ -131,6 +128,29 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
     config: { maxConcurrentJobs: config.maxConcurrentJobs },
+  };
+}
+
+/**
+ * Job logs: read from the runner's S3 log pages, never from CloudWatch Logs (whose GetLogEvents
+ * quota is account-wide and meant for people: docs/deploy.md, "Job logs"). Deleting a job also
+ * deletes its task's log stream, which the console shows.
+ */
+function jobLogs(config: AwsConfig, clients: AwsClients): LogReader {
+  const pages = new S3LogPageReader(clients.s3, { bucket: config.bucket });
+  const stream = new CloudWatchLogReader(clients.logs, {
+    logGroup: config.logs.logGroup,
+    streamPrefix: config.logs.streamPrefix,
+    containerName: config.ecs.containerName,
+  });
+  // The service hands readers the whole job record; LogSource (lambda/core/ports.ts) names only
+  // what the CloudWatch and file readers need, not the tenant and attempt the pages' keys hold.
+  return {
+    read: (job, options) => pages.read(job as Parameters<S3LogPageReader['read']>[0], options),
+    delete: async (job) => {
+      await pages.delete(job as Parameters<S3LogPageReader['delete']>[0]);
+      await stream.delete(job);
+    },
   };
 }
 

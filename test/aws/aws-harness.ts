@@ -16,6 +16,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import {
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   type PutObjectCommandInput,
@@ -158,6 +159,14 @@ export function mockAws() {
       const body = objects.get(`${input.Bucket}/${input.Key}`);
       if (!body) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
       return { Body: { transformToByteArray: async () => new Uint8Array(body) } };
+    });
+    s3.on(ListObjectsV2Command).callsFake((input: { Bucket: string; Prefix?: string; MaxKeys?: number }) => {
+      const keys = [...objects.keys()]
+        .filter((path) => path.startsWith(`${input.Bucket}/${input.Prefix ?? ''}`))
+        .map((path) => path.slice(input.Bucket.length + 1))
+        .sort();
+      const page = keys.slice(0, input.MaxKeys ?? 1000);
+      return { Contents: page.map((Key) => ({ Key })), KeyCount: page.length, IsTruncated: false };
     });
     ecs.on(RunTaskCommand).callsFake((input: RunTaskCommandInput) => {
       const jobId = input.startedBy as string;

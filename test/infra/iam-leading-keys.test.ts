@@ -20,6 +20,7 @@ import { readStackConfig } from '../../lib/stack-config.ts';
 import { jobRecord } from '../helpers/jobs.ts';
 import { runnerSessionPolicy } from '../../container/runner/job-credentials.ts';
 import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
+import { logPageKey, logPagesPrefix } from '../../lambda/adapters/aws/s3-log-pages.ts';
 import { htmlOutputKey, inputKey, jobKeyPrefixes, outputKey, uploadsPrefix } from '../../lambda/core/job.ts';
 
 const SCOPE = {
@@ -198,6 +199,36 @@ describe('dynamodb:LeadingKeys patterns match the keys the code uses', () => {
     }
     expect(allows('s3:PutObject', inputKey('acme', jobId, 'train.ipynb'))).toBe(false);
     expect(allows('s3:GetObject', outputKey('acme', jobId, 'train.ipynb'))).toBe(false);
+  });
+
+  it("a runner's session policy: its own job's log pages, in the real page layout, and no one else's", () => {
+    const jobId = `job_01JD${'0'.repeat(20)}SESS01`;
+    const otherJob = `job_01JD${'0'.repeat(20)}SESS02`;
+    const policy = runnerSessionPolicy({ ...SCOPE, jobId, tenant: 'acme' });
+    const allows = (action: string, key: string) =>
+      policy.Statement.some(
+        (statement) =>
+          [statement.Action].flat().includes(action) &&
+          iamLike(statement.Resource).test(`arn:aws:s3:::nbj-artifacts/${key}`),
+      );
+    const page = (tenant: string, job: string, attempt: number, seq: number) =>
+      logPageKey(logPagesPrefix(tenant, job), { attempt, seq });
+    for (const [attempt, seq] of [
+      [1, 0],
+      [3, 12_345],
+    ] as const)
+      expect(allows('s3:PutObject', page('acme', jobId, attempt, seq))).toBe(true);
+    for (const key of [page('acme', otherJob, 1, 0), page('globex', jobId, 1, 0)]) {
+      expect(allows('s3:PutObject', key), key).toBe(false);
+      expect(allows('s3:GetObject', key), key).toBe(false);
+    }
+    // Written, never read back or listed by the runner.
+    expect(allows('s3:GetObject', page('acme', jobId, 1, 0))).toBe(false);
+    expect(JSON.stringify(policy)).not.toContain('s3:ListBucket');
+    // The pages are inside what deleting the job removes.
+    expect(jobKeyPrefixes('acme', jobId).some((prefix) => page('acme', jobId, 1, 0).startsWith(prefix))).toBe(
+      true,
+    );
   });
 
   it('the authorizer: the token item it reads, and no job item', async () => {

@@ -2,7 +2,8 @@
  * The container entry point (container/runner/main.ts) in AWS mode, as ECS starts it: a separate
  * process configured by NOTEBOOK_JOBS_* variables, reading its notebook from S3 and writing the
  * executed notebook and its HTML copy back (a small S3-compatible server here), keeping its job
- * in DynamoDB (dynalite), logging JSON lines to stdout for the awslogs driver, and telling a
+ * in DynamoDB (dynalite), logging JSON lines to stdout for the awslogs driver and as S3 log pages
+ * the api's reader reads, and telling a
  * user's cancel from a platform SIGTERM (Spot interruption) by asking the store. Real kernel.
  * Every AWS call is made with the job-scoped session the runner gets from STS (a stand-in that
  * records the exact AssumeRole requests), never with the task's own credentials; the kernel gets no
@@ -18,7 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import { S3Client } from '@aws-sdk/client-s3';
 import { parseLogLine } from '../../lambda/adapters/stdout-log-sink.ts';
+import { S3LogPageReader } from '../../lambda/adapters/aws/s3-log-page-reader.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import type { JobRecord } from '../../lambda/core/job.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
@@ -144,6 +147,18 @@ const outputText = (jobId: string, cell = 0, tenant = 'acme') =>
     '',
   );
 
+/** The api Lambdas' log reader, against the S3 stand-in. */
+const pageReader = () =>
+  new S3LogPageReader(
+    new S3Client({
+      region: 'us-east-1',
+      endpoint: s3.url,
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'AKIAAPILAMBDA', secretAccessKey: 'x' },
+    }),
+    { bucket: BUCKET },
+  );
+
 /** Requests of one job to the S3 stand-in. */
 const s3RequestsOf = (jobId: string) => s3.requests.filter((r) => r.path.includes(jobId));
 /** What the kernel sees of AWS: its AWS_* variables, and the credentials file they name (if any). */
@@ -186,11 +201,23 @@ describe('runner entry point in AWS mode', () => {
       },
     ]);
     // Everything else was signed with that session: S3, DynamoDB, EventBridge.
-    expect(s3RequestsOf(job.job_id).map((r) => [r.method, r.path, r.signedBy])).toEqual([
+    const logPages = `${BUCKET}/outputs/acme/${job.job_id}/logs/`;
+    const isPage = (r: { path: string }) => r.path.startsWith(logPages);
+    expect(
+      s3RequestsOf(job.job_id)
+        .filter((r) => !isPage(r))
+        .map((r) => [r.method, r.path, r.signedBy]),
+    ).toEqual([
       ['GET', `${BUCKET}/inputs/acme/${job.job_id}/nb.ipynb`, 'ASIAJOBDATA'],
       ['PUT', `${BUCKET}/outputs/acme/${job.job_id}/nb.ipynb`, 'ASIAJOBDATA'],
       ['PUT', `${BUCKET}/outputs/acme/${job.job_id}/nb.html`, 'ASIAJOBDATA'],
     ]);
+    // Its log pages: written (the open page rewritten as it grows) in its own output folder, with
+    // the same session, and read back by the api's reader exactly as stdout carried them.
+    const pageWrites = s3RequestsOf(job.job_id).filter(isPage);
+    expect(new Set(pageWrites.map((r) => [r.method, r.path, r.signedBy].join(' ')))).toEqual(
+      new Set([`PUT ${logPages}998-9999999999.jsonl ASIAJOBDATA`]),
+    );
     expect(new Set(dynamo.signers)).toEqual(new Set(['ASIAJOBDATA']));
     const published = aws.putEvents.filter((call) =>
       call.entries[0]?.Detail?.toString().includes(job.job_id),
@@ -223,6 +250,22 @@ describe('runner entry point in AWS mode', () => {
     expect(parsed.every((line) => line !== null)).toBe(true); // nothing else is printed to stdout
     expect(parsed).toContainEqual(expect.objectContaining({ stream: 'stdout', text: 'hello from 42' }));
     expect(parsed.at(-1)).toMatchObject({ stream: 'runner', text: 'job completed' });
+    const ended = (await store.get(job.job_id)) as JobRecord;
+    const read = await pageReader().read(ended, { limit: 5000 });
+    expect(read).toMatchObject({ at_end: true });
+    expect(read.lines).toEqual(parsed);
+    expect((await pageReader().read(ended, { limit: 5000, tail: 1 })).lines).toEqual([parsed.at(-1)]);
+  });
+
+  it('cuts a huge printed line to 64 KiB in the log pages, marked truncated, as in local mode', async () => {
+    const job = await runningJob(makeNotebook([codeCell("print('z' * 200_000)\nprint('after')")]));
+    const runner = startRunner(job.job_id);
+    expect(await runner.exited).toBe(0);
+    const read = await pageReader().read((await store.get(job.job_id)) as JobRecord, { limit: 5000 });
+    const huge = read.lines.find((line) => line.text.startsWith('zzz'));
+    expect(huge).toMatchObject({ stream: 'stdout', truncated: true });
+    expect(huge?.text).toBe('z'.repeat(64 * 1024));
+    expect(read.lines).toContainEqual(expect.objectContaining({ stream: 'stdout', text: 'after' }));
   });
 
   it("gives the kernel its tenant's notebook role, and only that, through a credentials file", async () => {
