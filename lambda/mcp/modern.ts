@@ -80,8 +80,9 @@ export function handleModernRequest(
       },
       {
         legacy: 'reject',
-        // Without streaming (behind a buffering gateway) no progress is sent, so nothing streams.
-        responseMode: endpoint.streamProgress ? 'auto' : 'json',
+        // JSON unless a handler sends a notification first; without streamProgress (behind a
+        // buffering gateway) none sends progress, so every answer is JSON.
+        responseMode: 'auto',
         maxRequestBodySize: endpoint.maxBodyBytes,
         onerror: (error) => base.log(`mcp (2026-07-28): ${errorDetail(error)}`),
       },

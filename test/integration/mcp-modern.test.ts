@@ -131,6 +131,20 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     expect(templates.resourceTemplates).toHaveLength(2);
   });
 
+  it('streams progress for a waiting call with a progressToken, which keeps a short client timeout alive', async () => {
+    const seen: { progress: number; message?: string }[] = [];
+    const result = await client.callTool(
+      { name: 'execute_notebook', arguments: { notebook: { content: slow(6) }, sync_timeout_seconds: 20 } },
+      // Heartbeats come at least every 4 s: a 6 s cell outlives the 5 s timeout only through them.
+      { timeout: 5000, resetTimeoutOnProgress: true, onprogress: (p) => seen.push(p) },
+    );
+    const s = ExecuteNotebookOutputSchema.parse(result.structuredContent);
+    expect(s.done).toBe(true);
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen[0]?.message).toMatch(new RegExp(`^${s.job.job_id}: `));
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.progress).toBeGreaterThan(seen[i - 1]!.progress);
+  });
+
   it('answers tool failures as isError results and an unknown tool as -32602, each once prefixed', async () => {
     const bad = await client.callTool({ name: 'manage_async_job', arguments: { action: 'status' } });
     expect(bad.isError).toBe(true);
