@@ -16,6 +16,7 @@
 import {
   CLIENT_CAPABILITIES_META_KEY,
   createMcpHandler,
+  MissingRequiredClientCapabilityError,
   ProtocolError,
   ProtocolErrorCode,
   Server,
@@ -162,16 +163,20 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
     );
   });
 
-  server.setRequestHandler('tasks/get', { params: TaskIdParams }, async ({ taskId }) =>
-    detailedTaskOf(await findTask(ctx, taskId), ctx, endpoint.taskTtlMs),
-  );
+  // The tasks methods are the extension's: a request that does not declare it gets -32021.
+  server.setRequestHandler('tasks/get', { params: TaskIdParams }, async ({ taskId }, call) => {
+    requireTasks(call);
+    return detailedTaskOf(await findTask(ctx, taskId), ctx, endpoint.taskTtlMs);
+  });
   // These tasks never ask the client for input: an update for a known task is acknowledged.
-  server.setRequestHandler('tasks/update', { params: UpdateTaskParams }, async ({ taskId }) => {
+  server.setRequestHandler('tasks/update', { params: UpdateTaskParams }, async ({ taskId }, call) => {
+    requireTasks(call);
     await findTask(ctx, taskId);
     return {};
   });
   // Cooperative, per the extension: acknowledged, and the job is cancelled unless it has ended.
-  server.setRequestHandler('tasks/cancel', { params: TaskIdParams }, async ({ taskId }) => {
+  server.setRequestHandler('tasks/cancel', { params: TaskIdParams }, async ({ taskId }, call) => {
+    requireTasks(call);
     const job = await findTask(ctx, taskId);
     if (job.status === 'queued' || job.status === 'running') {
       await asProtocolError(ctx, async () => {
@@ -193,6 +198,14 @@ function declaresTasks(call: ServerContext): boolean {
   const capabilities = call.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY as never] as
     { extensions?: Record<string, unknown> } | undefined;
   return capabilities?.extensions?.[TASKS_EXTENSION] !== undefined;
+}
+
+function requireTasks(call: ServerContext): void {
+  if (!declaresTasks(call)) {
+    throw new MissingRequiredClientCapabilityError({
+      requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } },
+    });
+  }
 }
 
 async function createJob(ctx: McpCallContext, args: unknown): Promise<JobView> {

@@ -172,7 +172,8 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
 
     // The SDK client sends tasks/get as a custom method with the envelope and Mcp-Name itself.
     const viaSdk = await client.request(
-      { method: 'tasks/get', params: { taskId: task.taskId } },
+      // This client declares no extensions; the request does (its own _meta keys take precedence).
+      { method: 'tasks/get', params: { taskId: task.taskId, _meta: envelope() } },
       z.looseObject({ taskId: z.string(), status: z.string() }),
     );
     expect(viaSdk.taskId).toBe(task.taskId);
@@ -223,6 +224,14 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     const { task } = await untilEnded(taskId);
     expect(task).toMatchObject({ status: 'cancelled', statusMessage: expect.stringMatching(/^cancelled/) });
     expect(task).not.toHaveProperty('result');
+    // The tasks methods belong to the extension: a request that does not declare it gets -32021.
+    for (const method of ['tasks/get', 'tasks/cancel']) {
+      const undeclared = await raw(method, { taskId }, { extensions: {} });
+      expect(undeclared.body.error).toMatchObject({
+        code: -32021,
+        data: { requiredCapabilities: { extensions: { [TASKS]: {} } } },
+      });
+    }
     // Cancelling an ended task is acknowledged (cancellation is cooperative).
     expect((await raw('tasks/cancel', { taskId })).body.result).toBeDefined();
   });
