@@ -19,6 +19,7 @@ const TASKS = 'io.modelcontextprotocol/tasks';
 
 let svc: TestService;
 let client: Client;
+const serverLog: string[] = [];
 
 const quick = makeNotebook([codeCell('x = 6 * 7\nprint("answer", x)'), codeCell('x')]);
 const slow = (seconds: number) =>
@@ -77,7 +78,7 @@ async function untilEnded(taskId: string, timeoutMs = 60_000) {
 }
 
 beforeAll(async () => {
-  svc = await startTestService();
+  svc = await startTestService({ log: (message) => serverLog.push(message) });
   client = new Client(
     { name: 'notebook-jobs-test', version: '1.0.0' },
     { versionNegotiation: { mode: { pin: VERSION } } },
@@ -143,6 +144,24 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     expect(seen.length).toBeGreaterThanOrEqual(2);
     expect(seen[0]?.message).toMatch(new RegExp(`^${s.job.job_id}: `));
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.progress).toBeGreaterThan(seen[i - 1]!.progress);
+  });
+
+  it('stops waiting (the job goes on) when the client aborts a streamed call', async () => {
+    const stop = new AbortController();
+    const call = client.callTool(
+      { name: 'execute_notebook', arguments: { notebook: { content: slow(30) }, sync_timeout_seconds: 20 } },
+      { signal: stop.signal, onprogress: () => stop.abort('enough') },
+    );
+    await expect(call).rejects.toThrow(/enough/);
+    const end = Date.now() + 10_000;
+    let line: string | undefined;
+    while (!(line = serverLog.find((l) => l.startsWith('mcp: stopped waiting for ')))) {
+      expect(Date.now()).toBeLessThan(end);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const jobId = /stopped waiting for (\S+)/.exec(line)![1]!;
+    expect((await svc.request('GET', `/v1/jobs/${jobId}`)).body.status).not.toBe('cancelled');
+    await svc.request('POST', `/v1/jobs/${jobId}/cancel`);
   });
 
   it('answers tool failures as isError results and an unknown tool as -32602, each once prefixed', async () => {
