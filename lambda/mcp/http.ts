@@ -92,11 +92,12 @@ export async function handleMcpRequest(
   }
 
   // 2026-07-28 (a request carrying the per-request `_meta` envelope, or naming that version in its
-  // header) goes to SDK v2; initialize-era traffic stays here, on SDK v1.
-  if (!(await isLegacyRequest(request, parsedBody, { maxRequestBodySize: endpoint.maxBodyBytes }))) {
-    for (const message of Array.isArray(parsedBody) ? parsedBody : [parsedBody]) {
-      stopCancelledWait(endpoint, caller.tenant, message);
-    }
+  // header) goes to SDK v2; initialize-era traffic stays here, on SDK v1. A batch is never
+  // 2026-07-28 (JSON-RPC batches left MCP in 2025-06-18): batches keep the checks below.
+  if (
+    !Array.isArray(parsedBody) &&
+    !(await isLegacyRequest(request, parsedBody, { maxRequestBodySize: endpoint.maxBodyBytes }))
+  ) {
     return handleModernRequest(
       endpoint,
       endpoint,

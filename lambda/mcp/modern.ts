@@ -39,6 +39,7 @@ import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST } from './server.ts';
 import { detailedTaskOf, extensionTaskOf, TASKS_EXTENSION } from './tasks-extension.ts';
 import {
   callTool,
+  guarded,
   jobResourceUri,
   outputResourceUri,
   TOOLS,
@@ -122,8 +123,14 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
       );
     }
     if (tool.taskSupport !== 'forbidden' && declaresTasks(call)) {
-      // The job is the task, and it is durable (stored) before this answer leaves.
-      const job = await asProtocolError(ctx, () => createJob(ctx, request.params.arguments));
+      // The job is the task, and it is durable (stored) before this answer leaves. Arguments that
+      // create no job get the tool's own isError answer, as without a task.
+      let job: JobView;
+      try {
+        job = await createJob(ctx, request.params.arguments);
+      } catch (error) {
+        return (await guarded(ctx, () => Promise.reject(error))) as never;
+      }
       return { resultType: 'task', ...extensionTaskOf(job, ctx, endpoint.taskTtlMs) } as never;
     }
     const token = call.mcpReq._meta?.progressToken;
@@ -155,7 +162,12 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
     if (!match?.[1]) {
       throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
     }
-    const jobId = decodeURIComponent(match[1]);
+    let jobId: string;
+    try {
+      jobId = decodeURIComponent(match[1]);
+    } catch {
+      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
+    }
     return asProtocolError(ctx, () =>
       match[2]
         ? readOutputResource(ctx, uri, jobId, endpoint.maxResourceBytes)

@@ -208,6 +208,18 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     expect(JSON.parse(ended.result.content[0].text)).toEqual(ended.result.structuredContent);
   });
 
+  it('answers bad arguments and bad URIs with what is wrong, creating no task', async () => {
+    const bad = await raw('tools/call', {
+      name: 'execute_notebook',
+      arguments: { notebook: { content: { cells: [] } } },
+    });
+    expect(bad.body.result).toMatchObject({ resultType: 'complete', isError: true });
+    expect(bad.body.result.content[0].text).toMatch(/^invalid_request: invalid notebook/);
+    const uri = 'notebook-jobs://jobs/%ZZ';
+    const badUri = await raw('resources/read', { uri });
+    expect(badUri.body.error).toMatchObject({ code: -32602, message: `no resource ${uri}` });
+  });
+
   it('returns no task to a client that does not declare the extension', async () => {
     const { body } = await raw(
       'tools/call',
