@@ -26,6 +26,8 @@ import { JsonTooDeepError, parseJsonText } from '../core/json.ts';
 import { parseRequest } from '../core/schemas.ts';
 import type { JobService } from '../core/job-service.ts';
 import { createMcpServer, TASK_PROTOCOL_VERSIONS } from './server.ts';
+import { handleModernRequest } from './modern.ts';
+import { isLegacyRequest } from '@modelcontextprotocol/server';
 
 export interface McpEndpoint {
   service: JobService;
@@ -87,6 +89,23 @@ export async function handleMcpRequest(
   // JSON-RPC 2.0: an empty batch is itself an invalid request (the SDK would answer 202).
   if (Array.isArray(parsedBody) && parsedBody.length === 0) {
     return rpcError(400, -32600, 'invalid request: an empty JSON-RPC batch ([]); send at least one message');
+  }
+
+  // 2026-07-28 (a request carrying the per-request `_meta` envelope, or naming that version in its
+  // header) goes to SDK v2; initialize-era traffic stays here, on SDK v1. A batch is never
+  // 2026-07-28 (JSON-RPC batches left MCP in 2025-06-18): batches keep the checks below.
+  if (
+    !Array.isArray(parsedBody) &&
+    !(await isLegacyRequest(request, parsedBody, { maxRequestBodySize: endpoint.maxBodyBytes }))
+  ) {
+    return handleModernRequest(
+      endpoint,
+      endpoint,
+      { service: endpoint.service, pollIntervalSeconds: endpoint.pollIntervalSeconds, log: endpoint.log },
+      request,
+      parsedBody,
+      caller.tenant,
+    );
   }
 
   const messages: unknown[] = Array.isArray(parsedBody) ? parsedBody : [parsedBody];

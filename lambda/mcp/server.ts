@@ -19,10 +19,16 @@ import {
 import { AppError, errorDetail } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
+import {
+  JOB_RESOURCE,
+  listJobResources,
+  OUTPUT_RESOURCE,
+  readJobResource,
+  readOutputResource,
+} from './resources.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
 import {
   callTool,
-  IPYNB_MIME,
   jobResourceUri,
   outputResourceUri,
   TOOLS,
@@ -53,7 +59,7 @@ export interface McpServerOptions {
 /** Protocol versions that define tasks (2025-11-25 brought them, as experimental). */
 export const TASK_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25'];
 
-const INSTRUCTIONS =
+export const INSTRUCTIONS =
   'Runs Jupyter notebooks as asynchronous jobs. Call inspect_notebook to see a notebook\'s parameters, execute_notebook to run it (it waits up to sync_timeout_seconds, then returns the job id and what to call next), and manage_async_job to follow progress (action "status"), read logs, fetch the result summary (action "result"), cancel, list or clean up.';
 
 function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchema'] {
@@ -67,7 +73,7 @@ function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSch
 }
 
 /** tools/list entries, computed once: the schemas never change at run time. */
-const TOOL_LIST: Tool[] = TOOLS.map((tool) => ({
+export const TOOL_LIST: Tool[] = TOOLS.map((tool) => ({
   name: tool.name,
   title: tool.title,
   description: tool.description,
@@ -118,54 +124,20 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
   );
 
   mcp.registerResource(
-    'job',
+    JOB_RESOURCE.name,
     new ResourceTemplate(jobResourceUri('{job_id}'), {
-      list: async () => {
-        const { jobs } = await ctx.service.list(ctx.tenant, { limit: 20 });
-        return {
-          resources: jobs.map((job) => ({
-            uri: jobResourceUri(job.job_id),
-            name: job.job_id,
-            title: `${job.notebook.name} (${job.status})`,
-            mimeType: 'application/json',
-          })),
-        };
-      },
+      list: async () => ({ resources: await listJobResources(ctx) }),
     }),
-    {
-      title: 'Notebook job',
-      description: 'A job as manage_async_job status shows it.',
-      mimeType: 'application/json',
-    },
-    async (uri, { job_id }) => {
-      const job = await asProtocolError(ctx, () => ctx.service.get(ctx.tenant, String(job_id)));
-      return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify(job) }] };
-    },
+    JOB_RESOURCE,
+    (uri, { job_id }) => asProtocolError(ctx, () => readJobResource(ctx, uri.href, String(job_id))),
   );
 
   mcp.registerResource(
-    'job-output',
+    OUTPUT_RESOURCE.name,
     new ResourceTemplate(outputResourceUri('{job_id}'), { list: undefined }),
-    {
-      title: 'Executed notebook',
-      description: "A job's executed notebook (partial for failed and cancelled jobs).",
-      mimeType: IPYNB_MIME,
-    },
-    async (uri, { job_id }) => {
-      const jobId = String(job_id);
-      const output = await asProtocolError(ctx, () =>
-        ctx.service.output(ctx.tenant, jobId, 'ipynb', { allowUrl: false }),
-      );
-      if (!('body' in output)) throw new Error('unreachable: inline output asked for');
-      if (output.body.length > options.maxResourceBytes) {
-        const job = await ctx.service.get(ctx.tenant, jobId);
-        throw new McpError(
-          ErrorCode.InvalidRequest,
-          `the executed notebook is ${output.body.length} bytes, more than the ${options.maxResourceBytes} served here; download it from ${job.output.download_url ?? job.links.output}`,
-        );
-      }
-      return { contents: [{ uri: uri.href, mimeType: IPYNB_MIME, text: output.body.toString('utf8') }] };
-    },
+    OUTPUT_RESOURCE,
+    (uri, { job_id }) =>
+      asProtocolError(ctx, () => readOutputResource(ctx, uri.href, String(job_id), options.maxResourceBytes)),
   );
   return mcp;
 }

@@ -115,6 +115,57 @@ describe('POST /mcp through the Lambda', () => {
     expect(JSON.parse(foreign.body).error.message).toMatch(/not found/i);
   });
 
+  it('serves 2026-07-28: a task-capable execute_notebook is a task any invocation of the tenant answers, as JSON', async () => {
+    const modern = (method: string, params: Record<string, unknown>, tenant?: string) => {
+      const name = (params.name ?? params.taskId) as string | undefined;
+      const meta = {
+        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientInfo': { name: 'lambda-test', version: '1' },
+        'io.modelcontextprotocol/clientCapabilities': { extensions: { 'io.modelcontextprotocol/tasks': {} } },
+      };
+      return mcp(
+        rpcEvent(
+          method,
+          { ...params, _meta: { ...meta, ...(params._meta as object) } },
+          {
+            tenant,
+            headers: {
+              'MCP-Protocol-Version': '2026-07-28',
+              'Mcp-Method': method,
+              ...(name !== undefined && { 'Mcp-Name': name }),
+            },
+          },
+        ),
+      );
+    };
+    const discovered = result(await modern('server/discover', {}));
+    expect(discovered.capabilities.extensions).toEqual({ 'io.modelcontextprotocol/tasks': {} });
+
+    const { notebook } = createBody();
+    // A progressToken changes nothing here: behind API Gateway the answer stays JSON.
+    const response = await modern('tools/call', {
+      name: 'execute_notebook',
+      arguments: { notebook },
+      _meta: { progressToken: 'p1' },
+    });
+    expect(response.headers?.['content-type'] ?? response.multiValueHeaders?.['content-type']?.[0]).toMatch(
+      /application\/json/,
+    );
+    const task = result(response);
+    expect(task).toMatchObject({ resultType: 'task', status: 'working' });
+    // The stack's retention (days) is the ttl after the job ends; it has not ended yet.
+    expect(task.ttlMs).toBeGreaterThanOrEqual(30 * 24 * 3600 * 1000);
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(task.taskId, 'acme'),
+    ]);
+
+    const got = result(await modern('tasks/get', { taskId: task.taskId }));
+    expect(got).toMatchObject({ taskId: task.taskId, status: 'working', resultType: 'complete' });
+    expect(got.statusMessage).toMatch(/^running \(provisioning\)/);
+    const foreign = JSON.parse((await modern('tasks/get', { taskId: task.taskId }, 'globex')).body);
+    expect(foreign.error).toMatchObject({ code: -32602, message: `no task ${task.taskId}` });
+  });
+
   it("inspect_notebook and execute_notebook refuse another tenant's notebook URI", async () => {
     const uri = `s3://${BUCKET}/outputs/globex/job_01KAB3C4D5E6F7G8H9JKMNPQRS/report.ipynb`;
     aws.objects.set(uri.slice(5), Buffer.from(JSON.stringify(createBody().notebook.content)));
