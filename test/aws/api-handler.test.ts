@@ -22,10 +22,10 @@ import {
   handlerLogger,
   mockAws,
   proxyEvent,
-  sizedBody,
   stackEnv,
   withTextBody,
 } from './aws-harness.ts';
+import { sizedBody } from '../helpers/sized-body.ts';
 import {
   LAMBDA_PAYLOAD_BYTES,
   MAX_INLINE_NOTEBOOK_BYTES,

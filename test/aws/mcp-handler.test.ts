@@ -16,9 +16,9 @@ import {
   mockAws,
   proxyEvent,
   stackEnv,
-  sizedBody,
   withTextBody,
 } from './aws-harness.ts';
+import { sizedBody } from '../helpers/sized-body.ts';
 import { MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES } from '../../lambda/core/settings.ts';
 
 type McpModule = typeof import('../../lambda/handlers/mcp.ts');
