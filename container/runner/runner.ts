@@ -123,7 +123,11 @@ export class RunnerControl {
   private handler: ((reason: StopReason) => void) | null = null;
   private pending: StopReason | null = null;
 
+  /** The first stop asked for, if any. */
+  reason: StopReason | null = null;
+
   stop(reason: StopReason): void {
+    this.reason ??= reason;
     if (this.handler) this.handler(reason);
     else this.pending ??= reason;
   }
@@ -178,6 +182,10 @@ export async function runJob(
   // must not miss the last lines.
   if (outcome.status !== 'skipped')
     say(`job ${outcome.status}${outcome.error ? `: ${outcome.error.message}` : ''}`);
+  else if (control.reason === 'interrupted')
+    say(
+      'the task was stopped (SIGTERM) without a cancel, e.g. a Fargate Spot interruption; the partial notebook was saved and the job is left to be requeued or failed',
+    );
   await logs.flush();
   await reporter.finish(outcome, say);
   await logs.flush();
@@ -460,14 +468,9 @@ function outcomeOf(
   }
   if (stopReason === 'cancel') return { status: 'cancelled', error: null };
   if (stopReason === 'interrupted') {
-    return {
-      status: 'failed',
-      error: {
-        type: 'infrastructure',
-        message:
-          'the task running the job was stopped (SIGTERM) without a cancel, e.g. a Fargate Spot interruption; the partial notebook was saved',
-      },
-    };
+    // The platform stopped the task (a Fargate Spot interruption): the job is left running for
+    // reconciliation, which reads the task's stop code and requeues it as a new attempt or fails it.
+    return { status: 'skipped', error: null };
   }
   if (stopReason === 'orphaned') {
     return {

@@ -23,11 +23,12 @@ export interface AwsConfig {
   bucket: string;
   /** External s3:// prefixes each tenant may submit notebooks from (NOTEBOOK_JOBS_TENANT_SOURCES). */
   tenantSources: TenantSources;
-  /** The launcher's settings (its retry tuning keeps its defaults). */
-  ecs: Omit<EcsLauncherConfig, 'maxAttempts' | 'baseDelayMs' | 'sleep'>;
+  ecs: EcsLauncherConfig;
   logs: { logGroup: string; streamPrefix: string };
   eventBus: string;
   maxConcurrentJobs: number;
+  launchDeadlineSeconds: number;
+  maxAttempts: number;
   cursorSecretArn: string;
 }
 
@@ -64,6 +65,8 @@ export function readAwsConfig(env: Env, warn?: (message: string) => void): AwsCo
     },
     eventBus: requireEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
     maxConcurrentJobs: readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
+    launchDeadlineSeconds: readIntSetting(env, SETTINGS.launchDeadlineSeconds, warn),
+    maxAttempts: readIntSetting(env, SETTINGS.maxAttempts, warn),
     cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
   };
 }

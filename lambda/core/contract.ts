@@ -49,6 +49,31 @@ export const JobViewSchema = z.strictObject({
   priority: z.int(),
   tags: z.record(z.string(), z.string()),
   attempt: z.int().min(0),
+  attempts: z
+    .array(
+      z.strictObject({
+        attempt: z.int().min(1),
+        started_at: timestamp.nullable(),
+        ended_at: timestamp,
+        reason: z.string(),
+      }),
+    )
+    .describe(
+      'Earlier runs of this job lost to infrastructure (e.g. a Fargate Spot interruption) and requeued, oldest first; the current run is the job itself.',
+    ),
+  launch: z
+    .strictObject({
+      attempts: z.int().min(1).describe('Launch tries of the current attempt that met no capacity.'),
+      last_error: z.string().nullable(),
+      retry_at: timestamp.nullable().describe('While queued: the next launch try is not before this.'),
+      deadline_at: timestamp
+        .nullable()
+        .describe('While queued: a launch try failing after this fails the job (infrastructure).'),
+    })
+    .nullable()
+    .describe(
+      'Why a job waits: its launches met no capacity, a quota or throttling and are retried with backoff. Null when no launch try failed.',
+    ),
   output: z.strictObject({
     uri: z.string(),
     download_url: z.string().nullable(),

@@ -69,6 +69,26 @@ export class StateConflictError extends ConflictError {
 }
 
 /**
+ * A launch the platform could not take now (AWS: no Fargate capacity, the account's vCPU quota,
+ * throttling): worth retrying later. Never reaches a caller: the job waits queued for its retry.
+ */
+export class LaunchUnavailableError extends Error {
+  /**
+   * @param nothingStarted true when the platform answered that it started nothing (ECS: RunTask
+   *   `failures`); false when the answer was an error that may hide a started runner (a thrown
+   *   throttle or 5xx), so the retry must reuse the launch's idempotency token.
+   */
+  constructor(
+    message: string,
+    readonly nothingStarted: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'LaunchUnavailableError';
+  }
+}
+
+/**
  * The stack of anything thrown (else its message), followed by its chain of causes: for logs only,
  * never for callers.
  */

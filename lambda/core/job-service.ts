@@ -142,12 +142,18 @@ export class JobService {
   }
 
   /**
-   * A job's runner is gone (local child exit, ECS task STOPPED): a running job fails, its slot is
-   * freed and the next job dispatched. An unknown job, or another runner than the job's current
-   * one (`runnerRef`), changes nothing.
+   * A job's runner is gone (local child exit, ECS task STOPPED): a running job fails (or, when the
+   * run was lost to infrastructure, is requeued as a new attempt while it has attempts left), its
+   * slot is freed and the next job dispatched. An unknown job, or another runner than the job's
+   * current one (`runnerRef`), changes nothing.
    */
-  runnerStopped(jobId: string, reason: string, runnerRef?: string): Promise<RunnerStopped> {
-    return this.reconciler.runnerStopped(jobId, reason, runnerRef);
+  runnerStopped(
+    jobId: string,
+    reason: string,
+    runnerRef?: string,
+    options?: { lostToInfrastructure?: boolean },
+  ): Promise<RunnerStopped> {
+    return this.reconciler.runnerStopped(jobId, reason, runnerRef, options);
   }
 
   /** Ends every running job whose runner this process can no longer hear (local restart). */

@@ -158,6 +158,8 @@ export class JobViews {
       priority: job.priority,
       tags: job.tags,
       attempt: job.attempt,
+      attempts: job.attempts ?? [],
+      launch: launchView(job),
       output: { uri: job.output_uri, download_url: downloadUrl, available },
       error: job.error,
       links: {
@@ -174,6 +176,17 @@ export class JobViews {
   private async downloadUrl(uri: string): Promise<string | undefined> {
     return this.ctx.deps.artifacts.downloadUrl?.(uri, this.ctx.config.downloadUrlTtlSeconds);
   }
+}
+
+function launchView(job: JobRecord): JobView['launch'] {
+  if (!job.launch_attempts) return null;
+  const waiting = job.status === 'queued';
+  return {
+    attempts: job.launch_attempts,
+    last_error: job.last_launch_error ?? null,
+    retry_at: waiting ? (job.launch_retry_at ?? null) : null,
+    deadline_at: waiting ? (job.launch_deadline_at ?? null) : null,
+  };
 }
 
 function splitTag(tag: string): { key: string; value: string } {

@@ -34,7 +34,9 @@ export const DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES = 50 * 1024 * 1024;
  */
 const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {
   queued: ['running', 'cancelled', 'failed'],
-  running: ['completed', 'failed', 'cancelled'],
+  // running -> queued: a launch that met no capacity waits for its retry, and a run lost to
+  // infrastructure (Fargate Spot interruption) is requeued as a new attempt.
+  running: ['completed', 'failed', 'cancelled', 'queued'],
   completed: [],
   failed: [],
   cancelled: [],
@@ -60,6 +62,15 @@ export interface JobError {
   ename?: string | null;
   evalue?: string | null;
   traceback?: string[];
+}
+
+/** An earlier attempt of a job, ended by the infrastructure (the current attempt is the job itself). */
+export interface AttemptRecord {
+  attempt: number;
+  started_at: string | null;
+  ended_at: string;
+  /** Why it ended, e.g. the ECS stop code and reason of a Fargate Spot interruption. */
+  reason: string;
 }
 
 export interface CurrentCell {
@@ -121,6 +132,28 @@ export interface JobRecord {
    */
   input_parameterized?: boolean;
   error: JobError | null;
+  /**
+   * Earlier attempts lost to infrastructure, oldest first (absent on records written before the
+   * field existed: none).
+   */
+  attempts?: AttemptRecord[];
+  /**
+   * Launch tries of the current attempt that met no capacity, a quota or throttling (the job then
+   * waits queued). Reset when the job is requeued as a new attempt. Absent: none.
+   */
+  launch_attempts?: number;
+  /** The earliest time the next launch try may happen; null or absent when not waiting for one. */
+  launch_retry_at?: string | null;
+  /** When launch tries stop and the job fails (set by the first failed try); null or absent before. */
+  launch_deadline_at?: string | null;
+  /** What the last failed launch try answered. */
+  last_launch_error?: string | null;
+  /**
+   * Counts launch tries known to have started nothing; names the launcher's idempotency token
+   * (ECS RunTask clientToken), so a retry after an ambiguous failure (a thrown 5xx may hide a
+   * started task) gets the task that may exist instead of a second one. Absent: 0.
+   */
+  launch_generation?: number;
   /** Launcher handle (local: "pid:<n>"; AWS: the task ARN). */
   runner_ref: string | null;
   idempotency_key: string | null;
@@ -143,6 +176,14 @@ export type JobChanges = Partial<
     | 'attempt'
     | 'updated_at'
     | 'output_saved'
+    | 'attempts'
+    | 'launch_attempts'
+    | 'launch_retry_at'
+    | 'launch_deadline_at'
+    | 'last_launch_error'
+    | 'launch_generation'
+    // Written back unchanged when a job re-enters the queue: the store keys the queue by it.
+    | 'priority'
   >
 >;
 

@@ -53,6 +53,12 @@ export type NewJob = Omit<
   | 'input_parameterized'
   | 'error'
   | 'runner_ref'
+  | 'attempts'
+  | 'launch_attempts'
+  | 'launch_retry_at'
+  | 'launch_deadline_at'
+  | 'last_launch_error'
+  | 'launch_generation'
 >;
 
 export const transitions = {
@@ -143,6 +149,57 @@ export const transitions = {
     return transitions.runnerLost(`the job could not be started: ${message}`, now);
   },
 
+  /**
+   * running -> queued: the platform could not take the job now (capacity, quota, throttling). The
+   * start is undone (its attempt number too: nothing ran), and the job waits for its next launch
+   * try at `retryAt`, failing once a try fails after `deadlineAt`. With `nothingStarted`, the next
+   * try gets a fresh launch token; else it reuses this one, so a task this try may have started is
+   * found again instead of doubled.
+   */
+  launchDeferred(
+    job: Pick<JobRecord, 'attempt' | 'priority' | 'launch_attempts' | 'launch_generation'>,
+    launch: { error: string; retryAt: Date; deadlineAt: Date; nothingStarted: boolean },
+    now: Date,
+  ): Transition {
+    return {
+      from: sources('queued', ['running']),
+      changes: {
+        ...backInQueue(job, now),
+        attempt: job.attempt - 1,
+        launch_attempts: (job.launch_attempts ?? 0) + 1,
+        launch_retry_at: launch.retryAt.toISOString(),
+        launch_deadline_at: launch.deadlineAt.toISOString(),
+        last_launch_error: launch.error,
+        launch_generation: (job.launch_generation ?? 0) + (launch.nothingStarted ? 1 : 0),
+      },
+    };
+  },
+
+  /**
+   * running -> queued as a new attempt: the run was lost to infrastructure (a Fargate Spot
+   * interruption, a task that failed to start). The attempt goes into the job's history; the next
+   * start counts the next attempt, with fresh launch tries.
+   */
+  requeued(
+    job: Pick<JobRecord, 'attempt' | 'priority' | 'started_at' | 'attempts' | 'progress'>,
+    reason: string,
+    now: Date,
+  ): Transition {
+    const ended = { attempt: job.attempt, started_at: job.started_at, ended_at: now.toISOString(), reason };
+    return {
+      from: sources('queued', ['running']),
+      changes: {
+        ...backInQueue(job, now),
+        progress: emptyProgress(job.progress.cells_total),
+        attempts: [...(job.attempts ?? []), ended],
+        launch_attempts: 0,
+        launch_retry_at: null,
+        launch_deadline_at: null,
+        last_launch_error: null,
+      },
+    };
+  },
+
   /** A running job past its deadline plus grace, stopped by the sweep. */
   timedOut(job: Pick<JobRecord, 'timeout_seconds'>, now: Date): Transition {
     const message = `the job ran past its timeout of ${job.timeout_seconds} s and was stopped`;
@@ -158,6 +215,20 @@ export const transitions = {
   },
 };
 
+/** What a running job going back to the queue resets: it has no run, no runner, no deadline. */
+function backInQueue(job: Pick<JobRecord, 'priority'>, now: Date): JobChanges {
+  return {
+    status: 'queued',
+    stage: null,
+    started_at: null,
+    deadline_at: null,
+    runner_ref: null,
+    error: null,
+    updated_at: now.toISOString(),
+    priority: job.priority,
+  };
+}
+
 /** Applies transitions: conditional write, then the published state change. */
 export class Lifecycle {
   constructor(private readonly deps: { store: JobStore; events?: JobEventPublisher }) {}
@@ -170,10 +241,13 @@ export class Lifecycle {
 
   /**
    * Applies `transition` to `job` (as the caller last saw it); publishes when the status changed.
-   * Throws StateConflictError carrying the job as it now is when it is in none of `from`.
+   * Throws StateConflictError carrying the job as it now is when it is in none of `from`, or has
+   * moved to another attempt: a requeued job's earlier runner (or anyone who saw that attempt)
+   * can never write over the new one.
    */
   async apply(job: JobRecord, transition: Transition): Promise<JobRecord> {
-    const updated = await this.deps.store.update(job.job_id, transition.from, transition.changes);
+    const { job_id, attempt } = job;
+    const updated = await this.deps.store.update(job_id, transition.from, transition.changes, attempt);
     if (transition.changes.status !== undefined && transition.changes.status !== job.status)
       await this.deps.events?.publish(stateChange(updated, job.status));
     return updated;

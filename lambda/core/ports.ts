@@ -35,12 +35,18 @@ export interface JobStore {
   create(job: JobRecord): Promise<void>;
   get(jobId: string): Promise<JobRecord | null>;
   /**
-   * Conditional write: applies `changes` only while the job's status is one of `from`.
+   * Conditional write: applies `changes` only while the job's status is one of `from` (and, with
+   * `attempt`, while the job is at that attempt, so a requeued job's earlier runner cannot write).
    * Returns the updated job, or throws StateConflictError carrying the current job
    * (NotFoundError if it does not exist). The carried job was read after the failed write, so
    * in a race its status may already be one of `from` again; callers decide on what it is now.
    */
-  update(jobId: string, from: readonly JobStatus[], changes: JobChanges): Promise<JobRecord>;
+  update(
+    jobId: string,
+    from: readonly JobStatus[],
+    changes: JobChanges,
+    attempt?: number,
+  ): Promise<JobRecord>;
   delete(jobId: string): Promise<void>;
   /** Newest first; cost follows the page (index query, never a scan). */
   list(query: ListJobsQuery): Promise<Page<JobRecord>>;
@@ -118,6 +124,12 @@ export interface Launcher {
    * allowed). Called before a job is created. Launchers that ignore cpu/memory leave it out.
    */
   checkResources?(resources: { cpu: number | null; memory: number | null }): void;
+  /**
+   * Starts the job's runner with one try: no retry and no sleep here, since a request may be
+   * waiting. Throws LaunchUnavailableError when the platform cannot take the job now (capacity,
+   * quota, throttling): the job then waits queued and the dispatcher retries it with backoff; any
+   * other error fails the job.
+   */
   launch(job: JobRecord): Promise<LaunchResult>;
   /** Stops a job's runner (graceful first); a no-op when it is already gone. */
   stop(job: JobRecord): Promise<void>;

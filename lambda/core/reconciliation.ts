@@ -37,12 +37,19 @@ export class Reconciler {
   ) {}
 
   /**
-   * A job's runner is known to be gone. A job still `running` then failed; its slot is released and
-   * the next job dispatched. Changes nothing for a job that does not exist (it holds no slot this
-   * could free; the sweep frees a deleted job's slot) or, with `runnerRef`, for a runner that is not
-   * the job's current one (an earlier attempt's task).
+   * A job's runner is known to be gone. A job still `running` then failed; or, when the run was
+   * `lostToInfrastructure` (a Fargate Spot interruption, a task that failed to start), requeued as
+   * a new attempt while it has attempts left. Its slot is released and the next job dispatched.
+   * Changes nothing for a job that does not exist (it holds no slot this could free; the sweep
+   * frees a deleted job's slot) or, with `runnerRef`, for a runner that is not the job's current
+   * one (an earlier attempt's task).
    */
-  async runnerStopped(jobId: string, reason: string, runnerRef?: string): Promise<RunnerStopped> {
+  async runnerStopped(
+    jobId: string,
+    reason: string,
+    runnerRef?: string,
+    { lostToInfrastructure = false }: { lostToInfrastructure?: boolean } = {},
+  ): Promise<RunnerStopped> {
     const { store, clock } = this.ctx.deps;
     const job = await store.get(jobId);
     if (!job) return { reconciled: false, reason: 'no such job' };
@@ -54,9 +61,21 @@ export class Reconciler {
         tenant: job.tenant,
       };
     if (job.status === 'running') {
-      const message = `the job's runner stopped before reporting a result: ${reason}`;
-      if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now())))
-        this.ctx.log('runner stopped without a result; the job failed', { ...jobFields(job), reason });
+      const { maxAttempts } = this.ctx.config;
+      if (lostToInfrastructure && job.attempt < maxAttempts) {
+        if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.requeued(job, reason, clock.now())))
+          this.ctx.log('run lost to infrastructure; the job is requeued as a new attempt', {
+            ...jobFields(job),
+            attempt: job.attempt,
+            reason,
+          });
+      } else {
+        const message = lostToInfrastructure
+          ? `the job's run was lost to infrastructure on attempt ${job.attempt} of at most ${maxAttempts}: ${reason}`
+          : `the job's runner stopped before reporting a result: ${reason}`;
+        if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now())))
+          this.ctx.log('runner stopped without a result; the job failed', { ...jobFields(job), reason });
+      }
     }
     await store.releaseSlot(jobId);
     await this.scheduler.dispatch();

@@ -3,7 +3,7 @@
  * within a priority) and launches their runners. Every step is conditional, so dispatchers in
  * several processes may race harmlessly.
  */
-import { errorMessage, StateConflictError } from './errors.ts';
+import { errorMessage, LaunchUnavailableError, StateConflictError } from './errors.ts';
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
 import type { JobRecord } from './job.ts';
@@ -53,8 +53,14 @@ export class Scheduler {
 
   private async dispatchOnce(): Promise<void> {
     const { store, clock } = this.ctx.deps;
+    // Jobs whose launch was deferred in this pass: the queue index may still show them as they
+    // were (no retry time yet), and they must not be tried again at once.
+    const deferred = new Set<string>();
     for (;;) {
-      const [next] = await store.listQueued(1);
+      const now = clock.now().getTime();
+      const queued = await store.listQueued(QUEUE_LOOKAHEAD);
+      // A job waiting for its launch retry lets the jobs behind it pass (another size may fit).
+      const next = queued.find((job) => !deferred.has(job.job_id) && retryDue(job, now));
       if (!next) return;
       if (!(await store.acquireSlot(next.job_id, this.ctx.config.maxConcurrentJobs))) return;
       let job: JobRecord;
@@ -66,22 +72,78 @@ export class Scheduler {
         if (error.current.status !== 'running') await store.releaseSlot(next.job_id);
         continue;
       }
-      await this.launch(job);
+      if (!(await this.launch(job))) deferred.add(job.job_id);
     }
   }
 
-  private async launch(job: JobRecord): Promise<void> {
-    const { launcher, clock } = this.ctx.deps;
+  /** Launches a started job's runner; false when the launch was deferred (the job waits queued). */
+  private async launch(job: JobRecord): Promise<boolean> {
+    const { launcher, clock, store } = this.ctx.deps;
     try {
       const { runner_ref } = await launcher.launch(job);
       // A job that already ended keeps its ending (its runner finds it not running and does nothing).
       await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerAssigned(runner_ref));
+      return true;
     } catch (error) {
-      this.ctx.log('launch failed; the job fails', { ...jobFields(job), error });
-      await this.ctx.lifecycle.applyIfCurrent(
-        job,
-        transitions.launchFailed(errorMessage(error), clock.now()),
-      );
+      let waiting = false;
+      if (error instanceof LaunchUnavailableError) {
+        waiting = await this.deferLaunch(job, error);
+      } else {
+        this.ctx.log('launch failed; the job fails', { ...jobFields(job), error });
+        await this.ctx.lifecycle.applyIfCurrent(
+          job,
+          transitions.launchFailed(errorMessage(error), clock.now()),
+        );
+      }
+      // Nothing runs for it (waiting, failed, or cancelled meanwhile): its slot is free at once.
+      await store.releaseSlot(job.job_id);
+      return !waiting;
     }
   }
+
+  /**
+   * The platform could not take the job now: back to the queue with a retry time (doubling, capped,
+   * never past the launch deadline), or failed once a try fails at or after the deadline. True when
+   * the job now waits for its retry.
+   */
+  private async deferLaunch(job: JobRecord, error: LaunchUnavailableError): Promise<boolean> {
+    const { lifecycle, config } = this.ctx;
+    const now = this.ctx.deps.clock.now();
+    const deadline = job.launch_deadline_at
+      ? new Date(job.launch_deadline_at)
+      : new Date(now.getTime() + config.launchDeadlineSeconds * 1000);
+    const tries = (job.launch_attempts ?? 0) + 1;
+    if (now.getTime() >= deadline.getTime()) {
+      const waited = job.launch_deadline_at ? ` for ${config.launchDeadlineSeconds} s` : '';
+      const message = `no capacity to start the job${waited} (${tries} launch ${tries === 1 ? 'try' : 'tries'}, launch deadline reached): ${error.message}`;
+      this.ctx.log('launch deadline reached; the job fails', { ...jobFields(job), error });
+      await lifecycle.applyIfCurrent(job, transitions.launchFailed(message, now));
+      return false;
+    }
+    const backoff = Math.min(config.launchRetryBaseSeconds * 2 ** (tries - 1), config.launchRetryMaxSeconds);
+    const retryAt = new Date(Math.min(now.getTime() + backoff * 1000, deadline.getTime()));
+    this.ctx.log('launch deferred; the job waits queued for its retry', {
+      ...jobFields(job),
+      launch_attempts: tries,
+      launch_retry_at: retryAt.toISOString(),
+      error,
+    });
+    const deferred = await lifecycle.applyIfCurrent(
+      job,
+      transitions.launchDeferred(
+        job,
+        { error: error.message, retryAt, deadlineAt: deadline, nothingStarted: error.nothingStarted },
+        now,
+      ),
+    );
+    return deferred !== null;
+  }
+}
+
+/** Queued jobs looked at per dispatch step, so jobs waiting for a launch retry can be passed. */
+const QUEUE_LOOKAHEAD = 10;
+
+/** Whether a queued job may be launched now (it is not waiting for a launch retry). */
+function retryDue(job: JobRecord, now: number): boolean {
+  return !job.launch_retry_at || Date.parse(job.launch_retry_at) <= now;
 }

@@ -3,7 +3,7 @@
  * lifecycle every state change goes through, and the log. Each part (submission, views,
  * scheduling, reconciliation, retention) is built on one ServiceContext; JobService is their facade.
  */
-import { SETTINGS } from './settings.ts';
+import { MAX_INLINE_NOTEBOOK_BYTES, SETTINGS } from './settings.ts';
 import { NotFoundError } from './errors.ts';
 import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobRecord } from './job.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -45,11 +45,18 @@ export interface JobServiceConfig {
   maxResultNotebookBytes: number;
   /** How long a create request waits for the dispatch it starts before answering. */
   dispatchWaitMs: number;
+  /** How long launches may keep meeting no capacity (quota, throttling) before the job fails. */
+  launchDeadlineSeconds: number;
+  /** The wait before the first launch retry; it doubles per retry up to `launchRetryMaxSeconds`. */
+  launchRetryBaseSeconds: number;
+  launchRetryMaxSeconds: number;
+  /** Runs of one job, the first included, when runs are lost to infrastructure. */
+  maxAttempts: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   maxConcurrentJobs: SETTINGS.maxConcurrentJobs.default,
-  maxInlineNotebookBytes: 5 * 1024 * 1024,
+  maxInlineNotebookBytes: MAX_INLINE_NOTEBOOK_BYTES,
   maxNotebookBytes: 100 * 1024 * 1024,
   uploadTtlSeconds: 900,
   idempotencyClaimGraceSeconds: 60,
@@ -59,6 +66,12 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   downloadUrlTtlSeconds: 900,
   maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
   dispatchWaitMs: 3000,
+  launchDeadlineSeconds: SETTINGS.launchDeadlineSeconds.default,
+  // 15 s, 30 s, 60 s, then every 2 min: Fargate capacity and throttling recover in minutes, and the
+  // sweep (every minute on AWS) is what retries when nothing else dispatches.
+  launchRetryBaseSeconds: 15,
+  launchRetryMaxSeconds: 120,
+  maxAttempts: SETTINGS.maxAttempts.default,
 };
 
 export interface JobServiceDeps {

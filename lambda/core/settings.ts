@@ -89,6 +89,24 @@ export const SETTINGS = {
     min: KiB,
     max: 1024 * MiB,
   },
+  /**
+   * How long a job keeps waiting queued while its launches meet no capacity, the account's quota or
+   * throttling (AWS: Fargate), counted from the first such try; a try failing after it fails the
+   * job (`infrastructure`). Long enough for Fargate capacity to come back, short enough that a
+   * caller hears of a real shortage within a coffee break.
+   */
+  launchDeadlineSeconds: {
+    variable: 'NOTEBOOK_JOBS_LAUNCH_DEADLINE_SECONDS',
+    default: 15 * 60,
+    min: 0,
+    max: 24 * 3600,
+  },
+  /**
+   * Runs of one job, the first included: a run lost to infrastructure (Fargate Spot interruption,
+   * a task that failed to start) is requeued as a new attempt until this many ran; the last loss
+   * fails the job. Notebook errors are never retried.
+   */
+  maxAttempts: { variable: 'NOTEBOOK_JOBS_MAX_ATTEMPTS', default: 3, min: 1, max: 10 },
 } as const satisfies Record<string, IntSetting>;
 
 /**
@@ -106,11 +124,45 @@ export const DEFAULT_TIMEOUT_SECONDS = 3600;
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
 /**
- * Largest request body the REST and MCP endpoints read (local server and Lambdas alike): inline
- * notebooks are limited to 5 MB, and the JSON (or JSON-RPC) around them gets a little more. API
- * Gateway itself stops at 10 MB.
+ * Lambda's payload limit for a synchronous invocation: 6 MB for the whole event, in which API
+ * Gateway's proxy integration carries the request body as one JSON string ("Invocation payload
+ * (request and response)", https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html;
+ * Lambda's error names 6291556 bytes, so 6 MiB is the limit's own size).
  */
-export const MAX_REQUEST_BODY_BYTES = 6 * MiB;
+export const LAMBDA_PAYLOAD_BYTES = 6 * MiB;
+
+/**
+ * What a proxy event holds besides the body, at most: the headers twice (`headers` and
+ * `multiValueHeaders`, each up to API Gateway's 10 KiB of headers, escaped), the query string twice,
+ * the path, and the request context with the authorizer's fields.
+ */
+export const PROXY_EVENT_ENVELOPE_BYTES = 64 * KiB;
+
+/**
+ * The most a request body can grow when the proxy event escapes it as a JSON string: a JSON body
+ * has no raw control characters outside whitespace, so every byte stays one byte except `"`, `\`
+ * and the whitespace characters tab, CR and LF, which become two (`\"`, `\\`, `\t`). Non-ASCII
+ * text stays UTF-8 (JSON does not require \u escapes). Notebooks measure 1.17-1.28x; a body made of
+ * quotes and backslashes (a notebook printing Windows paths, say) reaches 2x.
+ */
+export const BODY_ESCAPE_GROWTH = 2;
+
+/**
+ * Largest request body the REST and MCP endpoints read (local server and Lambdas alike): whatever
+ * its content, once escaped into the proxy event it still fits Lambda's payload limit, so a body
+ * under it reaches the service and a larger one gets a clear 413 from it pointing at
+ * `POST /v1/uploads` (not a gateway 5xx). 3,112,960 bytes (about 2.97 MiB).
+ */
+export const MAX_REQUEST_BODY_BYTES = Math.floor(
+  (LAMBDA_PAYLOAD_BYTES - PROXY_EVENT_ENVELOPE_BYTES) / BODY_ESCAPE_GROWTH,
+);
+
+/**
+ * Largest notebook accepted inline (its compact JSON), leaving room in the body for the rest of the
+ * create request or the JSON-RPC envelope around it (parameters, tags, names): 3,047,424 bytes.
+ * Larger notebooks go by upload (`POST /v1/uploads`) or URI.
+ */
+export const MAX_INLINE_NOTEBOOK_BYTES = MAX_REQUEST_BODY_BYTES - 64 * KiB;
 
 /** The local server's data folder when neither `--data` nor NOTEBOOK_JOBS_DATA says otherwise. */
 export const DEFAULT_DATA_DIR = '.notebook-jobs';

@@ -3,7 +3,8 @@
  * tenant and scopes from the authorizer, a scope check, then the same routes as local mode.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { AppError } from '../core/errors.ts';
+import { AppError, PayloadTooLargeError } from '../core/errors.ts';
+import { MAX_REQUEST_BODY_BYTES } from '../core/settings.ts';
 import { errorResponse } from '../http/errors.ts';
 // PUBLIC_ROUTES (the route table's `public` routes) are also the ones the stack leaves open.
 import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
@@ -40,7 +41,19 @@ export async function handler(
       const scope = requiredScope(method);
       if (!auth.scopes.includes(scope)) return toProxyResult(forbidden(scope, method, path));
     }
-    const response = await handleApiRequest(await context(), toApiRequest(event, auth?.tenant ?? ''));
+    const request = toApiRequest(event, auth?.tenant ?? '');
+    if (request.body && request.body.length > MAX_REQUEST_BODY_BYTES) {
+      // The same limit (and answer) as the local server: a body that fits Lambda's payload limit
+      // however it is escaped, so no notebook accepted here depends on how it escapes.
+      const message = `request body is over ${MAX_REQUEST_BODY_BYTES} bytes; send larger notebooks with POST /v1/uploads and submit the notebook_uri`;
+      return toProxyResult(
+        errorResponse(
+          new PayloadTooLargeError(message, { size: request.body.length, limit: MAX_REQUEST_BODY_BYTES }),
+          logError,
+        ),
+      );
+    }
+    const response = await handleApiRequest(await context(), request);
     return toProxyResult(response);
   } catch (error) {
     // Configuration and wiring failures: logged in full, answered as a generic 500.

@@ -1,7 +1,9 @@
 /**
  * EventBridge `ECS Task State Change` -> reconciliation. When a job's task has STOPPED, the job's
  * runner is gone: JobService.runnerStopped fails the job if it is still running (with why the task
- * stopped and the runner's exit code), releases its slot and dispatches the next queued job.
+ * stopped and the runner's exit code), or requeues it as a new attempt when the platform stopped
+ * the task (a Spot interruption: see INFRASTRUCTURE_STOP_CODES), releases its slot and dispatches
+ * the next queued job.
  *
  * Ignored, with a log line: other statuses, tasks of another cluster, tasks not started for a job
  * (startedBy is not a job id), unknown jobs, and a task of an older attempt while the job's current
@@ -60,6 +62,7 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
     jobId,
     stopReason(detail, config.ecs.containerName),
     detail.taskArn,
+    { lostToInfrastructure: lostToInfrastructure(detail) },
   );
   if (!stopped.reconciled)
     return {
@@ -69,6 +72,28 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
       ...(stopped.tenant ? { tenant: stopped.tenant } : {}),
     };
   return { action: 'reconciled', job_id: jobId, tenant: stopped.tenant };
+}
+
+/**
+ * Stop codes that mean the platform, not the notebook or a person, ended the task (ECS `Task`
+ * `stopCode`, "Stopped tasks error codes" in the ECS developer guide): a Fargate Spot interruption
+ * (`SpotInterruption`, `TerminationNotice`), a task that never started (`TaskFailedToStart`: image
+ * pull, network or capacity trouble), the scheduler or the infrastructure's health
+ * (`ServiceSchedulerInitiated`, `InfrastructureHealth`). Such a run is requeued as a new attempt.
+ * `UserInitiated` (StopTask: a cancel, a timeout, an operator) and `EssentialContainerExited` (the
+ * runner exited: a crash, an out-of-memory kill) are not: the job fails.
+ */
+const INFRASTRUCTURE_STOP_CODES = new Set([
+  'SpotInterruption',
+  'TerminationNotice',
+  'TaskFailedToStart',
+  'ServiceSchedulerInitiated',
+  'InfrastructureHealth',
+]);
+
+/** Whether the task was stopped by the platform (see INFRASTRUCTURE_STOP_CODES). */
+export function lostToInfrastructure(detail: Pick<EcsTaskStateChangeDetail, 'stopCode'>): boolean {
+  return detail.stopCode !== undefined && INFRASTRUCTURE_STOP_CODES.has(detail.stopCode);
 }
 
 /**

@@ -23,7 +23,14 @@ import {
   mockAws,
   proxyEvent,
   stackEnv,
+  withTextBody,
 } from './aws-harness.ts';
+import { sizedBody } from '../helpers/sized-body.ts';
+import {
+  LAMBDA_PAYLOAD_BYTES,
+  MAX_INLINE_NOTEBOOK_BYTES,
+  MAX_REQUEST_BODY_BYTES,
+} from '../../lambda/core/settings.ts';
 
 type ApiModule = typeof import('../../lambda/handlers/api.ts');
 
@@ -360,5 +367,54 @@ describe('cold start configuration', () => {
     });
     expect(result.body).not.toContain('NOTEBOOK_JOBS_BUCKET');
     expect(logged).toContain('missing required environment variable NOTEBOOK_JOBS_BUCKET');
+  });
+});
+
+describe('request size limits (Lambda payload 6 MB, bodies escaped inside the event)', () => {
+  const post = (text: string) =>
+    withTextBody(proxyEvent({ method: 'POST', path: '/v1/jobs', body: {} }), text);
+  const create = (notebookBytes: number, bodyBytes: number) =>
+    sizedBody(notebookBytes, bodyBytes, (content) => ({ notebook: { content, name: 'big.ipynb' } }));
+
+  it('accepts a body of exactly the limit carrying a notebook of exactly the inline limit', async () => {
+    const response = await api(post(create(MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES)));
+    expect(response.statusCode, response.body.slice(0, 300)).toBe(201);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('answers one byte over the body limit with 413 pointing at POST /v1/uploads, and creates nothing', async () => {
+    const response = await api(post(create(MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES + 1)));
+    expect(response.statusCode).toBe(413);
+    expect(body(response)).toEqual({
+      error: {
+        code: 'payload_too_large',
+        message: `request body is over ${MAX_REQUEST_BODY_BYTES} bytes; send larger notebooks with POST /v1/uploads and submit the notebook_uri`,
+        details: { size: MAX_REQUEST_BODY_BYTES + 1, limit: MAX_REQUEST_BODY_BYTES },
+      },
+    });
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+
+  it('answers a notebook one byte over the inline limit (in a body under its limit) with 413 and the upload hint', async () => {
+    const response = await api(post(create(MAX_INLINE_NOTEBOOK_BYTES + 1, MAX_REQUEST_BODY_BYTES)));
+    expect(response.statusCode).toBe(413);
+    expect(body(response).error.message).toBe(
+      `notebook is ${MAX_INLINE_NOTEBOOK_BYTES + 1} bytes; the limit is ${MAX_INLINE_NOTEBOOK_BYTES} bytes (send larger notebooks with POST /v1/uploads and submit the notebook_uri)`,
+    );
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+
+  it("keeps a worst-case body at the limit within Lambda's payload once escaped into the event", () => {
+    // Every byte of this (valid JSON) body escapes to two, and the headers fill API Gateway's 10 KiB.
+    const text = `"${'\\'.repeat(MAX_REQUEST_BODY_BYTES - 2)}"`;
+    expect(text.length).toBe(MAX_REQUEST_BODY_BYTES);
+    const event = post(text);
+    const big = 'h'.repeat(10 * 1024);
+    event.headers['X-Padding'] = big;
+    event.multiValueHeaders['X-Padding'] = [big];
+    const payload = Buffer.byteLength(JSON.stringify(event));
+    expect(payload).toBeGreaterThan(2 * MAX_REQUEST_BODY_BYTES);
+    expect(payload).toBeLessThanOrEqual(LAMBDA_PAYLOAD_BYTES);
   });
 });

@@ -179,15 +179,22 @@ export function mockAws() {
   return { ecs, s3, logs, events, secrets, objects, tasks, reset };
 }
 
-/** The RunTask input the launcher sends for a job's first attempt with this test stack's settings. */
-export function expectedRunTask(jobId: string, tenant: string): RunTaskCommandInput {
+/**
+ * The RunTask input the launcher sends for a job with this test stack's settings: its first
+ * attempt and first launch token unless told otherwise.
+ */
+export function expectedRunTask(
+  jobId: string,
+  tenant: string,
+  { attempt = 1, generation = 0 }: { attempt?: number; generation?: number } = {},
+): RunTaskCommandInput {
   return {
     cluster: CLUSTER_ARN,
     taskDefinition: TASK_DEFINITION_ARN,
     launchType: 'FARGATE',
     count: 1,
     startedBy: jobId,
-    clientToken: `${jobId}-1-0`,
+    clientToken: `${jobId}-${attempt}-${generation}`,
     networkConfiguration: {
       awsvpcConfiguration: {
         subnets: ['subnet-0abc1234def567890', 'subnet-0def5678abc123456'],
@@ -317,4 +324,9 @@ export async function oneSlotColdStart<T>(
   const { handler: api } = await coldStart<{ handler: ApiHandler }>('lambda/handlers/api.ts', env);
   const module = (await import(join(ROOT, modulePath))) as T;
   return { store: db.store(table), api, module };
+}
+
+/** The event with `text` as its body, as API Gateway sends a JSON body (no binary media type). */
+export function withTextBody(event: APIGatewayProxyEvent, text: string): APIGatewayProxyEvent {
+  return { ...event, body: text, isBase64Encoded: false };
 }

@@ -28,6 +28,8 @@ describe('readAwsConfig', () => {
       logs: { logGroup: '/notebook-jobs/runner', streamPrefix: 'runner' },
       eventBus: 'default',
       maxConcurrentJobs: 5,
+      launchDeadlineSeconds: 900,
+      maxAttempts: 3,
       cursorSecretArn: 'arn:aws:secretsmanager:us-west-2:111122223333:secret:notebook-jobs-cursor-AbCdEf',
     });
   });

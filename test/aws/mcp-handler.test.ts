@@ -16,7 +16,10 @@ import {
   mockAws,
   proxyEvent,
   stackEnv,
+  withTextBody,
 } from './aws-harness.ts';
+import { sizedBody } from '../helpers/sized-body.ts';
+import { MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES } from '../../lambda/core/settings.ts';
 
 type McpModule = typeof import('../../lambda/handlers/mcp.ts');
 
@@ -225,6 +228,39 @@ describe('POST /mcp through the Lambda', () => {
     );
     expect(call.isError).toBe(true);
     expect(call.content[0].text).toMatch(/job_id is required for action "cancel"/);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+});
+
+describe('request size limits through the Lambda', () => {
+  const call = (bodyBytes: number) =>
+    withTextBody(
+      rpcEvent('tools/call', {}),
+      sizedBody(MAX_INLINE_NOTEBOOK_BYTES, bodyBytes, (content) => ({
+        jsonrpc: '2.0',
+        id: nextId++,
+        method: 'tools/call',
+        params: {
+          name: 'execute_notebook',
+          arguments: { notebook: { content, name: 'big.ipynb' }, sync_timeout_seconds: 0 },
+        },
+      })),
+    );
+
+  it('runs execute_notebook with a body of exactly the limit (a notebook of exactly the inline limit)', async () => {
+    const answer = result(await mcp(call(MAX_REQUEST_BODY_BYTES)));
+    expect(answer.isError, JSON.stringify(answer).slice(0, 300)).toBeFalsy();
+    expect(answer.structuredContent.job.status).toBe('running');
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('answers one byte over with 413 and a JSON-RPC error pointing at POST /v1/uploads', async () => {
+    const response = await mcp(call(MAX_REQUEST_BODY_BYTES + 1));
+    expect(response.statusCode).toBe(413);
+    const message = JSON.parse(response.body);
+    expect(message.error.message).toBe(
+      `request body is larger than ${MAX_REQUEST_BODY_BYTES} bytes; send large notebooks by upload (POST /v1/uploads) and pass notebook.uri`,
+    );
     expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });
 });

@@ -18,6 +18,7 @@ import {
   createJobVia,
   expectedRunTask,
   mockAws,
+  proxyEvent,
 } from './aws-harness.ts';
 
 type SweeperModule = typeof import('../../lambda/handlers/sweeper.ts');
@@ -137,5 +138,153 @@ describe('sweeper', () => {
     const second = await sweepCapturingEmf();
     expect(second.outcome).toEqual({ timed_out: [], lost: [], released: [], queued: 0, running: 1 });
     expect((await store.get(alive))?.status).toBe('running');
+  });
+});
+
+describe('launches that meet no capacity, a quota or throttling', () => {
+  const CAPACITY =
+    'Capacity is unavailable at this time. Please try again later or in a different availability zone';
+  const noCapacity = { tasks: [], failures: [{ reason: CAPACITY }] };
+  const past = () => new Date(Date.now() - 1000).toISOString();
+
+  /** The job's view through the api Lambda. */
+  async function view(jobId: string): Promise<Record<string, any>> {
+    const result = await api(proxyEvent({ method: 'GET', path: `/v1/jobs/${jobId}`, tenant: 'acme' }));
+    return JSON.parse(result.body) as Record<string, any>;
+  }
+
+  let api: Awaited<ReturnType<typeof oneSlotColdStart>>['api'];
+  beforeEach(async () => {
+    const started = await oneSlotColdStart<SweeperModule>(db(), 'lambda/handlers/sweeper.ts');
+    ({ store, api } = started);
+    createJob = () => createJobVia(started.api);
+  });
+
+  it('keeps the job queued with its retry time, without retrying inside the request, and the sweep launches it once due', async () => {
+    // (A call counter of our own: sinon's "once" answers count calls from the last resetHistory.)
+    let calls = 0;
+    aws.ecs
+      .on(RunTaskCommand)
+      .callsFake(() =>
+        calls++ === 0
+          ? noCapacity
+          : { tasks: [{ taskArn: 'arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/t1' }] },
+      );
+    const job = await createJob();
+
+    // One RunTask in the request; the job waits queued, its slot free, and says why.
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme'),
+    ]);
+    const waiting = await store.get(job);
+    expect(waiting).toMatchObject({
+      status: 'queued',
+      attempt: 0,
+      started_at: null,
+      runner_ref: null,
+      launch_attempts: 1,
+      launch_generation: 1,
+      last_launch_error: `ECS RunTask started no task (FARGATE): ${CAPACITY}`,
+    });
+    const retryIn = Date.parse(waiting?.launch_retry_at as string) - Date.now();
+    expect(retryIn).toBeGreaterThan(10_000);
+    expect(retryIn).toBeLessThanOrEqual(15_000);
+    const deadlineIn = Date.parse(waiting?.launch_deadline_at as string) - Date.now();
+    expect(deadlineIn).toBeGreaterThan(890_000);
+    expect(deadlineIn).toBeLessThanOrEqual(900_000);
+    expect(await store.slotHolders()).toEqual([]);
+    expect((await view(job)).launch).toEqual({
+      attempts: 1,
+      last_error: `ECS RunTask started no task (FARGATE): ${CAPACITY}`,
+      retry_at: waiting?.launch_retry_at,
+      deadline_at: waiting?.launch_deadline_at,
+    });
+
+    // Before its retry time the sweep leaves it alone.
+    aws.ecs.resetHistory();
+    describeTasks({});
+    await sweepCapturingEmf();
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+
+    // Once due, the sweep launches it with the next client token (nothing started before).
+    await store.update(job, ['queued'], { launch_retry_at: past() });
+    await sweepCapturingEmf();
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme', { generation: 1 }),
+    ]);
+    expect(await store.get(job)).toMatchObject({ status: 'running', attempt: 1, stage: 'provisioning' });
+    expect((await view(job)).launch).toEqual({
+      attempts: 1,
+      last_error: `ECS RunTask started no task (FARGATE): ${CAPACITY}`,
+      retry_at: null,
+      deadline_at: null,
+    });
+  });
+
+  it('reuses the client token after a thrown throttle (a task may have started), and lets the next job pass', async () => {
+    const throttled = Object.assign(new Error('Rate exceeded'), {
+      name: 'ThrottlingException',
+      $metadata: { httpStatusCode: 400 },
+    });
+    aws.ecs
+      .on(RunTaskCommand)
+      .rejectsOnce(throttled)
+      .callsFake((input: { startedBy: string }) => ({
+        tasks: [{ taskArn: `arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/${input.startedBy}` }],
+      }));
+    const first = await createJob();
+    expect(await store.get(first)).toMatchObject({
+      status: 'queued',
+      launch_generation: 0,
+      last_launch_error: 'ECS RunTask failed (ThrottlingException): Rate exceeded',
+    });
+    // The next job is not held up by one waiting for its retry.
+    const second = await createJob();
+    expect((await store.get(second))?.status).toBe('running');
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input.clientToken)).toEqual([
+      `${first}-1-0`,
+      `${second}-1-0`,
+    ]);
+  });
+
+  it('fails the job as infrastructure when a try fails after the launch deadline', async () => {
+    aws.ecs.on(RunTaskCommand).resolves(noCapacity);
+    const job = await createJob();
+    await store.update(job, ['queued'], { launch_retry_at: past(), launch_deadline_at: past() });
+    aws.ecs.resetHistory();
+    describeTasks({});
+
+    await sweepCapturingEmf();
+
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme', { generation: 1 }),
+    ]);
+    const failed = await store.get(job);
+    expect(failed?.status).toBe('failed');
+    expect(failed?.error).toEqual({
+      type: 'infrastructure',
+      message: `the job could not be started: no capacity to start the job for 900 s (2 launch tries, launch deadline reached): ECS RunTask started no task (FARGATE): ${CAPACITY}`,
+    });
+    expect(await store.slotHolders()).toEqual([]);
+  });
+
+  it.each([
+    ['a bad task definition', { name: 'ClientException', message: 'TaskDefinition is inactive' }],
+    ['access denied', { name: 'AccessDeniedException', message: 'not authorized to perform: ecs:RunTask' }],
+    ['an invalid parameter', { name: 'InvalidParameterException', message: 'subnet not in the VPC' }],
+  ])('fails the job at once on %s, with the message', async (_name, { name, message }) => {
+    aws.ecs
+      .on(RunTaskCommand)
+      .rejects(Object.assign(new Error(message), { name, $metadata: { httpStatusCode: 400 } }));
+    const job = await createJob();
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+    expect(await store.get(job)).toMatchObject({
+      status: 'failed',
+      error: {
+        type: 'infrastructure',
+        message: `the job could not be started: ECS RunTask failed (${name}): ${message}`,
+      },
+    });
+    expect(await store.slotHolders()).toEqual([]);
   });
 });

@@ -8,6 +8,9 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Context } from 'aws-lambda';
 import type { EcsTaskStateChangeEvent } from '../../lambda/handlers/task-events.ts';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
+import { StateConflictError } from '../../lambda/core/errors.ts';
+import type { JobRecord } from '../../lambda/core/job.ts';
+import { Lifecycle, transitions } from '../../lambda/core/lifecycle.ts';
 import {
   dynaliteForThisFile,
   oneSlotColdStart,
@@ -73,19 +76,88 @@ describe('a STOPPED task of a running job', () => {
     ]);
   });
 
-  it('names the image pull failure of a task that never started', async () => {
+  it('requeues a job whose task never started (TaskFailedToStart) as attempt 2 and launches it again', async () => {
     const job = await createJob();
     const task = aws.tasks.get(job) as string;
+    const before = await store.get(job);
+    aws.ecs.resetHistory();
 
-    await onEvent(stopped('ecs-task-failed-to-start.json', job, task));
+    const outcome = await onEvent(stopped('ecs-task-failed-to-start.json', job, task));
 
-    const failed = await store.get(job);
-    expect(failed?.status).toBe('failed');
-    expect(failed?.error?.message).toContain(
+    expect(outcome).toEqual({ action: 'reconciled', job_id: job, tenant: 'acme' });
+    const requeued = await store.get(job);
+    // The freed slot went straight to it again: running, as its second attempt, on a new task.
+    expect(requeued).toMatchObject({ status: 'running', attempt: 2, error: null });
+    expect(requeued?.runner_ref).not.toBe(task);
+    expect(requeued?.attempts).toEqual([
+      {
+        attempt: 1,
+        started_at: before?.started_at,
+        ended_at: expect.any(String),
+        reason: expect.any(String),
+      },
+    ]);
+    expect(requeued?.attempts?.[0]?.reason).toContain(
       'stopped (TaskFailedToStart): CannotPullContainerError: pull image manifest',
     );
-    expect(failed?.error?.message).toContain('container runner: no exit code (CannotPullContainerError:');
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme', { attempt: 2 }),
+    ]);
+    expect(await store.slotHolders()).toEqual([job]);
+  });
+
+  it('requeues a Spot interruption up to the maximum of 3 attempts, then fails as infrastructure', async () => {
+    const job = await createJob();
+    aws.ecs.resetHistory();
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const task = (await store.get(job))?.runner_ref as string;
+      const event = stopped('ecs-task-stopped-137-stoptask.json', job, task);
+      Object.assign(event.detail, {
+        stopCode: 'SpotInterruption',
+        stoppedReason: 'Your Spot Task was interrupted.',
+      });
+      await onEvent(event);
+    }
+    const failed = await store.get(job);
+    expect(failed?.status).toBe('failed');
+    expect(failed?.attempt).toBe(3);
+    expect(failed?.error?.type).toBe('infrastructure');
+    expect(failed?.error?.message).toMatch(
+      /^the job's run was lost to infrastructure on attempt 3 of at most 3: ECS task \w+ stopped \(SpotInterruption\): Your Spot Task was interrupted\./,
+    );
+    expect(failed?.attempts?.map((a) => a.attempt)).toEqual([1, 2]);
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme', { attempt: 2 }),
+      expectedRunTask(job, 'acme', { attempt: 3 }),
+    ]);
     expect(await store.slotHolders()).toEqual([]);
+  });
+
+  it("keeps a requeued job's earlier runner from writing over the new attempt", async () => {
+    const job = await createJob();
+    const firstRun = (await store.get(job)) as JobRecord;
+    const event = stopped('ecs-task-stopped-137-stoptask.json', job, firstRun.runner_ref as string);
+    Object.assign(event.detail, { stopCode: 'SpotInterruption' });
+    await onEvent(event);
+    expect((await store.get(job))?.attempt).toBe(2);
+
+    // The first attempt's runner, still saving, writes its ending as it saw the job: refused.
+    const lifecycle = new Lifecycle({ store });
+    await expect(
+      lifecycle.apply(firstRun, transitions.ended('completed', null, new Date(), { from: ['running'] })),
+    ).rejects.toBeInstanceOf(StateConflictError);
+    await expect(
+      lifecycle.apply(firstRun, transitions.progress('executing', firstRun.progress, new Date())),
+    ).rejects.toBeInstanceOf(StateConflictError);
+    expect(await store.get(job)).toMatchObject({ status: 'running', attempt: 2, stage: 'provisioning' });
+  });
+
+  it('fails a job whose runner exited without a result (EssentialContainerExited is not requeued)', async () => {
+    const job = await createJob();
+    const event = stopped('ecs-task-stopped-137-stoptask.json', job, aws.tasks.get(job) as string);
+    Object.assign(event.detail, { stopCode: 'EssentialContainerExited' });
+    await onEvent(event);
+    expect(await store.get(job)).toMatchObject({ status: 'failed', attempt: 1 });
   });
 });
 

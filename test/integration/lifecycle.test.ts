@@ -241,11 +241,44 @@ describe('Lifecycle on the store', () => {
     const queued = await jobIn('queued');
     await lifecycle.apply(queued, transitions.started(queued, NOW));
     // Seen queued, but it started meanwhile: the caller must decide again (stop its runner).
-    await expect(lifecycle.apply(queued, transitions.cancelled('queued', NOW))).rejects.toMatchObject({
-      current: { status: 'running' },
+    const conflict = await lifecycle.apply(queued, transitions.cancelled('queued', NOW)).catch((e) => e);
+    expect(conflict).toMatchObject({ current: { status: 'running', attempt: 1 } });
+    // Deciding again on the job as it now is (as JobService.cancel does) works; the stale view of
+    // it does not, even for the right status: it is another attempt now.
+    await expect(lifecycle.apply(queued, transitions.cancelled('running', NOW))).rejects.toMatchObject({
+      current: { status: 'running', attempt: 1 },
     });
-    expect(await lifecycle.apply(queued, transitions.cancelled('running', NOW))).toMatchObject({
-      status: 'cancelled',
+    expect(
+      await lifecycle.apply((conflict as StateConflictError).current, transitions.cancelled('running', NOW)),
+    ).toMatchObject({ status: 'cancelled' });
+  });
+
+  it('requeues a running job as a new attempt, keeping its history, and moves it back into the queue', async () => {
+    const queued = await jobIn('queued');
+    const running = await lifecycle.apply(queued, transitions.started(queued, NOW));
+    const later = new Date(NOW.getTime() + 60_000);
+    const requeued = await lifecycle.apply(running, transitions.requeued(running, 'SpotInterruption', later));
+    expect(requeued).toMatchObject({
+      status: 'queued',
+      attempt: 1,
+      started_at: null,
+      deadline_at: null,
+      runner_ref: null,
+      attempts: [
+        {
+          attempt: 1,
+          started_at: NOW.toISOString(),
+          ended_at: later.toISOString(),
+          reason: 'SpotInterruption',
+        },
+      ],
     });
+    expect((await store.listQueued(10)).map((j) => j.job_id)).toContain(queued.job_id);
+    const again = await lifecycle.apply(requeued, transitions.started(requeued, later));
+    expect(again).toMatchObject({ status: 'running', attempt: 2 });
+    // The first attempt's writer is refused.
+    await expect(
+      lifecycle.apply(running, transitions.progress('executing', running.progress, later)),
+    ).rejects.toBeInstanceOf(StateConflictError);
   });
 });

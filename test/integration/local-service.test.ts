@@ -11,9 +11,12 @@ import { codeCell, joined, makeNotebook } from '../helpers/notebooks.ts';
 import {
   isEnded,
   processesMentioning,
+  rawRequest,
   startTestService,
   type TestService,
 } from '../helpers/local-service.ts';
+import { sizedBody } from '../helpers/sized-body.ts';
+import { MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES } from '../../lambda/core/settings.ts';
 
 let svc: TestService;
 let workspace: string;
@@ -299,7 +302,7 @@ describe('bad input', () => {
       'notebook over the size limit',
       { notebook: { content: { ...parameterized, metadata: { padding: 'x'.repeat(5 * 1024 * 1024) } } } },
       413,
-      /limit/,
+      /over \d+ bytes; send larger notebooks with POST \/v1\/uploads/,
     ],
   ];
 
@@ -411,5 +414,48 @@ describe('health and openapi', () => {
     expect(openapi.body.openapi).toBe('3.1.0');
     const create = openapi.body.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
     expect(create.properties.timeout_seconds.maximum).toBe(604800);
+  });
+});
+
+describe('request size limits (the same as the Lambdas)', () => {
+  const headers = (extra: Record<string, string> = {}) => ({
+    host: `127.0.0.1:${svc.server.port}`,
+    'content-type': 'application/json',
+    ...extra,
+  });
+  const create = (bodyBytes: number) =>
+    sizedBody(MAX_INLINE_NOTEBOOK_BYTES, bodyBytes, (content) => ({
+      notebook: { content, name: 'big.ipynb' },
+    }));
+  const mcpCall = (bodyBytes: number) =>
+    sizedBody(MAX_INLINE_NOTEBOOK_BYTES, bodyBytes, (content) => ({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: {
+        name: 'execute_notebook',
+        arguments: { notebook: { content, name: 'big.ipynb' }, sync_timeout_seconds: 0 },
+      },
+    }));
+  const mcpHeaders = () =>
+    headers({ accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' });
+
+  it('REST: a body of exactly the limit is taken; one byte over is 413 pointing at POST /v1/uploads', async () => {
+    const at = await rawRequest(svc, 'POST', '/v1/jobs', headers(), create(MAX_REQUEST_BODY_BYTES));
+    expect(at.status, at.text.slice(0, 300)).toBe(201);
+    const over = await rawRequest(svc, 'POST', '/v1/jobs', headers(), create(MAX_REQUEST_BODY_BYTES + 1));
+    expect(over.status).toBe(413);
+    expect(over.body.error.message).toBe(
+      `request body is over ${MAX_REQUEST_BODY_BYTES} bytes; send larger notebooks with POST /v1/uploads`,
+    );
+  });
+
+  it('MCP: a body of exactly the limit is taken; one byte over is 413 pointing at POST /v1/uploads', async () => {
+    const at = await rawRequest(svc, 'POST', '/mcp', mcpHeaders(), mcpCall(MAX_REQUEST_BODY_BYTES));
+    expect(at.status, at.text.slice(0, 300)).toBe(200);
+    expect(at.body.result.isError).toBeFalsy();
+    const over = await rawRequest(svc, 'POST', '/mcp', mcpHeaders(), mcpCall(MAX_REQUEST_BODY_BYTES + 1));
+    expect(over.status).toBe(413);
+    expect(over.body.error.message).toMatch(/POST \/v1\/uploads/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The ECS launcher against a mocked ECS client (aws-sdk-client-mock): the exact RunTask, StopTask
- * and DescribeTasks inputs, retries with growing backoff for capacity and throttling, and the
- * Fargate size check.
+ * and DescribeTasks inputs, how each RunTask failure is classified (one call: "not now" answers
+ * are LaunchUnavailableError for the dispatcher to retry, the rest fail at once), and the Fargate
+ * size check.
  */
 import {
   ClusterNotFoundException,
@@ -11,6 +12,7 @@ import {
   InvalidParameterException,
   RunTaskCommand,
   StopTaskCommand,
+  type Failure,
 } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -19,7 +21,7 @@ import {
   EcsLauncher,
   type EcsLauncherConfig,
 } from '../../lambda/adapters/aws/ecs-launcher.ts';
-import { InvalidRequestError } from '../../lambda/core/errors.ts';
+import { InvalidRequestError, LaunchUnavailableError } from '../../lambda/core/errors.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import { jobRecord } from '../helpers/jobs.ts';
 
@@ -35,7 +37,6 @@ const client = new ECSClient({
 });
 const ecs = mockClient(client);
 const ids = new MonotonicJobIds();
-let sleeps: number[];
 
 function launcher(overrides: Partial<EcsLauncherConfig> = {}): EcsLauncher {
   return new EcsLauncher(client, {
@@ -46,7 +47,6 @@ function launcher(overrides: Partial<EcsLauncherConfig> = {}): EcsLauncher {
     securityGroups: ['sg-123'],
     assignPublicIp: false,
     capacity: 'FARGATE',
-    sleep: async (ms) => void sleeps.push(ms),
     ...overrides,
   });
 }
@@ -61,7 +61,6 @@ const throttled = () =>
 
 beforeEach(() => {
   ecs.reset();
-  sleeps = [];
 });
 
 describe('EcsLauncher.launch', () => {
@@ -160,73 +159,46 @@ describe('EcsLauncher.launch', () => {
     expect(input.tags).toContainEqual({ key: 'notebook-jobs:tenant', value: 'acme_1 _eu_' });
   });
 
-  it('retries a capacity failure (reported in failures) with a fresh client token, then succeeds', async () => {
-    const job = jobRecord(ids.jobId(), { attempt: 1 });
-    ecs
-      .on(RunTaskCommand)
-      .resolvesOnce({ tasks: [], failures: [{ arn: TASK_ARN, reason: CAPACITY }] })
-      .resolves({ tasks: [{ taskArn: TASK_ARN }], failures: [] });
+  const sdkError = (name: string, message: string, fault: 'client' | 'server' = 'client', status = 400) =>
+    new ECSServiceException({ name, $fault: fault, message, $metadata: { httpStatusCode: status } });
 
-    await expect(launcher().launch(job)).resolves.toEqual({ runner_ref: TASK_ARN });
+  // Each "not now" answer ECS gives: one RunTask, no retry and no sleep here (the dispatcher
+  // retries), a LaunchUnavailableError saying whether a task may have started.
+  it.each<[string, Error | { failures: Failure[] }, boolean]>([
+    ['Fargate capacity (failures[])', { failures: [{ arn: TASK_ARN, reason: CAPACITY }] }, true],
+    ['RESOURCE:CPU (failures[])', { failures: [{ reason: 'RESOURCE:CPU' }] }, true],
+    ['RESOURCE:MEMORY (failures[])', { failures: [{ reason: 'RESOURCE:MEMORY' }] }, true],
+    [
+      'the vCPU quota (failures[])',
+      { failures: [{ reason: "You've reached the limit on the number of vCPUs you can run concurrently" }] },
+      true,
+    ],
+    ['ThrottlingException', sdkError('ThrottlingException', 'Rate exceeded'), false],
+    ['LimitExceededException', sdkError('LimitExceededException', 'Limit exceeded'), false],
+    ['ServerException', sdkError('ServerException', 'Service error', 'server', 500), false],
+    [
+      'the vCPU quota (thrown)',
+      sdkError('ClientException', "You've reached the limit on the number of vCPUs you can run concurrently"),
+      false,
+    ],
+  ])('answers %s with LaunchUnavailableError after one RunTask', async (_name, answer, nothing) => {
+    const job = jobRecord(ids.jobId(), { attempt: 2, launch_generation: 3 });
+    if (answer instanceof Error) ecs.on(RunTaskCommand).rejects(answer);
+    else ecs.on(RunTaskCommand).resolves({ tasks: [], ...answer });
 
-    const tokens = ecs.commandCalls(RunTaskCommand).map((call) => call.args[0].input.clientToken);
-    expect(tokens).toEqual([`${job.job_id}-1-0`, `${job.job_id}-1-1`]);
-    expect(sleeps).toHaveLength(1);
-    expect(sleeps[0]).toBeGreaterThanOrEqual(250);
-    expect(sleeps[0]).toBeLessThanOrEqual(500);
-  });
+    const error = await launcher({ capacity: 'FARGATE_SPOT' })
+      .launch(job)
+      .catch((e: unknown) => e);
 
-  it('retries thrown throttling with growing delays, reusing the client token (ECS dedupes a launch)', async () => {
-    const job = jobRecord(ids.jobId(), { attempt: 1 });
-    ecs
-      .on(RunTaskCommand)
-      .rejectsOnce(throttled())
-      .rejectsOnce(throttled())
-      .rejectsOnce(throttled())
-      .resolves({ tasks: [{ taskArn: TASK_ARN }] });
-
-    await expect(launcher({ baseDelayMs: 100 }).launch(job)).resolves.toEqual({ runner_ref: TASK_ARN });
-
-    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(4);
-    const tokens = new Set(ecs.commandCalls(RunTaskCommand).map((call) => call.args[0].input.clientToken));
-    expect(tokens).toEqual(new Set([`${job.job_id}-1-0`]));
-    // base * 2^(n-1), its upper half randomised: [50,100], [100,200], [200,400].
-    expect(sleeps).toHaveLength(3);
-    sleeps.forEach((ms, i) => {
-      expect(ms).toBeGreaterThanOrEqual(50 * 2 ** i);
-      expect(ms).toBeLessThanOrEqual(100 * 2 ** i);
-    });
-    expect(sleeps[1]!).toBeGreaterThanOrEqual(sleeps[0]!);
-    expect(sleeps[2]!).toBeGreaterThanOrEqual(sleeps[1]!);
-  });
-
-  it('retries a ServerException too', async () => {
-    ecs
-      .on(RunTaskCommand)
-      .rejectsOnce(new ECSServiceException({ name: 'ServerException', $fault: 'server', $metadata: {} }))
-      .resolves({ tasks: [{ taskArn: TASK_ARN }] });
-
-    await expect(launcher().launch(jobRecord(ids.jobId()))).resolves.toEqual({ runner_ref: TASK_ARN });
-    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(2);
-  });
-
-  it('gives up after maxAttempts naming the reason', async () => {
-    ecs.on(RunTaskCommand).resolves({ tasks: [], failures: [{ reason: CAPACITY }] });
-
-    await expect(
-      launcher({ maxAttempts: 3, capacity: 'FARGATE_SPOT' }).launch(jobRecord(ids.jobId())),
-    ).rejects.toThrow(`ECS RunTask failed after 3 attempts (FARGATE_SPOT): ${CAPACITY}`);
-    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(3);
-    expect(sleeps).toHaveLength(2);
-  });
-
-  it('gives up on throttling that does not stop, naming the error', async () => {
-    ecs.on(RunTaskCommand).rejects(throttled());
-
-    await expect(launcher({ maxAttempts: 2 }).launch(jobRecord(ids.jobId()))).rejects.toThrow(
-      'ECS RunTask failed after 2 attempts (FARGATE): ThrottlingException: Rate exceeded',
+    expect(error).toBeInstanceOf(LaunchUnavailableError);
+    expect((error as LaunchUnavailableError).nothingStarted).toBe(nothing);
+    expect((error as Error).message).toMatch(
+      /^ECS RunTask (started no task \(FARGATE_SPOT\)|failed \(\w+\)): /,
     );
-    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(2);
+    // The token names the attempt and launch generation the scheduler keeps on the job.
+    expect(ecs.commandCalls(RunTaskCommand).map((call) => call.args[0].input.clientToken)).toEqual([
+      `${job.job_id}-2-3`,
+    ]);
   });
 
   it('fails at once on a non-retryable error, naming it', async () => {
@@ -237,11 +209,27 @@ describe('EcsLauncher.launch', () => {
       }),
     );
 
-    await expect(launcher().launch(jobRecord(ids.jobId()))).rejects.toThrow(
+    const error = await launcher()
+      .launch(jobRecord(ids.jobId()))
+      .catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(LaunchUnavailableError);
+    expect((error as Error).message).toBe(
       'ECS RunTask failed (InvalidParameterException): subnet-aaa is not in the same VPC as sg-123',
     );
     expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
-    expect(sleeps).toEqual([]);
+  });
+
+  it.each([
+    ['a bad task definition', sdkError('ClientException', 'TaskDefinition is inactive')],
+    ['access denied', sdkError('AccessDeniedException', 'not authorized to perform: ecs:RunTask')],
+  ])('fails at once on %s', async (_name, error) => {
+    ecs.on(RunTaskCommand).rejects(error);
+    const thrown = await launcher()
+      .launch(jobRecord(ids.jobId()))
+      .catch((e: unknown) => e);
+    expect(thrown).not.toBeInstanceOf(LaunchUnavailableError);
+    expect((thrown as Error).message).toContain(error.message);
+    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
   });
 
   it('fails at once on a failure that is not about capacity', async () => {
@@ -250,8 +238,12 @@ describe('EcsLauncher.launch', () => {
       failures: [{ reason: 'ATTRIBUTE', detail: 'no instance with ecs.capability.task-eni' }],
     });
 
-    await expect(launcher().launch(jobRecord(ids.jobId()))).rejects.toThrow(
-      'ECS RunTask failed: ATTRIBUTE: no instance with ecs.capability.task-eni',
+    const error = await launcher()
+      .launch(jobRecord(ids.jobId()))
+      .catch((e: unknown) => e);
+    expect(error).not.toBeInstanceOf(LaunchUnavailableError);
+    expect((error as Error).message).toBe(
+      'ECS RunTask started no task (FARGATE): ATTRIBUTE: no instance with ecs.capability.task-eni',
     );
     expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
   });

@@ -1,8 +1,10 @@
 /**
  * Runs each job as one ECS Fargate task (RunTask), stops it on cancel or timeout (StopTask), and
- * tells reconciliation whether a task is still there (DescribeTasks). Capacity shortages (reported
- * by RunTask in `failures`, not thrown) and throttling or server errors (thrown) are retried with
- * exponential backoff and jitter; anything else fails at once with the reason ECS gave.
+ * tells reconciliation whether a task is still there (DescribeTasks). A launch is one RunTask call:
+ * a failure that means "not now" (capacity, the account's vCPU quota, throttling, an ECS server
+ * error) is a LaunchUnavailableError, which keeps the job queued for the dispatcher's retry with
+ * backoff; anything else (a bad task definition, access denied, an invalid parameter) fails the job
+ * at once with the reason ECS gave.
  */
 import {
   DescribeTasksCommand,
@@ -12,7 +14,7 @@ import {
   type Failure,
   type RunTaskCommandInput,
 } from '@aws-sdk/client-ecs';
-import { errorMessage, InvalidRequestError } from '../../core/errors.ts';
+import { errorMessage, InvalidRequestError, LaunchUnavailableError } from '../../core/errors.ts';
 import type { JobRecord } from '../../core/job.ts';
 import type { LaunchResult, Launcher } from '../../core/ports.ts';
 
@@ -24,10 +26,6 @@ export interface EcsLauncherConfig {
   securityGroups: string[];
   assignPublicIp: boolean;
   capacity: 'FARGATE' | 'FARGATE_SPOT';
-  /** RunTask attempts for capacity/throttling failures (default 4) and the first backoff delay (default 500 ms, doubling, with jitter). */
-  maxAttempts?: number;
-  baseDelayMs?: number;
-  sleep?: (ms: number) => Promise<void>;
 }
 
 /** Task-level cpu units and the memory sizes (MiB) Fargate accepts with each. */
@@ -86,15 +84,35 @@ export function checkFargateSize(cpu: number | null, memory: number | null): voi
   }
 }
 
-/** RunTask `failures` reasons that mean "no capacity right now": worth another try. */
-const CAPACITY_REASONS = [/capacity is unavailable/i, /^RESOURCE:/];
+/**
+ * RunTask `failures` reasons (the call succeeded, no task started) that mean "not now": worth a
+ * retry later. From "API failure reasons" in the ECS developer guide
+ * (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html):
+ * `RESOURCE:CPU` / `RESOURCE:MEMORY` (and `RESOURCE:*`): the capacity the task asks for is not
+ * available; `AGENT`: the chosen instance's agent is disconnected; and Fargate's "Capacity is
+ * unavailable at this time. Please try again later or in a different availability zone". The
+ * account's Fargate vCPU quota answers "You've reached the limit on the number of vCPUs you can run
+ * concurrently", and the task-count quota "You've reached the limit on the number of tasks you can
+ * run concurrently". Every other reason (`ATTRIBUTE`, `MISSING`, a placement constraint, an
+ * unknown one) is about the request or the cluster and fails the job at once.
+ */
+const QUOTA_REACHED = /reached the limit on the number of (vcpus|tasks)/i;
+const UNAVAILABLE_REASONS = [/^RESOURCE:/, /^AGENT$/, /capacity is unavailable/i, QUOTA_REACHED];
 
-/** Thrown errors that mean "try again later" (throttling, server-side trouble). */
+/**
+ * Thrown RunTask errors that mean "not now": throttling (ThrottlingException: the API's rate
+ * limit), a quota (LimitExceededException), ECS's own server errors (ServerException) and their
+ * SDK-level cousins. The ECS API reference lists ClientException, InvalidParameterException,
+ * AccessDeniedException, ClusterNotFoundException, PlatformUnknownException and
+ * UnsupportedFeatureException as RunTask's other errors: those are about our request or our
+ * permissions, and fail the job at once.
+ */
 const RETRYABLE_ERRORS = new Set([
   'ThrottlingException',
   'Throttling',
   'TooManyRequestsException',
   'RequestLimitExceeded',
+  'LimitExceededException',
   'ServerException',
   'ServiceUnavailable',
   'ServiceUnavailableException',
@@ -111,6 +129,8 @@ interface AwsErrorShape {
 export function isRetryableAwsError(error: unknown): boolean {
   const e = (error ?? {}) as AwsErrorShape;
   if (e.name && RETRYABLE_ERRORS.has(e.name)) return true;
+  // The vCPU quota has also been reported as a thrown ClientException carrying this text.
+  if (QUOTA_REACHED.test(errorMessage(error))) return true;
   if (e.$retryable) return true;
   const status = e.$metadata?.httpStatusCode;
   return status === 429 || (status !== undefined && status >= 500);
@@ -120,61 +140,48 @@ function failureText(failures: Failure[]): string {
   return failures.map((f) => [f.reason, f.detail].filter(Boolean).join(': ') || 'unknown failure').join('; ');
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** One Fargate task per job; the task ARN is the job's runner_ref. */
 export class EcsLauncher implements Launcher {
-  private readonly maxAttempts: number;
-  private readonly baseDelayMs: number;
-  private readonly sleep: (ms: number) => Promise<void>;
-
   constructor(
     private readonly ecs: ECSClient,
     private readonly config: EcsLauncherConfig,
   ) {
     if (config.subnets.length === 0) throw new Error('EcsLauncher needs at least one subnet');
-    this.maxAttempts = config.maxAttempts ?? 4;
-    this.baseDelayMs = config.baseDelayMs ?? 500;
-    this.sleep = config.sleep ?? defaultSleep;
-    if (!Number.isInteger(this.maxAttempts) || this.maxAttempts < 1)
-      throw new Error(`EcsLauncher maxAttempts must be a positive integer, got ${this.maxAttempts}`);
   }
 
   checkResources({ cpu, memory }: { cpu: number | null; memory: number | null }): void {
     checkFargateSize(cpu, memory);
   }
 
+  /**
+   * One RunTask call, no retry here (a request may be waiting; the dispatcher retries with
+   * backoff). The client token names the job's attempt and launch generation: a retry after a
+   * thrown error (which may hide a started task) sends the same token, so ECS answers with that
+   * task instead of starting a second one; after a definite `failures` answer the scheduler moves
+   * to the next generation.
+   */
   async launch(job: JobRecord): Promise<LaunchResult> {
     checkFargateSize(job.cpu, job.memory);
-    let lastReason = '';
-    // A definite "no capacity" answer launched nothing, so the next try gets a fresh client token; a
-    // thrown error may hide a task that did start, so its retry reuses the token and ECS dedupes it.
-    let tokenGeneration = 0;
-    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      if (attempt > 1) await this.sleep(this.backoff(attempt - 1));
-      const input = this.runTaskInput(job, `${job.job_id}-${job.attempt}-${tokenGeneration}`);
-      let failures: Failure[];
-      try {
-        const out = await this.ecs.send(new RunTaskCommand(input));
-        const arn = out.tasks?.[0]?.taskArn;
-        if (arn) return { runner_ref: arn };
-        failures = out.failures ?? [];
-      } catch (error) {
-        const name = (error as AwsErrorShape).name ?? 'Error';
-        if (!isRetryableAwsError(error))
-          throw new Error(`ECS RunTask failed (${name}): ${errorMessage(error)}`, { cause: error });
-        lastReason = `${name}: ${errorMessage(error)}`;
-        continue;
-      }
-      const reason = failures.length ? failureText(failures) : 'RunTask returned no task and no failure';
-      const capacity = failures.some((f) => CAPACITY_REASONS.some((re) => re.test(f.reason ?? '')));
-      if (!capacity) throw new Error(`ECS RunTask failed: ${reason}`);
-      lastReason = reason;
-      tokenGeneration += 1;
+    const token = `${job.job_id}-${job.attempt}-${job.launch_generation ?? 0}`;
+    let failures: Failure[];
+    try {
+      const out = await this.ecs.send(new RunTaskCommand(this.runTaskInput(job, token)));
+      const arn = out.tasks?.[0]?.taskArn;
+      if (arn) return { runner_ref: arn };
+      failures = out.failures ?? [];
+    } catch (error) {
+      const name = (error as AwsErrorShape).name ?? 'Error';
+      const message = `ECS RunTask failed (${name}): ${errorMessage(error)}`;
+      if (isRetryableAwsError(error)) throw new LaunchUnavailableError(message, false, { cause: error });
+      throw new Error(message, { cause: error });
     }
-    throw new Error(
-      `ECS RunTask failed after ${this.maxAttempts} attempts (${this.config.capacity}): ${lastReason}`,
+    const reason = failures.length ? failureText(failures) : 'RunTask returned no task and no failure';
+    const unavailable = failures.some((f) =>
+      UNAVAILABLE_REASONS.some((re) => re.test(f.reason ?? '') || re.test(f.detail ?? '')),
     );
+    const message = `ECS RunTask started no task (${this.config.capacity}): ${reason}`;
+    if (unavailable) throw new LaunchUnavailableError(message, true);
+    throw new Error(message);
   }
 
   /** Stops the job's task with a reason ECS shows in the console; a task that is gone is a no-op. */
@@ -218,12 +225,6 @@ export class EcsLauncher implements Launcher {
     if (task.lastStatus === 'STOPPED' || task.lastStatus === 'DELETED') return false;
     if (task.desiredStatus === 'STOPPED' && task.lastStatus === 'DEPROVISIONING') return false;
     return true;
-  }
-
-  /** Delay before retry `n` (1-based): base * 2^(n-1), the upper half of it randomised. */
-  private backoff(n: number): number {
-    const ceiling = this.baseDelayMs * 2 ** (n - 1);
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 
   private runTaskInput(job: JobRecord, clientToken: string): RunTaskCommandInput {

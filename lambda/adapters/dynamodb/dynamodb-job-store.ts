@@ -85,6 +85,12 @@ const JOB_FIELDS = {
   output_saved: true,
   input_parameterized: true,
   error: true,
+  attempts: true,
+  launch_attempts: true,
+  launch_retry_at: true,
+  launch_deadline_at: true,
+  last_launch_error: true,
+  launch_generation: true,
   runner_ref: true,
   idempotency_key: true,
   request_hash: true,
@@ -102,6 +108,13 @@ const CHANGE_FIELDS = {
   attempt: true,
   updated_at: true,
   output_saved: true,
+  attempts: true,
+  launch_attempts: true,
+  launch_retry_at: true,
+  launch_deadline_at: true,
+  last_launch_error: true,
+  launch_generation: true,
+  priority: true,
 } as const satisfies Record<keyof JobChanges, true>;
 
 type Item = Record<string, unknown>;
@@ -143,7 +156,12 @@ export class DynamoDbJobStore implements JobStore {
     return item ? toRecord(item) : null;
   }
 
-  async update(jobId: string, from: readonly JobStatus[], changes: JobChanges): Promise<JobRecord> {
+  async update(
+    jobId: string,
+    from: readonly JobStatus[],
+    changes: JobChanges,
+    attempt?: number,
+  ): Promise<JobRecord> {
     if (from.length === 0) throw new Error('update needs at least one expected status');
     const expr = new Expression();
     const sets: string[] = [];
@@ -162,8 +180,15 @@ export class DynamoDbJobStore implements JobStore {
     if (status !== undefined) {
       set(INDEXES.byTenantStatus.sortKey, statusSortKey(status, jobId));
       if (status === 'queued') {
-        // The queue key needs the priority, which an update does not carry; no transition re-queues.
-        if (from.some((s) => s !== 'queued')) throw new Error('a job cannot move back into the queue');
+        // Back into the queue (a deferred launch, a requeued attempt): the queue key needs the
+        // priority, which such a change carries; it keeps its place by its id (its age).
+        if (from.some((s) => s !== 'queued')) {
+          if (changes.priority === undefined)
+            throw new Error('a job re-entering the queue needs its priority');
+          set(INDEXES.queue.partitionKey, QUEUE_PARTITION);
+          set(INDEXES.queue.sortKey, queueSortKey(changes.priority, jobId));
+          set(INDEXES.active.partitionKey, status);
+        }
       } else {
         remove(INDEXES.queue.partitionKey, INDEXES.queue.sortKey);
         if (isTerminal(status)) {
@@ -184,7 +209,8 @@ export class DynamoDbJobStore implements JobStore {
       const current = await this.getItem(jobKey(jobId));
       if (!current) throw new NotFoundError(`job ${jobId} not found`, { job_id: jobId });
       const record = toRecord(current);
-      if (!from.includes(record.status)) throw new StateConflictError(record);
+      if (!from.includes(record.status) || (attempt !== undefined && record.attempt !== attempt))
+        throw new StateConflictError(record);
       return record;
     }
 
@@ -196,7 +222,7 @@ export class DynamoDbJobStore implements JobStore {
       .join(' ');
     const condition = `attribute_exists(${expr.name(PARTITION_KEY)}) AND ${expr.name('status')} IN (${from
       .map((s) => expr.value(s))
-      .join(', ')})`;
+      .join(', ')})${attempt === undefined ? '' : ` AND ${expr.name('attempt')} = ${expr.value(attempt)}`}`;
     try {
       const result = await this.client.send(
         new UpdateCommand({
