@@ -45,6 +45,10 @@ export interface JobServiceConfig {
   maxResultNotebookBytes: number;
   /** How long a create request waits for the dispatch it starts before answering. */
   dispatchWaitMs: number;
+  /** Input files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES). */
+  maxInputFiles: number;
+  /** Total unpacked bytes of a job's input files (NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES). */
+  maxInputFilesBytes: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -59,6 +63,8 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   downloadUrlTtlSeconds: 900,
   maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
   dispatchWaitMs: 3000,
+  maxInputFiles: SETTINGS.maxInputFiles.default,
+  maxInputFilesBytes: SETTINGS.maxInputFilesBytes.default,
 };
 
 export interface JobServiceDeps {
