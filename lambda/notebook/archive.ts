@@ -94,7 +94,8 @@ async function untar(bytes: Buffer, set: InputFileSet, source: string): Promise<
     tar.on('entry', (header, stream, next) => {
       const type = header.type ?? 'file';
       const name = header.name;
-      if (type === 'directory') {
+      // Old tars mark a folder only by its trailing '/'.
+      if (type === 'directory' || (type === 'file' && name.endsWith('/') && !header.size)) {
         checkEntryName(name.replace(/\/+$/, ''), source, true);
         stream.resume();
         next();

@@ -347,3 +347,84 @@ describe('cold start configuration', () => {
     expect(logged).toContain('missing required environment variable NOTEBOOK_JOBS_BUCKET');
   });
 });
+
+describe('job files', () => {
+  async function completedWithFiles(): Promise<any> {
+    const job = await createJob();
+    const prefix = `outputs/acme/${job.job_id}`;
+    aws.objects.set(`${BUCKET}/${prefix}/files/plots/loss.png`, Buffer.from('png bytes'));
+    aws.objects.set(
+      `${BUCKET}/${prefix}/files.json`,
+      Buffer.from(
+        JSON.stringify({
+          files: [{ path: 'plots/loss.png', size: 9, sha256: 'a'.repeat(64), media_type: 'image/png' }],
+          note: null,
+        }),
+      ),
+    );
+    await db()
+      .store(table)
+      .update(job.job_id, ['running'], { status: 'completed', ended_at: new Date().toISOString() });
+    return job;
+  }
+
+  it('lists the output files and hands each out as a presigned S3 URL (302)', async () => {
+    const job = await completedWithFiles();
+    const listed = body(await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/files` })));
+    expect(listed.files).toEqual([
+      {
+        path: 'plots/loss.png',
+        size: 9,
+        sha256: 'a'.repeat(64),
+        media_type: 'image/png',
+        download: `/v1/jobs/${job.job_id}/files/plots/loss.png`,
+      },
+    ]);
+    const file = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/files/plots/loss.png` }));
+    expect(file.statusCode).toBe(302);
+    expect(new URL(file.headers?.location as string).pathname).toBe(
+      `/outputs/acme/${job.job_id}/files/plots/loss.png`,
+    );
+  });
+
+  it("never shows another tenant a job's files: the list and each file are 404", async () => {
+    const job = await completedWithFiles();
+    for (const path of [`/v1/jobs/${job.job_id}/files`, `/v1/jobs/${job.job_id}/files/plots/loss.png`]) {
+      const other = await api(proxyEvent({ path, tenant: 'globex' }));
+      expect(other.statusCode).toBe(404);
+      expect(other.body).not.toContain('loss.png');
+    }
+  });
+
+  it("refuses an archive with a zip-slip entry with 400 and writes nothing; another tenant's archive is 404", async () => {
+    const { pack } = await import('tar-stream');
+    const { gzipSync } = await import('node:zlib');
+    const p = pack();
+    p.entry({ name: '../escape.txt' }, 'x');
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of p) chunks.push(chunk as Buffer);
+    const key = 'uploads/acme/0123456789abcdef0123456789abcdef/files.tar.gz';
+    aws.objects.set(`${BUCKET}/${key}`, gzipSync(Buffer.concat(chunks)));
+    const uri = `s3://${BUCKET}/${key}`;
+    const notebook = createBody().notebook;
+
+    const refused = await api(
+      proxyEvent({ method: 'POST', path: '/v1/jobs', body: { notebook, files: { uri } } }),
+    );
+    expect(refused.statusCode).toBe(400);
+    expect(body(refused).error.message).toContain('contains ".."');
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+
+    const foreign = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: { notebook, files: { uri } },
+        tenant: 'globex',
+      }),
+    );
+    expect(foreign.statusCode).toBe(404);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+  });
+});
