@@ -28,6 +28,9 @@ export interface AwsConfig {
   logs: { logGroup: string; streamPrefix: string };
   eventBus: string;
   maxConcurrentJobs: number;
+  /** Caps on the input files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES[_BYTES]). */
+  maxInputFiles: number;
+  maxInputFilesBytes: number;
   cursorSecretArn: string;
 }
 
@@ -64,6 +67,8 @@ export function readAwsConfig(env: Env, warn?: (message: string) => void): AwsCo
     },
     eventBus: requireEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
     maxConcurrentJobs: readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
+    maxInputFiles: readIntSetting(env, SETTINGS.maxInputFiles, warn),
+    maxInputFilesBytes: readIntSetting(env, SETTINGS.maxInputFilesBytes, warn),
     cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
   };
 }

@@ -130,7 +130,11 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
-    config: { maxConcurrentJobs: config.maxConcurrentJobs },
+    config: {
+      maxConcurrentJobs: config.maxConcurrentJobs,
+      maxInputFiles: config.maxInputFiles,
+      maxInputFilesBytes: config.maxInputFilesBytes,
+    },
   };
 }
 

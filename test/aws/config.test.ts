@@ -28,6 +28,8 @@ describe('readAwsConfig', () => {
       logs: { logGroup: '/notebook-jobs/runner', streamPrefix: 'runner' },
       eventBus: 'default',
       maxConcurrentJobs: 5,
+      maxInputFiles: 1000,
+      maxInputFilesBytes: 100 * 1024 * 1024,
       cursorSecretArn: 'arn:aws:secretsmanager:us-west-2:111122223333:secret:notebook-jobs-cursor-AbCdEf',
     });
   });
