@@ -13,6 +13,7 @@ import {
   rmSync,
   writeFileSync,
   existsSync,
+  symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,6 +196,21 @@ describe('choosing and capping files', () => {
     expect(job.status).toBe('failed');
     expect(job.error.ename).toBe('ModuleNotFoundError');
   }, 70_000);
+
+  it("a link in the notebook's folder to a file outside the workspace is a 400", async () => {
+    const linked = join(workspace, 'linked');
+    mkdirSync(linked);
+    writeFileSync(join(linked, 'nb.ipynb'), JSON.stringify(makeNotebook([codeCell('1')])));
+    symlinkSync('/etc/hostname', join(linked, 'host.txt'));
+    const created = await svc.request('POST', '/v1/jobs', {
+      notebook: { uri: pathToFileURL(join(linked, 'nb.ipynb')).href },
+      files: { from: 'folder' },
+    });
+    expect(created.status).toBe(400);
+    expect(created.body.error.message).toMatch(
+      /host\.txt may not be submitted: only files under the workspace/,
+    );
+  });
 
   it('a glob that matches nothing is a 400 naming it', async () => {
     const created = await svc.request('POST', '/v1/jobs', {
