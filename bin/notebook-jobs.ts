@@ -3,10 +3,18 @@
  * deployment directly in its DynamoDB table (with the caller's AWS credentials); every other command
  * talks to a service's REST API (URL from --url or NOTEBOOK_JOBS_URL, default: a local server).
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { createGzip } from 'node:zlib';
+import { pack as tarPack } from 'tar-stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { JobView as Job, LogPage, ResultView } from '../lambda/core/contract.ts';
+import type { JobFiles, JobView as Job, LogPage, ResultView } from '../lambda/core/contract.ts';
+import {
+  filePathProblem,
+  globMatcher,
+  RESERVED_FILE_PATHS,
+  SKIPPED_FOLDERS,
+} from '../lambda/core/job-files.ts';
 import {
   DATA_DIR_VARIABLE,
   DEFAULT_DATA_DIR,
@@ -48,6 +56,10 @@ Commands:
       --tag KEY=VALUE           a tag (repeatable)
       --idempotency-key KEY     replaying the same key returns the same job
       --allow-unknown-parameters
+      --files SPEC              input files, placed beside the notebook in its working folder:
+                                "." (the notebook's whole folder), a folder, or a path or glob
+                                relative to the notebook's folder ('data/*.csv', utils.py);
+                                repeatable. They are sent as one uploaded .tar.gz archive
       --wait                    follow progress until the job ends, then print the result
   status <job_id>               status and progress
   logs <job_id>                 log lines  [--tail N] [--follow]
@@ -55,6 +67,8 @@ Commands:
   list                          jobs, newest first  [--status S] [--tag K=V] [--limit N]
   result <job_id>               result summary (cells, errors, named results)
   output <job_id> -o FILE       download the executed notebook (HTML when FILE ends in .html)
+  files <job_id>                the files the notebook created or changed (path, size, type)
+      -o DIR                    download them into DIR (folders made as needed)
   inspect <notebook.ipynb>      kernel, parameters and cells of a notebook
   delete <job_id>               delete an ended job
   cleanup --older-than HOURS    delete ended jobs older than HOURS
@@ -104,6 +118,7 @@ const OPTIONS = {
   'idempotency-key': { type: 'string' },
   'allow-unknown-parameters': { type: 'boolean' },
   wait: { type: 'boolean' },
+  files: { type: 'string', multiple: true },
   tail: { type: 'string' },
   follow: { type: 'boolean', short: 'f' },
   status: { type: 'string' },
@@ -174,6 +189,7 @@ class Api {
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
+    raw?: Buffer,
   ): Promise<Response> {
     try {
       return await fetch(`${this.base}${path}`, {
@@ -183,7 +199,7 @@ class Api {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           ...headers,
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: raw ? new Uint8Array(raw) : body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
       throw new CliError(
@@ -236,6 +252,77 @@ async function readNotebook(path: string | undefined): Promise<{ content: unknow
   } catch {
     throw new CliError(`${path} is not JSON: is it a .ipynb notebook?`);
   }
+}
+
+/**
+ * Packs the chosen files of the notebook's folder into a .tar.gz, uploads it (POST /v1/uploads,
+ * then PUT), and returns the URI to submit as files.uri. Paths in the archive are relative to the
+ * notebook's folder, so the files land beside the notebook in the job's working folder.
+ */
+async function uploadFiles(api: Api, folder: string, specs: string[], quiet: boolean): Promise<string> {
+  const all = await listFolder(folder, '');
+  const chosen = new Set<string>();
+  for (const spec of specs) {
+    const matches = spec === '.' || spec === './' ? () => true : globMatcher(relativeSpec(folder, spec));
+    const hits = all.filter(matches);
+    if (hits.length === 0) throw new CliError(`--files ${spec}: nothing matches in ${folder}`);
+    for (const hit of hits) if (!RESERVED_FILE_PATHS.has(hit)) chosen.add(hit);
+  }
+  const pack = tarPack();
+  const gzipped = pack.pipe(createGzip());
+  const chunks: Buffer[] = [];
+  gzipped.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const done = new Promise((res, rej) => (gzipped.on('end', res), gzipped.on('error', rej)));
+  for (const path of [...chosen].sort()) {
+    const body = await readFile(join(folder, ...path.split('/')));
+    await new Promise<void>((res, rej) =>
+      pack.entry({ name: path, size: body.length, mode: 0o644 }, body, (e) => (e ? rej(e) : res())),
+    );
+  }
+  pack.finalize();
+  await done;
+  const archive = Buffer.concat(chunks);
+  const slot = await api.call<{ upload_url: string; notebook_uri: string }>('POST', '/v1/uploads', {
+    name: 'files.tar.gz',
+  });
+  // The local server's upload URL is the service itself (send its token); elsewhere a presigned URL.
+  const put = slot.upload_url.startsWith(api.base)
+    ? await api.fetch(
+        'PUT',
+        slot.upload_url.slice(api.base.length),
+        undefined,
+        { 'content-type': 'application/octet-stream' },
+        archive,
+      )
+    : await fetch(slot.upload_url, { method: 'PUT', body: new Uint8Array(archive) });
+  if (!put.ok) throw new CliError(`uploading the files failed: ${put.status} ${await put.text()}`, 1);
+  if (!quiet) console.error(`uploaded ${chosen.size} file(s) (${archive.length} bytes packed)`);
+  return slot.notebook_uri;
+}
+
+/** A --files spec as a path relative to the notebook's folder ('./' dropped; a folder takes its files). */
+function relativeSpec(folder: string, spec: string): string {
+  const rel = relative(folder, resolve(folder, spec)).split(sep).join('/');
+  if (rel.startsWith('..') || isAbsolute(rel))
+    throw new CliError(`--files ${spec}: files must be in the notebook's folder ${folder} or below it`);
+  return rel === '' ? '**' : rel;
+}
+
+/** Every regular file under a folder ('/'-separated relative paths); links to folders are not followed. */
+async function listFolder(dir: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = `${prefix}${entry.name}`;
+    if (entry.isDirectory()) {
+      if (!SKIPPED_FOLDERS.has(entry.name))
+        out.push(...(await listFolder(join(dir, entry.name), `${path}/`)));
+    } else if (
+      entry.isFile() ||
+      (entry.isSymbolicLink() && (await stat(join(dir, entry.name)).catch(() => null))?.isFile())
+    )
+      out.push(path);
+  }
+  return out;
 }
 
 function bar(percent: number, width = 24): string {
@@ -426,8 +513,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const notebook = await readNotebook(arg);
+      const files = values.files?.length
+        ? { uri: await uploadFiles(api, dirname(resolve(arg as string)), values.files, values.json ?? false) }
+        : undefined;
       const body = {
         notebook,
+        files,
         parameters: Object.fromEntries((values.param ?? []).map(parseParam)),
         kernel: values.kernel,
         timeout_seconds: intOption(values, 'timeout'),
@@ -507,6 +598,30 @@ async function main(argv: string[]): Promise<number> {
       }
       await writeFile(values.output, Buffer.from(await response.arrayBuffer()));
       console.log(`wrote ${resolve(values.output)}`);
+      return 0;
+    }
+    case 'files': {
+      const id = needId();
+      const list = await api.call<JobFiles>('GET', `/v1/jobs/${id}/files`);
+      const rows = list.files.map(
+        (f) => `${String(f.size).padStart(10)}  ${f.media_type.padEnd(24)}  ${f.path}`,
+      );
+      if (list.note) rows.push(`note: ${list.note}`);
+      if (!values.output) {
+        print(list, rows.join('\n') || `no output files (job ${list.status})`);
+        return 0;
+      }
+      for (const file of list.files) {
+        const problem = filePathProblem(file.path);
+        if (problem)
+          throw new CliError(`the service listed a bad path ${JSON.stringify(file.path)}: ${problem}`, 1);
+        const response = await api.fetch('GET', file.download);
+        if (!response.ok) throw new CliError(`${response.status} downloading ${file.path}`, 1);
+        const target = join(resolve(values.output), ...file.path.split('/'));
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, Buffer.from(await response.arrayBuffer()));
+      }
+      print(list, `${rows.join('\n')}\nwrote ${list.files.length} file(s) to ${resolve(values.output)}`);
       return 0;
     }
     case 'inspect': {

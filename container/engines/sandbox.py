@@ -117,12 +117,13 @@ def read_environment() -> dict[str, str] | None:
 
 
 def give_folder(path: str, user: pwd.struct_passwd) -> None:
-    """The runner (root) just made this folder and wrote the input notebook in it: hand both over.
-    lchown, never following a link; only the folder's own entries (there is nothing deeper yet)."""
+    """The runner (root) just made this folder and wrote the input notebook and the job's input
+    files in it: hand them all over. lchown, never following a link (the runner writes no links)."""
     os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
     os.chmod(path, 0o700)
-    for entry in os.scandir(path):
-        os.chown(entry.path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
 def entering(user: pwd.struct_passwd | None, sandbox_pid: int):

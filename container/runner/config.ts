@@ -64,6 +64,8 @@ function readLimits(env: Env): RunnerLimits {
     maxLogBytes: readIntSetting(env, SETTINGS.maxLogBytes),
     maxLogLineBytes: readIntSetting(env, SETTINGS.maxLogLineBytes),
     maxOutputBytes: readIntSetting(env, SETTINGS.maxOutputBytes),
+    maxOutputFiles: readIntSetting(env, SETTINGS.maxOutputFiles),
+    maxOutputFilesBytes: readIntSetting(env, SETTINGS.maxOutputFilesBytes),
   };
 }
 

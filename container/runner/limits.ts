@@ -16,6 +16,10 @@ export interface RunnerLimits {
   maxLogLineBytes: number;
   /** Largest executed notebook saved as is; a larger one fails the job and is saved cut down. */
   maxOutputBytes: number;
+  /** Output files kept (the first in path order); the result notes the rest. */
+  maxOutputFiles: number;
+  /** Total bytes of output files kept. */
+  maxOutputFilesBytes: number;
 }
 
 /** The defaults, from the settings module (where their bounds and reasons are). */
@@ -23,6 +27,8 @@ export const DEFAULT_LIMITS: RunnerLimits = {
   maxLogBytes: SETTINGS.maxLogBytes.default,
   maxLogLineBytes: SETTINGS.maxLogLineBytes.default,
   maxOutputBytes: SETTINGS.maxOutputBytes.default,
+  maxOutputFiles: SETTINGS.maxOutputFiles.default,
+  maxOutputFilesBytes: SETTINGS.maxOutputFilesBytes.default,
 };
 
 /** The environment variables that set the limits (read in config.ts; named in messages). */
@@ -30,6 +36,8 @@ export const LIMIT_VARIABLES = {
   maxLogBytes: SETTINGS.maxLogBytes.variable,
   maxLogLineBytes: SETTINGS.maxLogLineBytes.variable,
   maxOutputBytes: SETTINGS.maxOutputBytes.variable,
+  maxOutputFiles: SETTINGS.maxOutputFiles.variable,
+  maxOutputFilesBytes: SETTINGS.maxOutputFilesBytes.variable,
 } as const satisfies Record<keyof RunnerLimits, string>;
 
 /** After the log limit, the runner's own lines (saving, the ending) may still use this much. */

@@ -33,6 +33,7 @@ import {
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
 import { readKernelFile } from '../../lambda/kernels/engine-sandbox.ts';
 import { freshWorkDir, startEngine, type WarmEngine } from './engine-process.ts';
+import { placeInputFiles, saveOutputFiles, type PlacedInputs } from './work-files.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
 import type { EngineName } from '../../lambda/kernels/python.ts';
 import { engineScript, ENGINES_DIR } from '../../lambda/kernels/engines.ts';
@@ -212,8 +213,10 @@ async function execute(
   const stopGraceMs = deps.stopGraceMs ?? 20_000;
   kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
   // A warm engine (its kernel already started) serves a job whose kernel it started and that needs
-  // nothing else fixed at kernel start: no per-job kernel environment (the notebook role on AWS).
-  let warm = deps.warm?.kernel === job.kernel && !kernelAws.access ? deps.warm : undefined;
+  // nothing else fixed at kernel start: no per-job kernel environment (the notebook role on AWS),
+  // no input files (they are in the folder before the kernel starts, and the kernel's).
+  const hasFiles = (job.input_files?.count ?? 0) > 0;
+  let warm = deps.warm?.kernel === job.kernel && !kernelAws.access && !hasFiles ? deps.warm : undefined;
   if (deps.warm && !warm)
     say(`the warm kernel (${deps.warm.kernel}) does not fit this job: starting a kernel for it`);
   if (warm)
@@ -223,6 +226,8 @@ async function execute(
     });
   if (deps.warm && !warm) await deps.warm.dispose();
   if (!warm) await freshWorkDir(deps.workDir);
+  const inputs = await placeInputFiles(deps.artifacts, job, deps.workDir);
+  if (inputs.size) say(`placed ${inputs.size} input file(s) in the working folder`);
   const inputPath = join(deps.workDir, 'input.ipynb');
   const outputPath = join(deps.workDir, 'output.ipynb');
   await writeFile(inputPath, JSON.stringify(notebook), { flag: 'wx' });
@@ -363,6 +368,7 @@ async function execute(
   } else {
     say('the engine wrote no output notebook');
   }
+  await saveFiles(job, deps, inputs, limits, say);
   let outcome = outcomeOf(job, finished, stopReason, exit, engineErr);
   // A notebook over the output limit fails a job that otherwise completed; other endings keep
   // their own cause (the log says the notebook was cut down).
@@ -426,6 +432,23 @@ function pauseWhileBehind(logs: LogSink, streams: Array<Readable | null | undefi
       for (const stream of streams) stream?.resume();
     });
   };
+}
+
+/** Best effort: a job whose files cannot all be saved still has its notebook; the log says why. */
+async function saveFiles(
+  job: JobRecord,
+  deps: RunnerDeps,
+  inputs: PlacedInputs,
+  limits: RunnerLimits,
+  say: (text: string) => void,
+): Promise<void> {
+  try {
+    const saved = await saveOutputFiles(deps.artifacts, job, deps.workDir, inputs, limits);
+    if (saved.files.length) say(`saved ${saved.files.length} output file(s)`);
+    if (saved.note) say(`output files: ${saved.note}`);
+  } catch (error) {
+    say(`output files not saved: ${errorMessage(error)}`);
+  }
 }
 
 /** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */

@@ -7,13 +7,14 @@
  * Every check is made on the file that was actually opened (its real path read back from the open
  * descriptor), so swapping a symbolic link between the check and the read cannot lead outside.
  */
-import { mkdir, open, rm, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants, readlinkSync, realpathSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { checkSize, InvalidRequestError, NotFoundError } from '../core/errors.ts';
-import type { Artifacts } from '../core/ports.ts';
+import type { Artifacts, SubmittedFile } from '../core/ports.ts';
+import { SKIPPED_FOLDERS } from '../core/job-files.ts';
 import { JOB_ID_PATTERN } from '../core/ids.ts';
 import { checkArtifactKey, jobKeyPrefixes, uploadsPrefix } from '../core/job.ts';
 
@@ -65,16 +66,61 @@ export class FileArtifacts implements Artifacts {
   }
 
   async readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer> {
+    return this.readWithin(uri, maxBytes, this.submittable(tenant));
+  }
+
+  async listSubmitted(tenant: string, folderUri: string, maxFiles: number): Promise<SubmittedFile[]> {
+    const allowed = this.submittable(tenant);
+    const folder = this.pathOfUri(folderUri);
+    let real: string;
+    try {
+      real = realpathSync(folder);
+    } catch {
+      throw new NotFoundError(`no folder at ${folderUri}`, { uri: folderUri });
+    }
+    if (!allowed(real)) throw this.outside(folderUri);
+    const found: SubmittedFile[] = [];
+    // Walks the real folder: links to folders are not followed (a file link is listed, and its
+    // target checked when it is read); a folder the caller may not read (the data folder inside the
+    // workspace) is left out, not an error, so "the notebook's folder" works at the workspace root.
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true });
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        const path = `${prefix}${entry.name}`;
+        if (entry.isDirectory()) {
+          if (SKIPPED_FOLDERS.has(entry.name) || !allowed(full)) continue;
+          await walk(full, `${path}/`);
+          continue;
+        }
+        let stats;
+        try {
+          stats = await stat(full);
+        } catch {
+          continue; // a dangling link
+        }
+        if (!stats.isFile()) continue;
+        if (found.length >= maxFiles)
+          throw new InvalidRequestError(
+            `${folderUri} holds more than ${maxFiles} files; a job may bring at most ${maxFiles} (NOTEBOOK_JOBS_MAX_INPUT_FILES): name the ones it needs with files.paths`,
+            { max_files: maxFiles },
+          );
+        found.push({ path, uri: pathToFileURL(full).href, size: stats.size });
+      }
+    };
+    await walk(real, '');
+    return found;
+  }
+
+  /** Where a caller may read: its own uploads, and the workspace outside the private folders. */
+  private submittable(tenant: string): (realPath: string) => boolean {
     const uploads = realPathOf(this.pathFor(uploadsPrefix(tenant)));
     const privateFolders = this.privateFolders.map(realPathOf);
     const workspace = realPathOf(this.workspace);
-    return this.readWithin(
-      uri,
-      maxBytes,
-      (real) =>
-        within(uploads, real) ||
-        (within(workspace, real) && !privateFolders.some((folder) => within(folder, real))),
-    );
+    return (real) =>
+      within(uploads, real) ||
+      (within(workspace, real) && !privateFolders.some((folder) => within(folder, real)));
   }
 
   async exists(uri: string): Promise<boolean> {

@@ -29,6 +29,9 @@ export interface AwsConfig {
   maxConcurrentJobs: number;
   launchDeadlineSeconds: number;
   maxAttempts: number;
+  /** Caps on the input files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES[_BYTES]). */
+  maxInputFiles: number;
+  maxInputFilesBytes: number;
   cursorSecretArn: string;
 }
 
@@ -67,6 +70,8 @@ export function readAwsConfig(env: Env, warn?: (message: string) => void): AwsCo
     maxConcurrentJobs: readIntSetting(env, SETTINGS.maxConcurrentJobs, warn),
     launchDeadlineSeconds: readIntSetting(env, SETTINGS.launchDeadlineSeconds, warn),
     maxAttempts: readIntSetting(env, SETTINGS.maxAttempts, warn),
+    maxInputFiles: readIntSetting(env, SETTINGS.maxInputFiles, warn),
+    maxInputFilesBytes: readIntSetting(env, SETTINGS.maxInputFilesBytes, warn),
     cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
   };
 }

@@ -131,6 +131,8 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
       maxConcurrentJobs: config.maxConcurrentJobs,
       launchDeadlineSeconds: config.launchDeadlineSeconds,
       maxAttempts: config.maxAttempts,
+      maxInputFiles: config.maxInputFiles,
+      maxInputFilesBytes: config.maxInputFilesBytes,
     },
   };
 }

@@ -85,6 +85,7 @@ export const JobViewSchema = z.strictObject({
     logs: z.string(),
     result: z.string(),
     output: z.string(),
+    files: z.string(),
     cancel: z.string(),
   }),
 });
@@ -158,12 +159,36 @@ export const ResultSummarySchema = z.strictObject({
     ),
 });
 
+/** A file a notebook created or changed in its working folder, saved when it ended. */
+export const OutputFileSchema = z.strictObject({
+  path: z.string().describe("Relative to the job's working folder (the notebook's folder), '/'-separated."),
+  size: z.int().min(0),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  media_type: z.string().describe('Guessed from the file name; application/octet-stream when unknown.'),
+  download: z.string().describe('GET this path (REST) for the bytes, or a redirect to a short-lived URL.'),
+});
+
+/** GET /v1/jobs/{id}/files: the output files of an ended job. */
+export const JobFilesSchema = z.strictObject({
+  job_id: z.string(),
+  status: z.enum(JOB_STATUSES),
+  files: z.array(OutputFileSchema),
+  note: z
+    .string()
+    .nullable()
+    .describe('Why some files were not saved (the count or size cap, links, unreadable files), or null.'),
+});
+
 export const ResultViewSchema = z.strictObject({
   job_id: z.string(),
   status: z.enum(JOB_STATUSES),
   error: JobErrorSchema.nullable(),
   output_available: z.boolean(),
   summary: ResultSummarySchema.nullable(),
+  files: z
+    .array(OutputFileSchema)
+    .describe('Files the notebook created or changed in its working folder (empty until it ends).'),
+  files_note: z.string().nullable().describe('Why some output files were not saved, or null.'),
 });
 
 export const ParameterInfoSchema = z.strictObject({
@@ -234,6 +259,8 @@ export type CellResult = z.infer<typeof CellResultSchema>;
 export type CellStatus = CellResult['status'];
 export type ResultSummary = z.infer<typeof ResultSummarySchema>;
 export type ResultView = z.infer<typeof ResultViewSchema>;
+export type OutputFile = z.infer<typeof OutputFileSchema>;
+export type JobFiles = z.infer<typeof JobFilesSchema>;
 export type ParameterInfo = z.infer<typeof ParameterInfoSchema>;
 export type InspectResult = z.infer<typeof InspectResultSchema>;
 export type CleanupResult = z.infer<typeof CleanupResultSchema>;

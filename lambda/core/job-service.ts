@@ -12,7 +12,9 @@ import type {
   CleanupResult,
   DeleteResult,
   InspectResult,
+  JobFiles,
   JobList,
+  OutputFile,
   JobView,
   LogPage,
   ResultView,
@@ -94,6 +96,21 @@ export class JobService {
     options: { allowUrl?: boolean } = {},
   ): Promise<{ name: string; body: Buffer } | { name: string; url: string }> {
     return this.views.output(tenant, jobId, format, options);
+  }
+
+  /** The files the job's notebook created or changed (saved when it ended). */
+  files(tenant: string, jobId: string): Promise<JobFiles> {
+    return this.views.files(tenant, jobId);
+  }
+
+  /** One output file by its path in the working folder: its bytes or a short-lived URL. */
+  file(
+    tenant: string,
+    jobId: string,
+    path: string,
+    options: { allowUrl?: boolean } = {},
+  ): Promise<{ file: OutputFile; body: Buffer } | { file: OutputFile; url: string }> {
+    return this.views.file(tenant, jobId, path, options);
   }
 
   /** Waits for a job to end, up to `seconds` from `since` (the request's arrival). */

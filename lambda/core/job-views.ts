@@ -4,7 +4,15 @@
  */
 import { NotFoundError, PayloadTooLargeError } from './errors.ts';
 import { durationSeconds, htmlName, htmlOutputKey, isTerminal, type JobRecord } from './job.ts';
-import type { JobList, JobView, LogPage, ResultView } from './contract.ts';
+import type { JobFiles, JobList, JobView, LogPage, OutputFile, ResultView } from './contract.ts';
+import {
+  checkFilePath,
+  fileDownloadPath,
+  FilesManifestSchema,
+  outputFileKey,
+  outputFilesManifestKey,
+} from './job-files.ts';
+import { parseJsonText } from './json.ts';
 import type { ListJobsRequest, LogsRequest } from './schemas.ts';
 import { getOwned, sleep, type ServiceContext } from './service-context.ts';
 import { parseNotebookText, type Notebook } from '../notebook/notebook.ts';
@@ -47,12 +55,62 @@ export class JobViews {
   async result(tenant: string, jobId: string): Promise<ResultView> {
     const job = await getOwned(this.ctx, tenant, jobId);
     const output = await this.readOutput(job);
+    const files = await this.outputFiles(job);
     return {
       job_id: jobId,
       status: job.status,
       error: job.error,
       output_available: output !== null,
       summary: output ? summarizeNotebook(output) : null,
+      files: files.files,
+      files_note: files.note,
+    };
+  }
+
+  /** The files the job's notebook created or changed, saved when it ended (none before). */
+  async files(tenant: string, jobId: string): Promise<JobFiles> {
+    const job = await getOwned(this.ctx, tenant, jobId);
+    return { job_id: jobId, status: job.status, ...(await this.outputFiles(job)) };
+  }
+
+  /**
+   * One output file: only a path the job's manifest lists is served (a path is looked up, never
+   * joined onto a folder), as a direct download URL when the store offers one, else its bytes.
+   */
+  async file(
+    tenant: string,
+    jobId: string,
+    path: string,
+    { allowUrl = true }: { allowUrl?: boolean } = {},
+  ): Promise<{ file: OutputFile; body: Buffer } | { file: OutputFile; url: string }> {
+    checkFilePath(path);
+    const job = await getOwned(this.ctx, tenant, jobId);
+    const file = (await this.outputFiles(job)).files.find((f) => f.path === path);
+    if (!file) {
+      throw new NotFoundError(
+        isTerminal(job.status)
+          ? `job ${jobId} has no output file "${path}"; GET /v1/jobs/${jobId}/files lists them`
+          : `job ${jobId} is ${job.status}; its output files are saved when it ends`,
+        { job_id: jobId, path },
+      );
+    }
+    const uri = this.ctx.deps.artifacts.uriFor(outputFileKey(tenant, jobId, path));
+    const url = allowUrl ? await this.downloadUrl(uri) : undefined;
+    if (url) return { file, url };
+    return { file, body: await this.ctx.deps.artifacts.read(uri) };
+  }
+
+  private async outputFiles(job: JobRecord): Promise<Pick<JobFiles, 'files' | 'note'>> {
+    const none = { files: [], note: null };
+    if (!isTerminal(job.status)) return none;
+    const uri = this.ctx.deps.artifacts.uriFor(outputFilesManifestKey(job.tenant, job.job_id));
+    if (!(await this.ctx.deps.artifacts.exists(uri))) return none;
+    const manifest = FilesManifestSchema.parse(
+      parseJsonText((await this.ctx.deps.artifacts.read(uri)).toString('utf8'), 'files manifest'),
+    );
+    return {
+      files: manifest.files.map((f) => ({ ...f, download: fileDownloadPath(job.job_id, f.path) })),
+      note: manifest.note,
     };
   }
 
@@ -167,6 +225,7 @@ export class JobViews {
         logs: `${self}/logs`,
         result: `${self}/result`,
         output: `${self}/output`,
+        files: `${self}/files`,
         cancel: `${self}/cancel`,
       },
     };

@@ -131,6 +131,11 @@ export interface JobRecord {
    * Absent on jobs submitted before: the runner then injects `parameters` itself.
    */
   input_parameterized?: boolean;
+  /**
+   * The files the job brought (stored under `inputs/<tenant>/<job>/files/`, listed in that
+   * folder's manifest), placed in its working folder before the kernel starts. Absent: none.
+   */
+  input_files?: { count: number; bytes: number };
   error: JobError | null;
   /**
    * Earlier attempts lost to infrastructure, oldest first (absent on records written before the

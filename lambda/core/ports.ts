@@ -104,6 +104,14 @@ export interface Artifacts {
    * as not found. `maxBytes` as for `read`.
    */
   readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer>;
+  /**
+   * The files under a folder a caller named (`file:///.../` locally, `s3://bucket/prefix/` on AWS),
+   * by the same rules as `readSubmitted`: every file, recursively, with its path relative to the
+   * folder ('/'-separated) and the URI to read it by with `readSubmitted`. Cache and tool folders
+   * (SKIPPED_FOLDERS) and, locally, links to folders and private folders are left out. More than
+   * `maxFiles` files is an InvalidRequestError.
+   */
+  listSubmitted(tenant: string, folderUri: string, maxFiles: number): Promise<SubmittedFile[]>;
   exists(uri: string): Promise<boolean>;
   /** Deletes every artifact of a job (`jobKeyPrefixes`: its inputs and outputs). */
   deleteJob(tenant: string, jobId: string): Promise<void>;
@@ -112,6 +120,13 @@ export interface Artifacts {
    * Without it, callers download through this service.
    */
   downloadUrl?(uri: string, expiresInSeconds: number): Promise<string>;
+}
+
+/** A file found under a folder a caller named (Artifacts.listSubmitted). */
+export interface SubmittedFile {
+  path: string;
+  uri: string;
+  size: number;
 }
 
 export interface LaunchResult {

@@ -41,12 +41,44 @@ export const NotebookSourceSchema = z.union([
     .strict(),
 ]);
 
+export const FilesSourceSchema = z
+  .union([
+    z
+      .strictObject({ from: z.literal('folder') })
+      .describe("Every file of the notebook's folder (notebook.uri names it), recursively."),
+    z
+      .strictObject({
+        paths: z
+          .array(z.string().min(1).max(1024))
+          .min(1)
+          .max(1000)
+          .describe("Paths or globs relative to the notebook's folder: data/*.csv, utils.py, data/**"),
+      })
+      .describe("Files of the notebook's folder (notebook.uri names it) chosen by path or glob."),
+    z
+      .strictObject({
+        uri: z
+          .string()
+          .min(1)
+          .max(2048)
+          .describe(
+            'An uploaded .zip or .tar.gz (POST /v1/uploads), unpacked into the working folder; or a folder (URI ending in "/"): on AWS an s3:// prefix allowed for the tenant, locally a file:// folder under the workspace.',
+          ),
+      })
+      .describe('Files from an archive or a folder.'),
+  ])
+  .describe(
+    "Input files, placed in the job's working folder (the notebook's folder) before the kernel starts, so relative paths work as in Jupyter.",
+  );
+export type FilesSource = z.infer<typeof FilesSourceSchema>;
+
 const ParameterName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an identifier');
 const TagKey = z.string().regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/, 'tag keys are 1-128 of A-Z a-z 0-9 _.:/=+@-');
 
 export const CreateJobBaseSchema = z
   .object({
     notebook: NotebookSourceSchema,
+    files: FilesSourceSchema.optional(),
     parameters: z.record(ParameterName, z.unknown().describe('Any JSON value.')).default({}),
     allow_unknown_parameters: z.boolean().default(false),
     kernel: z
@@ -113,7 +145,30 @@ export const CleanupRequestSchema = z
   })
   .strict();
 
-export const UploadRequestSchema = z.object({ name: NotebookNameSchema }).strict();
+/** An archive of input files may be uploaded too: its name is a notebook name's rules, with its suffix. */
+const ArchiveNameSchema = z
+  .string()
+  .regex(/\.(zip|tar\.gz|tgz)$/, 'ends in .zip, .tar.gz or .tgz')
+  .pipe(
+    z.string().transform((name, ctx) => {
+      const stem = name.replace(/\.(zip|tar\.gz|tgz)$/, '');
+      const checked = NotebookNameSchema.safeParse(`${stem}.ipynb`);
+      if (!checked.success) {
+        for (const issue of checked.error.issues)
+          ctx.addIssue({ code: 'custom', message: issue.message.replace(/\.ipynb/g, '.zip/.tar.gz') });
+        return z.NEVER;
+      }
+      return `${checked.data.slice(0, -'.ipynb'.length)}${name.slice(stem.length)}`;
+    }),
+  );
+
+export const UploadRequestSchema = z
+  .object({
+    name: z
+      .union([NotebookNameSchema, ArchiveNameSchema])
+      .describe('A notebook (name.ipynb), or an archive of input files (name.zip, name.tar.gz).'),
+  })
+  .strict();
 
 export const InspectRequestSchema = z.object({ notebook: NotebookSourceSchema }).strict();
 

@@ -52,6 +52,10 @@ export interface JobServiceConfig {
   launchRetryMaxSeconds: number;
   /** Runs of one job, the first included, when runs are lost to infrastructure. */
   maxAttempts: number;
+  /** Input files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES). */
+  maxInputFiles: number;
+  /** Total unpacked bytes of a job's input files (NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES). */
+  maxInputFilesBytes: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -72,6 +76,8 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   launchRetryBaseSeconds: 15,
   launchRetryMaxSeconds: 120,
   maxAttempts: SETTINGS.maxAttempts.default,
+  maxInputFiles: SETTINGS.maxInputFiles.default,
+  maxInputFilesBytes: SETTINGS.maxInputFilesBytes.default,
 };
 
 export interface JobServiceDeps {

@@ -107,6 +107,24 @@ export const SETTINGS = {
    * fails the job. Notebook errors are never retried.
    */
   maxAttempts: { variable: 'NOTEBOOK_JOBS_MAX_ATTEMPTS', default: 3, min: 1, max: 10 },
+  /** Files a job may bring (input files: a folder, a list of paths, an archive or an s3:// prefix). */
+  maxInputFiles: { variable: 'NOTEBOOK_JOBS_MAX_INPUT_FILES', default: 1000, min: 1, max: 100_000 },
+  /** Total bytes of a job's input files, counted as unpacked (an archive's actual output, not its headers). */
+  maxInputFilesBytes: {
+    variable: 'NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES',
+    default: 100 * MiB,
+    min: KiB,
+    max: 10 * 1024 * MiB,
+  },
+  /** Files kept of those a notebook creates or changes in its working folder; past it, the first ones. */
+  maxOutputFiles: { variable: 'NOTEBOOK_JOBS_MAX_OUTPUT_FILES', default: 100, min: 0, max: 10_000 },
+  /** Total bytes of the output files kept. */
+  maxOutputFilesBytes: {
+    variable: 'NOTEBOOK_JOBS_MAX_OUTPUT_FILES_BYTES',
+    default: 100 * MiB,
+    min: 0,
+    max: 10 * 1024 * MiB,
+  },
 } as const satisfies Record<string, IntSetting>;
 
 /**

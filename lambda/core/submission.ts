@@ -10,6 +10,7 @@ import { inputKey, outputKey, uploadsPrefix } from './job.ts';
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
 import { nameFromUri } from './names.ts';
+import { readInputFiles, storeInputFiles } from './input-files.ts';
 import {
   CreateJobRequestSchema,
   parseRequest,
@@ -56,6 +57,14 @@ export class Submission {
     const { kernel, language } = await this.resolveKernel(notebook, request.kernel);
     const runnable = parameterize(notebook, kernel, language, request);
     deps.launcher.checkResources?.({ cpu: request.cpu, memory: request.memory });
+    // Read and checked before anything is written: a refused archive leaves nothing behind.
+    const inputFiles = request.files
+      ? await readInputFiles(deps.artifacts, tenant, request.files, request.notebook, {
+          maxFiles: config.maxInputFiles,
+          maxBytes: config.maxInputFilesBytes,
+          maxArchiveBytes: config.maxNotebookBytes,
+        })
+      : null;
 
     const { wait_seconds: waitSeconds, ...stored } = request;
     const requestHash = hashRequest({ ...stored, idempotency_key: undefined });
@@ -66,6 +75,13 @@ export class Submission {
     }
 
     const inputUri = await deps.artifacts.put(inputKey(tenant, jobId, name), JSON.stringify(runnable));
+    const inputFilesStored = inputFiles
+      ? await storeInputFiles(deps.artifacts, tenant, jobId, inputFiles).catch(async (error: unknown) => {
+          if (key) await deps.store.releaseIdempotencyKey(tenant, key, jobId).catch(() => undefined);
+          await deps.artifacts.deleteJob(tenant, jobId).catch(() => undefined);
+          throw error;
+        })
+      : undefined;
     const job = transitions.submitted(
       {
         job_id: jobId,
@@ -83,6 +99,7 @@ export class Submission {
         output_uri: deps.artifacts.uriFor(outputKey(tenant, jobId, name)),
         idempotency_key: key ?? null,
         request_hash: requestHash,
+        ...(inputFilesStored ? { input_files: inputFilesStored } : {}),
       },
       executableCodeCells(runnable).length,
       deps.clock.now(),

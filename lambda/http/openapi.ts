@@ -16,6 +16,7 @@ import {
   JobWithLogsSchema,
   LogPageSchema,
   ResultViewSchema,
+  JobFilesSchema,
   UploadReceiptSchema,
   UploadSlotSchema,
 } from '../core/contract.ts';
@@ -37,6 +38,7 @@ const RESPONSES = {
   JobList: JobListSchema,
   LogPage: LogPageSchema,
   Result: ResultViewSchema,
+  JobFiles: JobFilesSchema,
   Inspection: InspectResultSchema,
   Cleanup: CleanupResultSchema,
   Deleted: DeleteResultSchema,
@@ -86,9 +88,20 @@ export const jobResponse = jsonResponse('The job (DESIGN 3: the job representati
 const PATH_PARAMETERS: Record<string, JsonSchema> = {
   job_id: schemaOf(JobIdSchema),
   token: { type: 'string', description: 'the token of a local upload URL' },
+  path: {
+    type: 'string',
+    description:
+      "an output file's path in the working folder, e.g. plots/loss.png ('/' between folders; each name percent-encoded)",
+  },
 };
 
-function pathParameters(path: string): JsonSchema[] {
+/** `{name+}` (the rest of the path, as API Gateway writes it) is `{name}` in OpenAPI. */
+function openApiPath(path: string): string {
+  return path.replace(/\{([^}]+)\+\}/g, '{$1}');
+}
+
+function pathParameters(template: string): JsonSchema[] {
+  const path = openApiPath(template);
   return [...path.matchAll(/\{([^}]+)\}/g)].map(([, name]) => {
     const schema = PATH_PARAMETERS[name as string];
     if (!schema) throw new Error(`no schema for path parameter {${name}} of ${path}`);
@@ -140,7 +153,7 @@ export function buildOpenApi(routes: readonly DocumentedRoute[]): JsonSchema {
   if (cached) return cached;
   const paths: Record<string, Record<string, JsonSchema>> = {};
   for (const route of routes) {
-    (paths[route.path] ??= {})[route.method.toLowerCase()] = operation(route);
+    (paths[openApiPath(route.path)] ??= {})[route.method.toLowerCase()] = operation(route);
   }
   const document = {
     openapi: '3.1.0',

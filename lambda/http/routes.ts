@@ -210,6 +210,49 @@ export const ROUTES: readonly Route[] = [
     },
   },
   {
+    method: 'GET',
+    path: '/v1/jobs/{job_id}/files',
+    doc: {
+      summary: 'The files the notebook created or changed in its working folder',
+      responses: { '200': jsonResponse('The output files', 'JobFiles'), '404': errorResponseDoc },
+    },
+    handler: async ({ service }, req, [id]) => json(200, await service.files(req.tenant, id as string)),
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/{job_id}/files/{path+}',
+    doc: {
+      summary: 'One output file',
+      responses: {
+        '200': {
+          description: 'The file (served as an attachment, with the media type its name suggests)',
+          content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+        },
+        '302': {
+          description: 'A short-lived download URL for the file (AWS: presigned S3 GET)',
+          headers: { Location: { required: true, schema: { type: 'string', format: 'uri' } } },
+        },
+        '400': errorResponseDoc,
+        '404': errorResponseDoc,
+      },
+    },
+    handler: async ({ service }, req, [id, path]): Promise<ApiResponse> => {
+      const found = await service.file(req.tenant, id as string, path as string);
+      if ('url' in found) return { status: 302, headers: { location: found.url }, body: '' };
+      const name = found.file.path.slice(found.file.path.lastIndexOf('/') + 1);
+      return {
+        status: 200,
+        headers: {
+          // Always an attachment, never sniffed: a notebook's HTML or SVG must not run as this origin.
+          'content-type': found.file.media_type,
+          'content-disposition': contentDisposition('attachment', name),
+          'x-content-type-options': 'nosniff',
+        },
+        body: found.body,
+      };
+    },
+  },
+  {
     method: 'POST',
     path: '/v1/jobs/{job_id}/cancel',
     doc: {
@@ -329,11 +372,19 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
   ROUTES.filter((route) => route.public !== undefined).map((route) => `${route.method} ${route.path}`),
 );
 
-/** Path templates as patterns: each `{name}` is one path segment, captured. */
+/**
+ * Path templates as patterns: each `{name}` is one path segment, captured; a final `{name+}` is
+ * the rest of the path (one or more segments, each decoded on its own, joined by '/').
+ */
 const PATTERNS = new Map(
   ROUTES.map((route) => [
     route,
-    new RegExp(`^${route.path.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '([^/]+)')}$`),
+    new RegExp(
+      `^${route.path
+        .replace(/[.]/g, '\\.')
+        .replace(/\{[^}]+\+\}/g, '(.+)')
+        .replace(/\{[^}+]+\}/g, '([^/]+)')}$`,
+    ),
   ]),
 );
 
@@ -353,7 +404,7 @@ export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promis
       );
       return { ...response, headers: { ...response.headers, allow } };
     }
-    const params = found.match.slice(1).map(decodePathSegment);
+    const params = found.match.slice(1).map((raw) => raw.split('/').map(decodePathSegment).join('/'));
     return await found.route.handler(ctx, req, params);
   } catch (error) {
     return errorResponse(error);

@@ -4,7 +4,7 @@
  * kernel owns, and the start-up check that a kernel user can run the engine at all.
  */
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, readlinkSync, realpathSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -49,9 +49,14 @@ export function sandboxInput(env: Readonly<Record<string, string>>): string {
  * Reads a file from a folder the kernel owns, where the kernel may have put something else in its
  * place: never through a symbolic link or a second hard link (either could lead the runner to a
  * file only it may read, which would then be served as the job's output), never a FIFO or device
- * (which could block forever). Null when there is no such regular file.
+ * (which could block forever). Null when there is no such regular file. With `openedAt` (the real
+ * path the file must have: the kernel may swap a folder on the way for a link), a file opened
+ * anywhere else reads as null; with `maxBytes`, so does a larger file.
  */
-export async function readKernelFile(path: string): Promise<Buffer | null> {
+export async function readKernelFile(
+  path: string,
+  { maxBytes, openedAt }: { maxBytes?: number; openedAt?: string } = {},
+): Promise<Buffer | null> {
   let handle;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -63,9 +68,26 @@ export async function readKernelFile(path: string): Promise<Buffer | null> {
   try {
     const stat = await handle.stat();
     if (!stat.isFile() || stat.nlink !== 1) return null;
+    // O_NOFOLLOW guards the last name only: a folder on the way may have become a link since it was
+    // listed. Where the opened file really is (Linux: /proc) must be where it was meant to be.
+    if (openedAt !== undefined && !openedIs(handle.fd, path, openedAt)) return null;
+    if (maxBytes !== undefined && stat.size > maxBytes) return null;
     return await handle.readFile();
   } finally {
     await handle.close();
+  }
+}
+
+function openedIs(fd: number, path: string, expected: string): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === expected;
+  } catch {
+    // No /proc (macOS): the path's real path, checked just after the open.
+    try {
+      return realpathSync(path) === expected;
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -46,7 +46,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
 import { bundleRunner } from './runner-bundle.ts';
-import { MAX_REQUEST_BODY_BYTES, SETTINGS } from '../core/settings.ts';
+import { MAX_REQUEST_BODY_BYTES, readIntSetting, SETTINGS } from '../core/settings.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
@@ -208,6 +208,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     renderer: new NbconvertRenderer(python.python),
     config: {
       maxConcurrentJobs: options.maxConcurrentJobs ?? SETTINGS.maxConcurrentJobs.default,
+      maxInputFiles: readIntSetting(process.env, SETTINGS.maxInputFiles),
+      maxInputFilesBytes: readIntSetting(process.env, SETTINGS.maxInputFilesBytes),
       ...options.service,
     },
     log: serviceLog,

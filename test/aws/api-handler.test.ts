@@ -3,10 +3,10 @@
  * test/fixtures/aws-events), with the job table in dynalite and ECS/S3/CloudWatch/EventBridge/
  * Secrets Manager mocked: the exact commands sent are asserted.
  */
+import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { S3LogPageSink } from '../../lambda/adapters/aws/s3-log-page-sink.ts';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -14,7 +14,7 @@ import {
   BUCKET,
   CURSOR_SECRET_ARN,
   dynaliteForThisFile,
-  REGION,
+  LOG_GROUP,
   coldStart,
   createBody,
   expectedRunTask,
@@ -270,83 +270,68 @@ describe('the executed notebook', () => {
 });
 
 describe('GET /v1/jobs/{id}/logs', () => {
-  /** What the runner of a job's first attempt writes (the S3 mock keeps it in aws.objects). */
-  async function runnerWrites(job: { job_id: string }, texts: string[], tenant = 'acme'): Promise<void> {
-    const sink = new S3LogPageSink(new S3Client({ region: REGION }), {
-      bucket: BUCKET,
-      tenant,
-      jobId: job.job_id,
-      attempt: 1,
-    });
-    for (const [i, text] of texts.entries())
-      sink.write({ ts: `2026-11-23T13:45:1${i}.000Z`, stream: i === 0 ? 'runner' : 'stdout', text });
-    await sink.flush();
-  }
-
-  it("reads the runner's S3 log pages, never CloudWatch Logs, with the exact S3 requests", async () => {
+  it('reads the task stream through CloudWatch Logs with the exact GetLogEvents input', async () => {
     const job = await createJob();
-    await runnerWrites(job, ['starting kernel python3', 'hello Ada']);
-    aws.s3.resetHistory();
+    const taskId = aws.tasks.get(job.job_id)?.split('/').pop();
+    const end = 'f/38150582420812395840101208581275438223123880163223011328/s';
+    aws.logs.on(GetLogEventsCommand).callsFake((input: { nextToken?: string }) => ({
+      // Resuming from the last token yields nothing new and hands the same token back: the end.
+      events:
+        input.nextToken === end
+          ? []
+          : [
+              {
+                timestamp: 1795440310000,
+                message: JSON.stringify({
+                  ts: '2026-11-23T13:45:10.000Z',
+                  stream: 'runner',
+                  text: 'starting kernel python3',
+                }),
+                ingestionTime: 1795440310100,
+              },
+              {
+                timestamp: 1795440311000,
+                message: JSON.stringify({
+                  ts: '2026-11-23T13:45:11.000Z',
+                  stream: 'stdout',
+                  text: 'hello Ada',
+                }),
+                ingestionTime: 1795440311100,
+              },
+            ],
+      nextForwardToken: end,
+      nextBackwardToken: 'b/38150582398507406015347891203834095867234871098567123456/s',
+    }));
     // The fixture repeats limit (?limit=100&limit=50): the last value counts, as in local mode.
     const event = proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { limit: ['100', '50'] } });
 
     const result = await api(event);
 
     expect(result.statusCode, result.body).toBe(200);
+    const calls = aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input);
+    expect(calls).toEqual([
+      { logGroupName: LOG_GROUP, logStreamName: `runner/runner/${taskId}`, startFromHead: true, limit: 50 },
+      {
+        logGroupName: LOG_GROUP,
+        logStreamName: `runner/runner/${taskId}`,
+        startFromHead: true,
+        limit: 48,
+        nextToken: end,
+      },
+    ]);
     const page = body(result);
     expect(page.lines).toEqual([
       { ts: '2026-11-23T13:45:10.000Z', stream: 'runner', text: 'starting kernel python3' },
       { ts: '2026-11-23T13:45:11.000Z', stream: 'stdout', text: 'hello Ada' },
     ]);
     expect(page.at_end).toBe(true);
-    const folder = `outputs/acme/${job.job_id}/logs/`;
-    expect(aws.s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
-      { Bucket: BUCKET, Key: `${folder}998-9999999999.jsonl` },
-      { Bucket: BUCKET, Key: `${folder}998-9999999998.jsonl` },
-    ]);
-    expect(aws.logs.calls()).toEqual([]);
-
-    // The next page resumes after the last line (the cursor is signed by the service: opaque).
-    await runnerWrites(job, ['starting kernel python3', 'hello Ada', 'bye']);
+    // The next page resumes from CloudWatch's token, signed by the service (opaque to callers).
+    aws.logs.resetHistory();
     const next = await api(
       proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { cursor: [page.next_cursor] } }),
     );
-    expect(body(next).lines).toEqual([{ ts: '2026-11-23T13:45:12.000Z', stream: 'stdout', text: 'bye' }]);
-    // A tail: one LIST for the newest page, then its GET.
-    aws.s3.resetHistory();
-    const tail = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { tail: ['1'] } }));
-    expect(body(tail).lines.map((l: { text: string }) => l.text)).toEqual(['bye']);
-    expect(aws.s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
-      { Bucket: BUCKET, Prefix: folder, MaxKeys: 1 },
-    ]);
-    expect(aws.logs.calls()).toEqual([]);
-  });
-
-  it("never reads another tenant's pages: its job id is a 404, another job's cursor a 400", async () => {
-    const mine = await createJob('acme');
-    const theirs = await createJob('globex');
-    await runnerWrites(theirs, ['globex secret'], 'globex');
-    await runnerWrites(mine, ['acme line']);
-    aws.s3.resetHistory();
-
-    const byId = await api(proxyEvent({ path: `/v1/jobs/${theirs.job_id}/logs`, tenant: 'acme' }));
-    expect(byId.statusCode).toBe(404);
-    const theirPage = body(
-      await api(proxyEvent({ path: `/v1/jobs/${theirs.job_id}/logs`, tenant: 'globex' })),
-    );
-    aws.s3.resetHistory();
-    const byCursor = await api(
-      proxyEvent({
-        path: `/v1/jobs/${mine.job_id}/logs`,
-        tenant: 'acme',
-        query: { cursor: [theirPage.next_cursor] },
-      }),
-    );
-    expect(byCursor.statusCode).toBe(400);
-    expect(body(byCursor).error.code).toBe('invalid_request');
-    // Neither request read a page.
-    expect(aws.s3.commandCalls(GetObjectCommand)).toEqual([]);
-    expect(aws.s3.commandCalls(ListObjectsV2Command)).toEqual([]);
+    expect(body(next).lines).toEqual([]);
+    expect(aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input.nextToken)).toEqual([end]);
   });
 });
 
@@ -416,5 +401,86 @@ describe('request size limits (Lambda payload 6 MB, bodies escaped inside the ev
     const payload = Buffer.byteLength(JSON.stringify(event));
     expect(payload).toBeGreaterThan(2 * MAX_REQUEST_BODY_BYTES);
     expect(payload).toBeLessThanOrEqual(LAMBDA_PAYLOAD_BYTES);
+  });
+});
+
+describe('job files', () => {
+  async function completedWithFiles(): Promise<any> {
+    const job = await createJob();
+    const prefix = `outputs/acme/${job.job_id}`;
+    aws.objects.set(`${BUCKET}/${prefix}/files/plots/loss.png`, Buffer.from('png bytes'));
+    aws.objects.set(
+      `${BUCKET}/${prefix}/files.json`,
+      Buffer.from(
+        JSON.stringify({
+          files: [{ path: 'plots/loss.png', size: 9, sha256: 'a'.repeat(64), media_type: 'image/png' }],
+          note: null,
+        }),
+      ),
+    );
+    await db()
+      .store(table)
+      .update(job.job_id, ['running'], { status: 'completed', ended_at: new Date().toISOString() });
+    return job;
+  }
+
+  it('lists the output files and hands each out as a presigned S3 URL (302)', async () => {
+    const job = await completedWithFiles();
+    const listed = body(await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/files` })));
+    expect(listed.files).toEqual([
+      {
+        path: 'plots/loss.png',
+        size: 9,
+        sha256: 'a'.repeat(64),
+        media_type: 'image/png',
+        download: `/v1/jobs/${job.job_id}/files/plots/loss.png`,
+      },
+    ]);
+    const file = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/files/plots/loss.png` }));
+    expect(file.statusCode).toBe(302);
+    expect(new URL(file.headers?.location as string).pathname).toBe(
+      `/outputs/acme/${job.job_id}/files/plots/loss.png`,
+    );
+  });
+
+  it("never shows another tenant a job's files: the list and each file are 404", async () => {
+    const job = await completedWithFiles();
+    for (const path of [`/v1/jobs/${job.job_id}/files`, `/v1/jobs/${job.job_id}/files/plots/loss.png`]) {
+      const other = await api(proxyEvent({ path, tenant: 'globex' }));
+      expect(other.statusCode).toBe(404);
+      expect(other.body).not.toContain('loss.png');
+    }
+  });
+
+  it("refuses an archive with a zip-slip entry with 400 and writes nothing; another tenant's archive is 404", async () => {
+    const { pack } = await import('tar-stream');
+    const { gzipSync } = await import('node:zlib');
+    const p = pack();
+    p.entry({ name: '../escape.txt' }, 'x');
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of p) chunks.push(chunk as Buffer);
+    const key = 'uploads/acme/0123456789abcdef0123456789abcdef/files.tar.gz';
+    aws.objects.set(`${BUCKET}/${key}`, gzipSync(Buffer.concat(chunks)));
+    const uri = `s3://${BUCKET}/${key}`;
+    const notebook = createBody().notebook;
+
+    const refused = await api(
+      proxyEvent({ method: 'POST', path: '/v1/jobs', body: { notebook, files: { uri } } }),
+    );
+    expect(refused.statusCode).toBe(400);
+    expect(body(refused).error.message).toContain('contains ".."');
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+
+    const foreign = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: { notebook, files: { uri } },
+        tenant: 'globex',
+      }),
+    );
+    expect(foreign.statusCode).toBe(404);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
   });
 });

@@ -30,6 +30,8 @@ describe('readAwsConfig', () => {
       maxConcurrentJobs: 5,
       launchDeadlineSeconds: 900,
       maxAttempts: 3,
+      maxInputFiles: 1000,
+      maxInputFilesBytes: 100 * 1024 * 1024,
       cursorSecretArn: 'arn:aws:secretsmanager:us-west-2:111122223333:secret:notebook-jobs-cursor-AbCdEf',
     });
   });

@@ -304,17 +304,23 @@ describe('runner configuration of the limits', () => {
       maxLogBytes: 64 * 1024 * 1024,
       maxLogLineBytes: 64 * 1024,
       maxOutputBytes: 50 * 1024 * 1024,
+      maxOutputFiles: 100,
+      maxOutputFilesBytes: 100 * 1024 * 1024,
     });
     const env = {
       ...base,
       NOTEBOOK_JOBS_MAX_LOG_BYTES: '100000',
       NOTEBOOK_JOBS_MAX_LOG_LINE_BYTES: '1024',
       NOTEBOOK_JOBS_MAX_OUTPUT_BYTES: '2048',
+      NOTEBOOK_JOBS_MAX_OUTPUT_FILES: '7',
+      NOTEBOOK_JOBS_MAX_OUTPUT_FILES_BYTES: '4096',
     };
     expect(readRunnerConfig(env, ['job_x']).limits).toEqual({
       maxLogBytes: 100_000,
       maxLogLineBytes: 1024,
       maxOutputBytes: 2048,
+      maxOutputFiles: 7,
+      maxOutputFilesBytes: 4096,
     });
   });
 

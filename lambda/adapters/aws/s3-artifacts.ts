@@ -16,7 +16,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { checkSize, InvalidRequestError, NotFoundError } from '../../core/errors.ts';
 import { JOB_ID_PATTERN } from '../../core/ids.ts';
 import { checkArtifactKey, jobKeyPrefixes, uploadsPrefix } from '../../core/job.ts';
-import type { Artifacts, UploadUrls } from '../../core/ports.ts';
+import type { Artifacts, SubmittedFile, UploadUrls } from '../../core/ports.ts';
+import { SKIPPED_FOLDERS } from '../../core/job-files.ts';
 
 /** SigV4 presigned URLs are valid for at most 7 days. */
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
@@ -150,6 +151,48 @@ export class S3Artifacts implements Artifacts {
   }
 
   async readSubmitted(tenant: string, uri: string, maxBytes: number): Promise<Buffer> {
+    return this.getObject(uri, this.submittable(tenant, uri), maxBytes);
+  }
+
+  async listSubmitted(tenant: string, folderUri: string, maxFiles: number): Promise<SubmittedFile[]> {
+    if (!folderUri.endsWith('/'))
+      throw new InvalidRequestError(`${folderUri} is not a folder: an s3:// prefix of files ends in "/"`, {
+        uri: folderUri,
+      });
+    const { bucket, key: prefix } = this.submittable(tenant, folderUri, { folder: true });
+    const found: SubmittedFile[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) {
+        const path = object.Key?.slice(prefix.length) ?? '';
+        // Folder markers ("name/") and cache folders are not files of the job.
+        if (path === '' || path.endsWith('/') || path.split('/').some((s) => SKIPPED_FOLDERS.has(s)))
+          continue;
+        if (found.length >= maxFiles)
+          throw new InvalidRequestError(
+            `${folderUri} holds more than ${maxFiles} files; a job may bring at most ${maxFiles} (NOTEBOOK_JOBS_MAX_INPUT_FILES)`,
+            { max_files: maxFiles },
+          );
+        found.push({ path, uri: `s3://${bucket}/${object.Key}`, size: object.Size ?? 0 });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return found;
+  }
+
+  /**
+   * The location of a URI a caller named, if the tenant may read it: its own uploads and the
+   * external prefixes allowed to it (TenantSources). Else InvalidRequestError saying what may be
+   * named; another tenant's upload reads as not found.
+   */
+  private submittable(
+    tenant: string,
+    uri: string,
+    { folder = false }: { folder?: boolean } = {},
+  ): { bucket: string; key: string } {
     const location = parseS3Uri(uri);
     const sources = [
       ...(this.config.tenantSources?.['*'] ?? []),
@@ -162,7 +205,7 @@ export class S3Artifacts implements Artifacts {
         uri,
       });
     }
-    checkArtifactKey(location.key);
+    checkArtifactKey(location.key, { folder });
     const normal = `s3://${location.bucket}/${location.key}`;
     if (!allowed.some((prefix) => normal.startsWith(prefix))) {
       // Another tenant's upload is indistinguishable from a missing one.
@@ -170,7 +213,7 @@ export class S3Artifacts implements Artifacts {
         throw new NotFoundError(`no object at ${uri}`, { uri });
       throw new InvalidRequestError(`${uri} may not be submitted by this tenant: ${what}`, { uri });
     }
-    return this.getObject(uri, location, maxBytes);
+    return location;
   }
 
   private async getObject(

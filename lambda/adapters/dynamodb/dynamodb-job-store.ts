@@ -84,6 +84,7 @@ const JOB_FIELDS = {
   output_uri: true,
   output_saved: true,
   input_parameterized: true,
+  input_files: true,
   error: true,
   attempts: true,
   launch_attempts: true,
