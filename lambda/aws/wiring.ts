@@ -25,6 +25,7 @@ import { JobService, type JobServiceDeps } from '../core/job-service.ts';
 import type { KernelInfo, NotebookRenderer } from '../core/ports.ts';
 import { staticKernelCatalog } from '../kernels/python.ts';
 import type { AwsConfig } from './config.ts';
+import { DEFAULT_SECRET_ENV_PREFIX } from '../core/secrets.ts';
 
 /** Structured JSON logs for every AWS entry point. */
 export const logger = new Logger({ serviceName: 'notebook-jobs' });
@@ -130,7 +131,11 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
-    config: { maxConcurrentJobs: config.maxConcurrentJobs },
+    // secretsmanager: only: ssm: needs @aws-sdk/client-ssm in the runner (container/runner/secrets.ts).
+    config: {
+      maxConcurrentJobs: config.maxConcurrentJobs,
+      secrets: { schemes: ['secretsmanager'], envPrefix: DEFAULT_SECRET_ENV_PREFIX },
+    },
   };
 }
 

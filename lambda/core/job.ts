@@ -18,6 +18,7 @@ export const ERROR_TYPES = [
   'infrastructure',
   'invalid_notebook',
   'output_too_large',
+  'secret_unavailable',
 ] as const;
 export type JobErrorType = (typeof ERROR_TYPES)[number];
 
@@ -120,6 +121,16 @@ export interface JobRecord {
    * Absent on jobs submitted before: the runner then injects `parameters` itself.
    */
   input_parameterized?: boolean;
+  /**
+   * The job's secrets: environment variable name -> reference (never a value; lambda/core/secrets.ts).
+   * Absent when the job has none.
+   */
+  secrets?: Record<string, string>;
+  /**
+   * Parameters whose values are redacted: `parameters` holds `[redacted]` for them, and the values
+   * wait for the runner in the job's input folder (REDACTED_PARAMETERS_FILE). Absent when none.
+   */
+  redact_parameters?: string[];
   error: JobError | null;
   /** Launcher handle (local: "pid:<n>"; AWS: the task ARN). */
   runner_ref: string | null;

@@ -4,6 +4,7 @@
  * scheduling, reconciliation, retention) is built on one ServiceContext; JobService is their facade.
  */
 import { SETTINGS } from './settings.ts';
+import { NO_SECRETS, type SecretPolicy } from './secrets.ts';
 import { NotFoundError } from './errors.ts';
 import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobRecord } from './job.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -45,6 +46,8 @@ export interface JobServiceConfig {
   maxResultNotebookBytes: number;
   /** How long a create request waits for the dispatch it starts before answering. */
   dispatchWaitMs: number;
+  /** Which secret references jobs may name (lambda/core/secrets.ts); default: none. */
+  secrets: SecretPolicy;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -59,6 +62,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   downloadUrlTtlSeconds: 900,
   maxResultNotebookBytes: DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES,
   dispatchWaitMs: 3000,
+  secrets: NO_SECRETS,
 };
 
 export interface JobServiceDeps {

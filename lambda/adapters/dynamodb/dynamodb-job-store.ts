@@ -84,6 +84,8 @@ const JOB_FIELDS = {
   output_uri: true,
   output_saved: true,
   input_parameterized: true,
+  secrets: true,
+  redact_parameters: true,
   error: true,
   runner_ref: true,
   idempotency_key: true,
