@@ -22,7 +22,6 @@ import { checkNotebookRoleArn, notebookRoleExternalId } from '../../lambda/core/
 import {
   checkSecretReference,
   isSecretsManagerArn,
-  REDACTED_PARAMETERS_FILE,
   type SecretReference,
 } from '../../lambda/core/secrets.ts';
 
@@ -121,14 +120,10 @@ export function runnerSessionPolicy(scope: JobScope): PolicyDocument {
     },
     // The folder holds the one notebook the api stored at submit (inputKey); its name is in the
     // job item, which the runner has not read yet when it asks for this session.
-    { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs') },
+    // DeleteObject: the values of redacted parameters are deleted once the job has run
+    // (runner/secrets.ts); the runner role allows it on that one file name only (lib/runner-task.ts).
+    { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects('inputs') },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs') },
-    // The values of redacted parameters are deleted once the job has run (runner/secrets.ts).
-    {
-      Effect: 'Allow',
-      Action: 's3:DeleteObject',
-      Resource: `arn:${partition}:s3:::${scope.bucket}/inputs/${tenant}/${jobId}/${REDACTED_PARAMETERS_FILE}`,
-    },
   ];
   if (scope.eventBus !== undefined) {
     const bus = scope.eventBus.startsWith('arn:')

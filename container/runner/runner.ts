@@ -55,7 +55,7 @@ import {
 import { Redactor } from './redact.ts';
 import {
   resolveSecrets,
-  restoreInjectedCell,
+  redactedNotebook,
   SecretUnavailableError,
   withRedactedParameters,
   type SecretSources,
@@ -380,9 +380,7 @@ async function execute(
   const written = await readKernelFile(outputPath);
   if (written) {
     const { body: bounded, error } = boundedOutput(written, notebook, limits.maxOutputBytes);
-    const executed = redactor.buffer(
-      job.redact_parameters ? restoreInjectedCell(bounded, notebook) : bounded,
-    );
+    const executed = redactedNotebook(bounded, notebook, redactor);
     outputError = error;
     if (error) say(error.message);
     await deps.artifacts.put(outputKey(job.tenant, job.job_id, job.notebook.name), executed);

@@ -225,21 +225,40 @@ export async function withRedactedParameters(
 }
 
 /**
- * The executed notebook with its injected cell's text as stored (`[redacted]`, not the values the
- * kernel ran with). Parses the notebook: only for jobs with redacted parameters, after the output
- * limit has bounded its size.
+ * The executed notebook as it may be stored for a job with secrets or redacted parameters: its
+ * injected cell's text as stored (`[redacted]`, not the values the kernel ran with), consecutive
+ * stream outputs of a cell joined (as Jupyter shows them; a value printed in pieces is then whole
+ * again), and every occurrence of a value redacted. Parses the notebook: only for such jobs, and
+ * after the output limit has bounded its size. A notebook that does not parse (cut short) still
+ * gets its values redacted as text.
  */
-export function restoreInjectedCell(body: Buffer, stored: Notebook): Buffer {
-  const storedCell = stored.cells.find((cell) => cellTags(cell).includes(INJECTED_PARAMETERS_TAG));
-  if (!storedCell) return body;
+export function redactedNotebook(body: Buffer, stored: Notebook, redactor: Redactor): Buffer {
+  if (!redactor.active) return body;
   let executed: Notebook;
   try {
     executed = JSON.parse(body.toString('utf8')) as Notebook;
   } catch {
-    return body; // a cut-short notebook: the value redaction still applies
+    return redactor.buffer(body);
   }
-  for (const cell of executed.cells ?? [])
-    if (Array.isArray(cell.metadata?.tags) && cellTags(cell).includes(INJECTED_PARAMETERS_TAG))
+  const storedCell = stored.cells.find((cell) => cellTags(cell).includes(INJECTED_PARAMETERS_TAG));
+  for (const cell of executed.cells ?? []) {
+    if (storedCell && Array.isArray(cell.metadata?.tags) && cellTags(cell).includes(INJECTED_PARAMETERS_TAG))
       cell.source = storedCell.source;
-  return Buffer.from(JSON.stringify(executed, null, 1));
+    if (Array.isArray(cell.outputs)) cell.outputs = joinedStreams(cell.outputs);
+  }
+  return redactor.buffer(Buffer.from(JSON.stringify(executed, null, 1)));
+}
+
+const streamText = (text: unknown) => (Array.isArray(text) ? text.join('') : String(text ?? ''));
+
+/** Consecutive stream outputs of one stream as one output (nbconvert's coalesce_streams, without its \r handling). */
+function joinedStreams(outputs: NonNullable<Notebook['cells'][number]['outputs']>) {
+  const joined: typeof outputs = [];
+  for (const output of outputs) {
+    const last = joined.at(-1);
+    if (output.output_type === 'stream' && last?.output_type === 'stream' && last.name === output.name)
+      joined[joined.length - 1] = { ...last, text: streamText(last.text) + streamText(output.text) };
+    else joined.push(output);
+  }
+  return joined;
 }
