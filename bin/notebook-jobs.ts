@@ -47,6 +47,11 @@ Commands:
                                 and takes JSON bodies only as application/json. With
                                 NOTEBOOK_JOBS_TOKEN set, every route but /v1/health requires
                                 Authorization: Bearer <token> (the CLI sends it).
+      --secret-env-prefix P     jobs' env: secrets may name only this server's variables
+                                starting with P (NOTEBOOK_JOBS_SECRET_ENV_PREFIX, default
+                                NOTEBOOK_SECRET_)
+      --secrets-dir DIR         jobs' file: secrets are files under DIR
+                                (NOTEBOOK_JOBS_SECRETS_DIR; default: no file: secrets)
   run <notebook.ipynb>          submit a notebook as a job and print its id
       -p, --param NAME VALUE    a parameter; VALUE is parsed as JSON, else taken as a string
       --kernel NAME             kernel (default: the notebook's kernelspec, else python3)
@@ -60,6 +65,10 @@ Commands:
                                 "." (the notebook's whole folder), a folder, or a path or glob
                                 relative to the notebook's folder ('data/*.csv', utils.py);
                                 repeatable. They are sent as one uploaded .tar.gz archive
+      --secret NAME=REF         a secret for the kernel's environment, by reference (repeatable):
+                                env:VAR, file:PATH locally; secretsmanager:NAME on AWS
+      --redact-param NAME       keep this parameter's value out of notebooks, logs and the job
+                                view (repeatable)
       --wait                    follow progress until the job ends, then print the result
   status <job_id>               status and progress
   logs <job_id>                 log lines  [--tail N] [--follow]
@@ -109,6 +118,10 @@ const OPTIONS = {
   python: { type: 'string' },
   'allowed-hosts': { type: 'string' },
   'kernel-user': { type: 'string' },
+  'secret-env-prefix': { type: 'string' },
+  'secrets-dir': { type: 'string' },
+  secret: { type: 'string', multiple: true },
+  'redact-param': { type: 'string', multiple: true },
   param: { type: 'string', short: 'p', multiple: true },
   kernel: { type: 'string' },
   timeout: { type: 'string' },
@@ -219,6 +232,16 @@ function parseParam(raw: string): [string, unknown] {
   } catch {
     return [name, text];
   }
+}
+
+/** `NAME=REF`: the reference is sent as is; the service checks it. */
+function parseSecret(raw: string): [string, string] {
+  const at = raw.indexOf('=');
+  if (at <= 0)
+    throw new CliError(
+      `--secret takes NAME=REFERENCE (e.g. DB_PASSWORD=env:NOTEBOOK_SECRET_DB), not "${raw}"`,
+    );
+  return [raw.slice(0, at), raw.slice(at + 1)];
 }
 
 function intOption(values: Values, name: keyof Values): number | undefined {
@@ -508,6 +531,8 @@ async function main(argv: string[]): Promise<number> {
         python: values.python,
         allowedHosts: values['allowed-hosts'],
         kernelUser: values['kernel-user'],
+        secretEnvPrefix: values['secret-env-prefix'],
+        secretsDir: values['secrets-dir'],
       });
       return new Promise<number>(() => undefined); // runs until a signal ends the process
     }
@@ -526,6 +551,8 @@ async function main(argv: string[]): Promise<number> {
         priority: intOption(values, 'priority'),
         tags: tagsOf(values.tag),
         allow_unknown_parameters: values['allow-unknown-parameters'],
+        secrets: Object.fromEntries((values.secret ?? []).map(parseSecret)),
+        redact_parameters: values['redact-param'],
       };
       const headers: Record<string, string> = values['idempotency-key']
         ? { 'idempotency-key': values['idempotency-key'] }

@@ -3,7 +3,14 @@
  * which win over defaults.
  */
 import { optionalEnv, type Env } from '../lambda/core/config.ts';
-import { DATA_DIR_VARIABLE, DEFAULT_DATA_DIR, readIntSetting, SETTINGS } from '../lambda/core/settings.ts';
+import {
+  DATA_DIR_VARIABLE,
+  DEFAULT_DATA_DIR,
+  readIntSetting,
+  SECRET_ENV_PREFIX,
+  SECRETS_DIR,
+  SETTINGS,
+} from '../lambda/core/settings.ts';
 import { startLocalServer, type LocalServerOptions } from '../lambda/local/local-server.ts';
 
 export interface ServeOptions {
@@ -17,6 +24,10 @@ export interface ServeOptions {
   kernelUser?: string;
   /** Comma-separated Host names accepted besides the loopback ones (`--allowed-hosts`). */
   allowedHosts?: string;
+  /** Prefix of the variables jobs may name as env: secrets (`--secret-env-prefix`). */
+  secretEnvPrefix?: string;
+  /** Folder of file: secrets (`--secrets-dir`). */
+  secretsDir?: string;
 }
 
 /** Who may call the local server: the token and the extra hosts and origins. */
@@ -82,6 +93,8 @@ export function readServeConfig(
     python: options.python ?? optionalEnv(env, 'NOTEBOOK_JOBS_PYTHON'),
     ...readAccessConfig(env, options.allowedHosts, warn),
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
+    secretEnvPrefix: options.secretEnvPrefix ?? optionalEnv(env, SECRET_ENV_PREFIX.variable),
+    secretsDir: options.secretsDir ?? optionalEnv(env, SECRETS_DIR.variable),
   };
 }
 

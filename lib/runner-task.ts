@@ -34,6 +34,7 @@ import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgement
 import type { Network } from './network.ts';
 import type { TaskArchitecture } from './stack-config.ts';
 import { SETTINGS } from '../lambda/core/settings.ts';
+import { AWS_SECRET_ROOT, REDACTED_PARAMETERS_FILE } from '../lambda/core/secrets.ts';
 
 /** Name of the runner container (NOTEBOOK_JOBS_CONTAINER; RunTask overrides address it by name). */
 export const RUNNER_CONTAINER = 'runner';
@@ -297,6 +298,32 @@ export class RunnerTask extends Construct {
     const writable = [props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.outputs}*`)];
     role.addToPolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: readable }));
     role.addToPolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: writable }));
+    // The values of a job's redacted parameters, deleted by its runner once the job has run.
+    const deletable = [
+      props.bucket.arnForObjects(`${ARTIFACT_PREFIXES.inputs}*/${REDACTED_PARAMETERS_FILE}`),
+    ];
+    role.addToPolicy(new PolicyStatement({ actions: ['s3:DeleteObject'], resources: deletable }));
+    // Jobs' secrets: only under notebook-jobs/ (each tenant's under notebook-jobs/<tenant>/, checked
+    // at submit); each read is a session naming that one secret (job-credentials.ts).
+    const stack = Stack.of(this);
+    const secrets = [
+      stack.formatArn({
+        service: 'secretsmanager',
+        resource: 'secret',
+        resourceName: `${AWS_SECRET_ROOT}/*`,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    ];
+    const parameters = [
+      stack.formatArn({
+        service: 'ssm',
+        resource: 'parameter',
+        resourceName: `${AWS_SECRET_ROOT}/*`,
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      }),
+    ];
+    role.addToPolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: secrets }));
+    role.addToPolicy(new PolicyStatement({ actions: ['ssm:GetParameter'], resources: parameters }));
     role.addToPolicy(eventPublishStatement(props.eventBus));
     // Tenants' notebook roles live in their own accounts and are configured after deployment.
     const anyRole = Stack.of(this).formatArn({
@@ -309,13 +336,18 @@ export class RunnerTask extends Construct {
     role.addToPolicy(new PolicyStatement({ actions: ['sts:AssumeRole'], resources: [anyRole] }));
     acknowledgeWildcardResources(
       role,
-      [...readable, ...writable],
+      [...readable, ...writable, ...deletable],
       'Job ids are only known at run time; every session of this role carries a session policy naming one job (inputs/<tenant>/<job>/*, outputs/<tenant>/<job>/*).',
     );
     acknowledgeWildcardResources(
       role,
       [anyRole],
       "Tenants' notebook roles are in their accounts and set after deployment; each session that may assume one names exactly that role ARN in its session policy, and the tenant's trust policy requires the tenant's external id.",
+    );
+    acknowledgeWildcardResources(
+      role,
+      [...secrets, ...parameters],
+      'Secret names are chosen by tenants (under notebook-jobs/<tenant>/, checked at submit); every read is a session whose policy names exactly one referenced secret of the job (job-credentials.ts secretReaderPolicy).',
     );
   }
 }

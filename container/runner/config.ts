@@ -10,7 +10,8 @@ import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { kernelEnvPass } from '../../lambda/kernels/kernel-env.ts';
 import type { EngineName } from '../../lambda/kernels/python.ts';
 import type { RunnerLimits } from './limits.ts';
-import { readIntSetting, SETTINGS } from '../../lambda/core/settings.ts';
+import { readIntSetting, SECRET_ENV_PREFIX, SECRETS_DIR, SETTINGS } from '../../lambda/core/settings.ts';
+import { secretEnvPrefixProblem } from '../../lambda/core/secrets.ts';
 
 /** Local mode: artifacts and logs are files under the data folder. */
 export interface FileStorageConfig {
@@ -57,6 +58,8 @@ export interface RunnerConfig {
   storage: FileStorageConfig | S3StorageConfig;
   /** What one job may produce (log bytes, log line length, executed notebook size). */
   limits: RunnerLimits;
+  /** Local mode: where `env:` and `file:` secrets come from (AWS mode: Secrets Manager, SSM). */
+  secrets: { envPrefix: string; secretsDir: string | undefined };
 }
 
 function readLimits(env: Env): RunnerLimits {
@@ -112,6 +115,9 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
   // A user name, not an option or a path: it becomes an argument of the sandbox.
   if (kernelUser !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(kernelUser))
     throw new ConfigError(`NOTEBOOK_JOBS_KERNEL_USER is not a user name: "${kernelUser}"`);
+  const envPrefix = optionalEnv(env, SECRET_ENV_PREFIX.variable) ?? SECRET_ENV_PREFIX.default;
+  const prefixProblem = secretEnvPrefixProblem(envPrefix);
+  if (prefixProblem) throw new ConfigError(`${SECRET_ENV_PREFIX.variable}: ${prefixProblem}`);
   return {
     jobId,
     table,
@@ -128,5 +134,6 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
     kernelEnvPass: kernelEnvPass(env),
     storage,
     limits: readLimits(env),
+    secrets: { envPrefix, secretsDir: optionalEnv(env, SECRETS_DIR.variable) },
   };
 }

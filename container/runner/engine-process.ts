@@ -25,6 +25,8 @@ export interface EngineSettings {
   kernelEnvPass?: readonly string[];
   /** AWS variables for the kernel (its tenant's notebook role), when it has any. */
   notebookAws?: Record<string, string>;
+  /** The job's resolved secrets, as variables of the kernel's environment. */
+  jobVariables?: Record<string, string>;
   stopGraceMs: number;
 }
 
@@ -53,6 +55,7 @@ export function startEngine(settings: EngineSettings, driverArgs: readonly strin
     kernelUser: settings.kernelUser,
     extraNames: settings.kernelEnvPass,
     notebookAws: settings.notebookAws,
+    jobVariables: settings.jobVariables,
   });
   // The driver runs inside the sandbox (container/engines/sandbox.py), which outlives it to stop
   // whatever the job started. Its own session: when the runner's process group is SIGKILLed, the

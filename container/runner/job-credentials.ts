@@ -19,6 +19,11 @@ import { tenantSettingsPartition } from '../../lambda/adapters/dynamodb/tenant-s
 import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { DETAIL_TYPE, EVENT_SOURCE } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
 import { checkNotebookRoleArn, notebookRoleExternalId } from '../../lambda/core/notebook-role.ts';
+import {
+  checkSecretReference,
+  isSecretsManagerArn,
+  type SecretReference,
+} from '../../lambda/core/secrets.ts';
 
 /** The longest session role chaining allows (and the role's default maximum). */
 export const SESSION_SECONDS = 3600;
@@ -115,9 +120,11 @@ export function runnerSessionPolicy(scope: JobScope): PolicyDocument {
     },
     // The folder holds the one notebook the api stored at submit (inputKey); its name is in the
     // job item, which the runner has not read yet when it asks for this session.
-    { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs') },
+    // DeleteObject: the values of redacted parameters are deleted once the job has run
+    // (runner/secrets.ts); the runner role allows it on that one file name only (lib/runner-task.ts).
     // The output folder also takes the job's log pages (outputs/<tenant>/<job>/logs/, see
     // lambda/adapters/aws/s3-log-pages.ts): no statement of their own, so none to widen.
+    { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects('inputs') },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs') },
   ];
   if (scope.eventBus !== undefined) {
@@ -148,6 +155,59 @@ export function notebookBrokerPolicy(notebookRoleArn: string): PolicyDocument {
       },
     ],
   };
+}
+
+/**
+ * The session policy of a session that reads one secret: that secret (or parameter) and nothing
+ * else. The reference is checked against the tenant first (lambda/core/secrets.ts), so it names
+ * one of the tenant's own secrets and carries no IAM wildcard.
+ */
+export function secretReaderPolicy(
+  scope: Pick<JobScope, 'runnerRoleArn' | 'region' | 'tenant'>,
+  reference: SecretReference,
+): PolicyDocument {
+  const { partition, account } = deployment(scope as JobScope);
+  if (!REGION.test(scope.region)) throw new Error(`cannot scope a secret read: bad region "${scope.region}"`);
+  const checked = checkSecretReference(scope.tenant, 'SECRET', `${reference.scheme}:${reference.target}`, {
+    schemes: ['secretsmanager', 'ssm'],
+    envPrefix: '',
+  });
+  const base = `arn:${partition}:${checked.scheme}:${scope.region}:${account}`;
+  if (isSecretsManagerArn(checked.target) && checked.target.split(':')[4] !== account)
+    throw new Error(`secret ${checked.target} is not in this deployment's account`);
+  if (isSecretsManagerArn(checked.target) && checked.target.split(':')[1] !== partition)
+    throw new Error(`secret ${checked.target} is not in this deployment's partition`);
+  const statement: PolicyDocument['Statement'][number] =
+    checked.scheme === 'ssm'
+      ? { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: `${base}:parameter${checked.target}` }
+      : {
+          Effect: 'Allow',
+          Action: 'secretsmanager:GetSecretValue',
+          // A secret's ARN ends in "-" and six random characters that only Secrets Manager knows.
+          Resource: isSecretsManagerArn(checked.target)
+            ? checked.target
+            : `${base}:secret:${checked.target}-??????`,
+        };
+  return { Version: '2012-10-17', Statement: [statement] };
+}
+
+/** A runner role session that may read exactly one of the job's secrets. */
+export function secretReaderSession(
+  sts: STSClient,
+  scope: Pick<JobScope, 'runnerRoleArn' | 'region' | 'tenant' | 'jobId'>,
+  reference: SecretReference,
+  now?: () => number,
+): AssumedRole {
+  return new AssumedRole(
+    sts,
+    {
+      RoleArn: scope.runnerRoleArn,
+      RoleSessionName: scope.jobId,
+      DurationSeconds: SESSION_SECONDS,
+      Policy: policyText(secretReaderPolicy(scope, reference)),
+    },
+    now,
+  );
 }
 
 /** The policy as sent: compact JSON, refused here if STS would refuse it for its length. */

@@ -62,6 +62,14 @@ export function cutUtf8(text: string, maxBytes: number): string | null {
   return head.subarray(0, end).toString('utf8');
 }
 
+/** What BoundedLogSink needs of a Redactor (redact.ts). */
+export interface LineRedactor {
+  readonly active: boolean;
+  text(text: string): string;
+  /** A line cut short: its end may be the beginning of a value. */
+  truncated(text: string): string;
+}
+
 /**
  * A log sink that says when it is behind (FileLogSink, StdoutLogSink): lines queued faster than it
  * writes them would otherwise pile up in the runner's memory.
@@ -90,15 +98,23 @@ export class BoundedLogSink implements FlowControlledLogSink {
   constructor(
     private readonly sink: LogSink,
     private readonly limits: Pick<RunnerLimits, 'maxLogBytes' | 'maxLogLineBytes'>,
+    /** The job's secret values come out of each line before it is capped (redact.ts). */
+    private readonly redactor?: LineRedactor,
   ) {}
 
   write(line: LogLine): void {
-    this.add(this.cap(line), false);
+    this.add(this.cap(this.redact(line)), false);
   }
 
   /** A line of the runner's own; after the limit it still goes in while the reserve lasts. */
   note(text: string): void {
-    this.add(this.cap({ ts: new Date().toISOString(), stream: 'runner', text }), true);
+    this.add(this.cap(this.redact({ ts: new Date().toISOString(), stream: 'runner', text })), true);
+  }
+
+  private redact(line: LogLine): LogLine {
+    const r = this.redactor;
+    if (!r?.active) return line;
+    return { ...line, text: line.truncated ? r.truncated(line.text) : r.text(line.text) };
   }
 
   flush(): Promise<void> {

@@ -40,6 +40,10 @@
  *   NOTEBOOK_JOBS_KERNEL_ENV_PASS     comma-separated variable names kernels may see besides the
  *                                     allow-list in lambda/kernels/kernel-env.ts (never AWS_*,
  *                                     NOTEBOOK_JOBS_*, ECS_*)
+ *   NOTEBOOK_JOBS_SECRET_ENV_PREFIX   local mode: the prefix of variables jobs may name as env:
+ *                                     secrets (default NOTEBOOK_SECRET_)
+ *   NOTEBOOK_JOBS_SECRETS_DIR         local mode: the folder file: secrets are read from (unset:
+ *                                     none); AWS mode reads secretsmanager: secrets instead
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate; required in
  *                                     AWS mode)
  *   AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_EVENTBRIDGE  the AWS SDK's own endpoint overrides
@@ -74,6 +78,7 @@ import { ENGINES_DIR, engineScript } from '../../lambda/kernels/engines.ts';
 import { JOB_ID_PATTERN } from '../../lambda/core/ids.ts';
 import { WarmEngine } from './engine-process.ts';
 import { RunnerControl, runJob, type StopReason } from './runner.ts';
+import { awsSecretSources } from './secrets.ts';
 
 /** How long a SIGTERM waits for the store to say whether the job was cancelled. */
 const SIGTERM_LOOKUP_MS = 3000;
@@ -201,8 +206,13 @@ async function main(): Promise<number> {
         kernelUser: config.kernelUser,
         kernelEnvPass: config.kernelEnvPass,
         warm,
+        secrets: {
+          env: { from: process.env, prefix: config.secrets.envPrefix },
+          secretsDir: config.secrets.secretsDir,
+        },
         ...(config.storage.mode === 's3' && sts
           ? {
+              secrets: awsSecretSources(sts, { ...config.storage, jobId }),
               tenant: config.storage.tenant,
               kernelAws: kernelAwsFor(config.storage, sts, documents, config.table, `${workDir}.aws`),
             }

@@ -14,7 +14,15 @@ import { errorMessage } from '../../lambda/core/errors.ts';
 import { ProgressReporter, type RunOutcome } from './progress-reporter.ts';
 import { Lifecycle } from '../../lambda/core/lifecycle.ts';
 import { jobFields, textLog, type LogFn } from '../../lambda/core/logging.ts';
-import { htmlOutputKey, outputKey, type JobError, type JobRecord } from '../../lambda/core/job.ts';
+import {
+  htmlOutputKey,
+  inputKey,
+  isTerminal,
+  outputKey,
+  type JobError,
+  type JobRecord,
+} from '../../lambda/core/job.ts';
+import { REDACTED_PARAMETERS_FILE } from '../../lambda/core/secrets.ts';
 import type {
   Artifacts,
   JobEventPublisher,
@@ -45,6 +53,14 @@ import {
   LineSplitter,
   type RunnerLimits,
 } from './limits.ts';
+import { Redactor } from './redact.ts';
+import {
+  resolveSecrets,
+  redactedNotebook,
+  SecretUnavailableError,
+  withRedactedParameters,
+  type SecretSources,
+} from './secrets.ts';
 
 /**
  * Why a running job is asked to stop: cancelled by its caller; past its timeout; its local server
@@ -100,6 +116,8 @@ export interface RunnerDeps {
   warm?: WarmEngine;
   /** The runner's own operational log (not the job's): default text lines on stderr. */
   log?: LogFn;
+  /** Where the job's secret references are resolved (secrets.ts); unset: a job with secrets fails. */
+  secrets?: SecretSources;
 }
 
 interface EngineEvent {
@@ -144,8 +162,9 @@ export async function runJob(
   given: RunnerDeps,
   control = new RunnerControl(),
 ): Promise<RunOutcome> {
-  // Everything written to the log goes through the job's limits first.
-  const logs = new BoundedLogSink(given.logs, given.limits ?? DEFAULT_LIMITS);
+  // Everything written to the log goes through the job's limits first, and its secrets come out.
+  const redactor = new Redactor();
+  const logs = new BoundedLogSink(given.logs, given.limits ?? DEFAULT_LIMITS, redactor);
   const deps = { ...given, logs };
   const { store } = deps;
   const say = (text: string) => logs.note(text);
@@ -153,6 +172,7 @@ export async function runJob(
   if (!job) throw new Error(`job ${jobId} does not exist`);
   if (job.status !== 'running') {
     say(`job is ${job.status}; nothing to run`);
+    if (isTerminal(job.status)) await dropRedactedValues(job, deps.artifacts, textLog());
     await logs.flush();
     return { status: 'skipped', error: null };
   }
@@ -170,15 +190,21 @@ export async function runJob(
   let engineGone: Promise<void> = Promise.resolve();
   const kernelAws: { access: KernelAwsAccess | null } = { access: null };
   try {
-    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say, log, kernelAws));
+    ({ outcome, engineGone } = await execute(job, deps, control, reporter, say, log, kernelAws, redactor));
   } catch (error) {
-    say(`runner error: ${errorMessage(error)}`);
-    log('runner error; the job fails', { error });
-    outcome = {
-      status: 'failed',
-      error: { type: 'infrastructure', message: `runner error: ${errorMessage(error)}` },
-    };
+    if (error instanceof SecretUnavailableError) {
+      outcome = { status: 'failed', error: { type: 'secret_unavailable', message: error.message } };
+    } else {
+      say(`runner error: ${errorMessage(error)}`);
+      log('runner error; the job fails', { error });
+      outcome = {
+        status: 'failed',
+        error: { type: 'infrastructure', message: `runner error: ${errorMessage(error)}` },
+      };
+    }
   }
+  // A traceback or an engine's last words may hold a secret: the stored error must not.
+  outcome = { ...outcome, error: redactor.error(outcome.error) };
   // The log is complete before the job shows as ended: a client that stops reading at the end
   // must not miss the last lines.
   if (outcome.status !== 'skipped')
@@ -192,6 +218,7 @@ export async function runJob(
   await logs.flush();
   await engineGone;
   await kernelAws.access?.stop();
+  await dropRedactedValues(job, deps.artifacts, log);
   return outcome;
 }
 
@@ -203,6 +230,7 @@ async function execute(
   say: (text: string) => void,
   log: LogFn,
   kernelAws: { access: KernelAwsAccess | null },
+  redactor: Redactor,
 ): Promise<{ outcome: RunOutcome; engineGone: Promise<void> }> {
   if (deps.tenant !== undefined && job.tenant !== deps.tenant)
     throw new Error(`job ${job.job_id} belongs to another tenant than the runner was started for`);
@@ -211,12 +239,17 @@ async function execute(
     parseNotebookText(await deps.artifacts.read(job.notebook.uri)),
   );
   const stopGraceMs = deps.stopGraceMs ?? 20_000;
+  // Secrets first: a job whose secret cannot be had fails before anything else starts for it.
+  const jobVariables = job.secrets ? await resolveSecrets(job, deps.secrets ?? {}, redactor) : {};
+  if (job.secrets) say(`secrets for the kernel: ${Object.keys(jobVariables).join(', ')}`);
+  const runNotebook = await withRedactedParameters(job, notebook, deps.artifacts, redactor);
   kernelAws.access = deps.kernelAws ? await deps.kernelAws(job, say) : null;
   // A warm engine (its kernel already started) serves a job whose kernel it started and that needs
-  // nothing else fixed at kernel start: no per-job kernel environment (the notebook role on AWS),
-  // no input files (they are in the folder before the kernel starts, and the kernel's).
+  // nothing else fixed at kernel start: no per-job kernel environment (the notebook role on AWS,
+  // secrets), no input files (they are in the folder before the kernel starts, and the kernel's).
+  const perJobEnv = kernelAws.access !== null || Object.keys(jobVariables).length > 0;
   const hasFiles = (job.input_files?.count ?? 0) > 0;
-  let warm = deps.warm?.kernel === job.kernel && !kernelAws.access && !hasFiles ? deps.warm : undefined;
+  let warm = deps.warm?.kernel === job.kernel && !perJobEnv && !hasFiles ? deps.warm : undefined;
   if (deps.warm && !warm)
     say(`the warm kernel (${deps.warm.kernel}) does not fit this job: starting a kernel for it`);
   if (warm)
@@ -230,7 +263,7 @@ async function execute(
   if (inputs.size) say(`placed ${inputs.size} input file(s) in the working folder`);
   const inputPath = join(deps.workDir, 'input.ipynb');
   const outputPath = join(deps.workDir, 'output.ipynb');
-  await writeFile(inputPath, JSON.stringify(notebook), { flag: 'wx' });
+  await writeFile(inputPath, JSON.stringify(runNotebook), { flag: 'wx' });
   reporter.setTotal(cellsTotal);
   await reporter.stage('starting_kernel');
 
@@ -252,6 +285,7 @@ async function execute(
           kernelUser: deps.kernelUser,
           kernelEnvPass: deps.kernelEnvPass,
           notebookAws: kernelAws.access?.env,
+          jobVariables,
           stopGraceMs,
         },
         [
@@ -324,7 +358,7 @@ async function execute(
         break;
       case 'cell_start': {
         const cell = notebook.cells[event.index ?? -1];
-        reporter.cellStarted(event.index ?? 0, cell ? sourcePreview(cellSource(cell)) : '');
+        reporter.cellStarted(event.index ?? 0, cell ? redactor.text(sourcePreview(cellSource(cell))) : '');
         break;
       }
       case 'output':
@@ -357,7 +391,8 @@ async function execute(
   let outputError: JobError | null = null;
   const written = await readKernelFile(outputPath);
   if (written) {
-    const { body: executed, error } = boundedOutput(written, notebook, limits.maxOutputBytes);
+    const { body: bounded, error } = boundedOutput(written, notebook, limits.maxOutputBytes);
+    const executed = redactedNotebook(bounded, notebook, redactor);
     outputError = error;
     if (error) say(error.message);
     await deps.artifacts.put(outputKey(job.tenant, job.job_id, job.notebook.name), executed);
@@ -448,6 +483,19 @@ async function saveFiles(
     if (saved.note) say(`output files: ${saved.note}`);
   } catch (error) {
     say(`output files not saved: ${errorMessage(error)}`);
+  }
+}
+
+/**
+ * The values of a job's redacted parameters are kept only until it has run (secrets.ts); also
+ * dropped when the runner finds the job already ended (cancelled while queued).
+ */
+async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
+  if (!job.redact_parameters?.length) return;
+  try {
+    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
+  } catch (error) {
+    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
   }
 }
 

@@ -133,6 +133,10 @@ export class FileArtifacts implements Artifacts {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    await rm(this.pathFor(key), { force: true });
+  }
+
   async deleteJob(tenant: string, jobId: string): Promise<void> {
     if (!JOB_ID_PATTERN.test(jobId)) throw new InvalidRequestError(`not a job id: "${jobId}"`);
     for (const prefix of jobKeyPrefixes(tenant, jobId)) {

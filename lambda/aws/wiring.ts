@@ -26,6 +26,7 @@ import { JobService, type JobServiceDeps } from '../core/job-service.ts';
 import type { KernelInfo, LogReader, NotebookRenderer } from '../core/ports.ts';
 import { staticKernelCatalog } from '../kernels/python.ts';
 import type { AwsConfig } from './config.ts';
+import { DEFAULT_SECRET_ENV_PREFIX } from '../core/secrets.ts';
 
 /** Structured JSON logs for every AWS entry point. */
 export const logger = new Logger({ serviceName: 'notebook-jobs' });
@@ -127,12 +128,14 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
+    // secretsmanager: only: ssm: needs @aws-sdk/client-ssm in the runner (container/runner/secrets.ts).
     config: {
       maxConcurrentJobs: config.maxConcurrentJobs,
       launchDeadlineSeconds: config.launchDeadlineSeconds,
       maxAttempts: config.maxAttempts,
       maxInputFiles: config.maxInputFiles,
       maxInputFilesBytes: config.maxInputFilesBytes,
+      secrets: { schemes: ['secretsmanager'], envPrefix: DEFAULT_SECRET_ENV_PREFIX },
     },
   };
 }

@@ -34,7 +34,14 @@ export const JobViewSchema = z.strictObject({
   status: z.enum(JOB_STATUSES),
   stage: z.enum(STAGES).nullable(),
   notebook: z.strictObject({ name: z.string(), uri: z.string() }),
-  parameters: z.record(z.string(), z.unknown()),
+  parameters: z
+    .record(z.string(), z.unknown())
+    .describe('The parameters as given; a redacted one (redact_parameters) shows [redacted].'),
+  secrets: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe("The job's secrets: variable name -> reference (never a value). Absent when none."),
+  redact_parameters: z.array(z.string()).optional().describe('Parameters whose values are redacted.'),
   kernel: z.string(),
   progress: ProgressSchema,
   created_at: timestamp,

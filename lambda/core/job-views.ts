@@ -202,6 +202,8 @@ export class JobViews {
       stage: job.status === 'running' ? job.stage : null,
       notebook: job.notebook,
       parameters: job.parameters,
+      ...(job.secrets ? { secrets: job.secrets } : {}),
+      ...(job.redact_parameters ? { redact_parameters: job.redact_parameters } : {}),
       kernel: job.kernel,
       progress: job.progress,
       created_at: job.created_at,

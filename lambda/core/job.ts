@@ -18,6 +18,7 @@ export const ERROR_TYPES = [
   'infrastructure',
   'invalid_notebook',
   'output_too_large',
+  'secret_unavailable',
 ] as const;
 export type JobErrorType = (typeof ERROR_TYPES)[number];
 
@@ -136,6 +137,16 @@ export interface JobRecord {
    * folder's manifest), placed in its working folder before the kernel starts. Absent: none.
    */
   input_files?: { count: number; bytes: number };
+  /**
+   * The job's secrets: environment variable name -> reference (never a value; lambda/core/secrets.ts).
+   * Absent when the job has none.
+   */
+  secrets?: Record<string, string>;
+  /**
+   * Parameters whose values are redacted: `parameters` holds `[redacted]` for them, and the values
+   * wait for the runner in the job's input folder (REDACTED_PARAMETERS_FILE). Absent when none.
+   */
+  redact_parameters?: string[];
   error: JobError | null;
   /**
    * Earlier attempts lost to infrastructure, oldest first (absent on records written before the

@@ -113,6 +113,8 @@ export interface Artifacts {
    */
   listSubmitted(tenant: string, folderUri: string, maxFiles: number): Promise<SubmittedFile[]>;
   exists(uri: string): Promise<boolean>;
+  /** Deletes one artifact by key; a missing one is not an error. */
+  delete(key: string): Promise<void>;
   /** Deletes every artifact of a job (`jobKeyPrefixes`: its inputs and outputs). */
   deleteJob(tenant: string, jobId: string): Promise<void>;
   /**

@@ -8,6 +8,7 @@ import { JOB_STATUSES } from './job.ts';
 import { JOB_ID_PATTERN } from './ids.ts';
 import { NotebookNameSchema } from './names.ts';
 import { DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS } from './settings.ts';
+import { MAX_SECRETS } from './secrets.ts';
 
 /** Below API Gateway's 29 s integration limit, leaving time to answer. */
 export const MAX_WAIT_SECONDS = 25;
@@ -93,6 +94,27 @@ export const CreateJobBaseSchema = z
     cpu: z.int().positive().nullable().default(null).describe('AWS: Fargate CPU units.'),
     memory: z.int().positive().nullable().default(null).describe('AWS: Fargate memory in MiB.'),
     idempotency_key: z.string().min(1).max(128).optional(),
+    secrets: z
+      .record(
+        // The name's rules (a variable name, not a reserved one) are checked with its reference at
+        // submit, with a message that says which rule (lambda/core/secrets.ts).
+        z.string().max(128),
+        z.string().min(1).max(2048),
+      )
+      .default({})
+      .describe(
+        'Environment variables for the kernel, each a reference resolved by the runner just before the kernel starts: ' +
+          'secretsmanager:<name or ARN> and ssm:<parameter path> on AWS (under notebook-jobs/<tenant>/), ' +
+          'env:<VARIABLE> and file:<path> locally. Only references are stored; values are redacted from outputs and logs.',
+      )
+      .refine((secrets) => Object.keys(secrets).length <= MAX_SECRETS, `at most ${MAX_SECRETS} secrets`),
+    redact_parameters: z
+      .array(ParameterName)
+      .max(100)
+      .default([])
+      .describe(
+        'Parameters whose values are kept out of the stored notebook, HTML, logs and job view (shown as [redacted]); the kernel gets the real value.',
+      ),
   })
   .strict();
 

@@ -4,6 +4,7 @@
  * scheduling, reconciliation, retention) is built on one ServiceContext; JobService is their facade.
  */
 import { MAX_INLINE_NOTEBOOK_BYTES, SETTINGS } from './settings.ts';
+import { NO_SECRETS, type SecretPolicy } from './secrets.ts';
 import { NotFoundError } from './errors.ts';
 import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobRecord } from './job.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -56,6 +57,8 @@ export interface JobServiceConfig {
   maxInputFiles: number;
   /** Total unpacked bytes of a job's input files (NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES). */
   maxInputFilesBytes: number;
+  /** Which secret references jobs may name (lambda/core/secrets.ts); default: none. */
+  secrets: SecretPolicy;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -78,6 +81,7 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   maxAttempts: SETTINGS.maxAttempts.default,
   maxInputFiles: SETTINGS.maxInputFiles.default,
   maxInputFilesBytes: SETTINGS.maxInputFilesBytes.default,
+  secrets: NO_SECRETS,
 };
 
 export interface JobServiceDeps {

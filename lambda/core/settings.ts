@@ -136,6 +136,17 @@ export const ALLOWED_ORIGINS = {
   oldVariable: 'NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS',
 } as const;
 
+/**
+ * Local secrets (lambda/core/secrets.ts): the prefix of the service's environment variables jobs
+ * may name as `env:` secrets (`serve --secret-env-prefix`), and the folder `file:` secrets are read
+ * from (`serve --secrets-dir`; unset: no `file:` secrets). The runner reads the same variables.
+ */
+export const SECRET_ENV_PREFIX = {
+  variable: 'NOTEBOOK_JOBS_SECRET_ENV_PREFIX',
+  default: 'NOTEBOOK_SECRET_',
+} as const;
+export const SECRETS_DIR = { variable: 'NOTEBOOK_JOBS_SECRETS_DIR' } as const;
+
 /** A job's `timeout_seconds` when the request names none (DESIGN 4, Timeouts). */
 export const DEFAULT_TIMEOUT_SECONDS = 3600;
 /** The longest `timeout_seconds` and `cell_timeout_seconds` a request may ask for: 7 days. */

@@ -7,6 +7,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { ConflictError, InvalidRequestError, PayloadTooLargeError } from './errors.ts';
 import { inputKey, outputKey, uploadsPrefix } from './job.ts';
+import {
+  checkRedactParameters,
+  checkSecrets,
+  REDACTED_PARAMETERS_FILE,
+  redactedParameters,
+} from './secrets.ts';
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
 import { nameFromUri } from './names.ts';
@@ -55,7 +61,14 @@ export class Submission {
     const key = idempotencyKey ?? request.idempotency_key;
     const { notebook, name } = await this.loadNotebook(tenant, request.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, request.kernel);
-    const runnable = parameterize(notebook, kernel, language, request);
+    checkSecrets(tenant, request.secrets, config.secrets);
+    checkRedactParameters(request.redact_parameters, request.parameters);
+    const redact = request.redact_parameters;
+    // Rendered with the real values (so they are checked), stored with redacted ones: the runner
+    // puts the real values back into the injected cell just before the kernel starts.
+    parameterize(notebook, kernel, language, request);
+    const parameters = redact.length ? redactedParameters(request.parameters, redact) : request.parameters;
+    const runnable = parameterize(notebook, kernel, language, { ...request, parameters });
     deps.launcher.checkResources?.({ cpu: request.cpu, memory: request.memory });
     // Read and checked before anything is written: a refused archive leaves nothing behind.
     const inputFiles = request.files
@@ -82,12 +95,18 @@ export class Submission {
           throw error;
         })
       : undefined;
+    if (redact.length) {
+      const values = Object.fromEntries(redact.map((p) => [p, request.parameters[p]]));
+      await deps.artifacts.put(inputKey(tenant, jobId, REDACTED_PARAMETERS_FILE), JSON.stringify(values));
+    }
     const job = transitions.submitted(
       {
         job_id: jobId,
         tenant,
         notebook: { name, uri: inputUri },
-        parameters: request.parameters,
+        parameters,
+        ...(Object.keys(request.secrets).length ? { secrets: request.secrets } : {}),
+        ...(redact.length ? { redact_parameters: [...new Set(redact)] } : {}),
         kernel,
         language,
         timeout_seconds: request.timeout_seconds,
@@ -244,7 +263,7 @@ function parameterize(
   notebook: Notebook,
   kernel: string,
   language: string,
-  request: CreateJobRequest,
+  request: Pick<CreateJobRequest, 'parameters' | 'allow_unknown_parameters'>,
 ): Notebook {
   const names = Object.keys(request.parameters);
   if (names.length === 0) return notebook;

@@ -4,6 +4,7 @@
  * The one place that decides what a notebook sees of its host's environment.
  */
 import { ConfigError, type Env } from '../core/config.ts';
+import { isReservedSecretName } from '../core/secrets.ts';
 
 /**
  * Copied when the runner has them. Each is configuration a kernel needs to behave as it would in a
@@ -81,7 +82,10 @@ export interface KernelEnvOptions {
   kernelUser?: string;
   /** More variable names an operator lets through (NOTEBOOK_JOBS_KERNEL_ENV_PASS); never denied ones. */
   extraNames?: readonly string[];
-  /** The job's own variables (its secrets, later); they win over everything above. */
+  /**
+   * The job's own variables (its resolved secrets); they win over everything above but the
+   * notebook role's. A reserved name (lambda/core/secrets.ts) is refused: submit refuses it already.
+   */
   jobVariables?: Readonly<Record<string, string>>;
   /**
    * The AWS variables the runner itself hands the kernel: only its tenant's notebook role, as a
@@ -125,5 +129,8 @@ export function kernelEnvironment(options: KernelEnvOptions): Record<string, str
   } else {
     for (const name of ['HOME', 'USER', 'LOGNAME']) copy(name);
   }
+  for (const name of Object.keys(options.jobVariables ?? {}))
+    if (isReservedSecretName(name) || isDeniedKernelVariable(name))
+      throw new Error(`${name} is reserved and cannot be a job's variable`);
   return { ...env, ...FIXED, ...options.jobVariables, ...options.notebookAws };
 }

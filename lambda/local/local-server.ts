@@ -16,7 +16,16 @@ import { Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import dynalite from 'dynalite';
@@ -46,7 +55,14 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
 import { bundleRunner } from './runner-bundle.ts';
-import { MAX_REQUEST_BODY_BYTES, readIntSetting, SETTINGS } from '../core/settings.ts';
+import {
+  MAX_REQUEST_BODY_BYTES,
+  readIntSetting,
+  SECRET_ENV_PREFIX,
+  SECRETS_DIR,
+  SETTINGS,
+} from '../core/settings.ts';
+import { secretEnvPrefixProblem } from '../core/secrets.ts';
 import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
@@ -89,6 +105,13 @@ export interface LocalServerOptions {
    * server's environment, memory or data folder. Unset: they run as the server's own user.
    */
   kernelUser?: string;
+  /**
+   * Jobs' `env:` secrets may name only this server's variables starting with this prefix (default
+   * NOTEBOOK_SECRET_); `file:` secrets are files under `secretsDir` (unset: none). See
+   * lambda/core/secrets.ts.
+   */
+  secretEnvPrefix?: string;
+  secretsDir?: string;
   log?: (message: string) => void;
 }
 
@@ -119,6 +142,13 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Jobs, notebooks, logs and the cursor secret are this user's alone (and never a kernel user's).
   chmodSync(dataDir, 0o700);
+
+  const secretEnvPrefix = options.secretEnvPrefix ?? SECRET_ENV_PREFIX.default;
+  const prefixProblem = secretEnvPrefixProblem(secretEnvPrefix);
+  if (prefixProblem) throw new ConfigError(`secret env prefix: ${prefixProblem}`);
+  const secretsDir = options.secretsDir === undefined ? undefined : resolve(options.secretsDir);
+  if (secretsDir !== undefined && !statSync(secretsDir, { throwIfNoEntry: false })?.isDirectory())
+    throw new ConfigError(`secrets folder ${secretsDir} is not a folder`);
 
   const python = await findPython({ configured: options.python, engine: options.engine });
   const kernelArea = options.kernelUser
@@ -169,6 +199,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       NOTEBOOK_JOBS_WORK_ROOT: kernelArea?.workRoot ?? '',
       NOTEBOOK_JOBS_PYTHON: python.python,
       NOTEBOOK_JOBS_ENGINE: python.engine,
+      [SECRET_ENV_PREFIX.variable]: secretEnvPrefix,
+      [SECRETS_DIR.variable]: secretsDir ?? '',
       [SETTINGS.progressIntervalMs.variable]: String(
         options.progressIntervalMs ?? SETTINGS.progressIntervalMs.default,
       ),
@@ -191,7 +223,12 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     },
   });
   const cursors = new CursorCodec(readOrCreateSecret(dataDir));
-  const artifacts = new FileArtifacts({ root: join(dataDir, 'artifacts'), workspace, private: [dataDir] });
+  // Submissions never read the secrets folder, even inside the workspace.
+  const artifacts = new FileArtifacts({
+    root: join(dataDir, 'artifacts'),
+    workspace,
+    private: [dataDir, ...(secretsDir ? [secretsDir] : [])],
+  });
   const clock = { now: () => new Date() };
   const maxNotebookBytes = options.service?.maxNotebookBytes ?? DEFAULT_SERVICE_CONFIG.maxNotebookBytes;
   const uploads = new LocalUploads({ cursors, artifacts, clock, maxBytes: maxNotebookBytes });
@@ -210,6 +247,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       maxConcurrentJobs: options.maxConcurrentJobs ?? SETTINGS.maxConcurrentJobs.default,
       maxInputFiles: readIntSetting(process.env, SETTINGS.maxInputFiles),
       maxInputFilesBytes: readIntSetting(process.env, SETTINGS.maxInputFilesBytes),
+      secrets: { schemes: secretsDir ? ['env', 'file'] : ['env'], envPrefix: secretEnvPrefix },
       ...options.service,
     },
     log: serviceLog,

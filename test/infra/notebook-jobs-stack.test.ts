@@ -623,6 +623,49 @@ describe('IAM scope', () => {
       },
       { Effect: 'Allow', Action: 's3:GetObject', Resource: objects('inputs/') },
       { Effect: 'Allow', Action: 's3:PutObject', Resource: objects('outputs/') },
+      // The values of redacted parameters only; each session names its job's (job-credentials.ts).
+      {
+        Effect: 'Allow',
+        Action: 's3:DeleteObject',
+        Resource: { 'Fn::Join': ['', [bucket, '/inputs/*/redacted-parameters.json']] },
+      },
+      // Secrets under notebook-jobs/ only; each read is a session naming one secret of the tenant.
+      {
+        Effect: 'Allow',
+        Action: 'secretsmanager:GetSecretValue',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':secretsmanager:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':secret:notebook-jobs/*',
+            ],
+          ],
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: 'ssm:GetParameter',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':ssm:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':parameter/notebook-jobs/*',
+            ],
+          ],
+        },
+      },
       {
         Effect: 'Allow',
         Action: 'events:PutEvents',

@@ -58,6 +58,7 @@ describe('readRunnerConfig', () => {
       kernelEnvPass: [],
       storage: { mode: 's3', bucket: 'nbj-artifacts', eventBus: 'default', s3Endpoint: undefined, ...SCOPED },
       limits: DEFAULT_LIMITS,
+      secrets: { envPrefix: 'NOTEBOOK_SECRET_', secretsDir: undefined },
     });
   });
 

@@ -75,7 +75,7 @@ describe('the session policy of a runner', () => {
         },
         {
           Effect: 'Allow',
-          Action: 's3:GetObject',
+          Action: ['s3:GetObject', 's3:DeleteObject'],
           Resource: `arn:aws:s3:::nbj-artifacts/inputs/acme/${JOB}/*`,
         },
         {

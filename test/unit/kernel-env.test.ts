@@ -73,9 +73,17 @@ describe('kernelEnvironment', () => {
     const env = kernelEnvironment({
       from: RUNNER_ENV,
       workDir: '/w',
-      jobVariables: { API_KEY: 'the job’s own', TZ: 'UTC' },
+      extraNames: ['GDAL_DATA'],
+      jobVariables: { API_KEY: 'the job’s own', GDAL_DATA: '/job/gdal' },
     });
-    expect(env).toMatchObject({ API_KEY: 'the job’s own', TZ: 'UTC' });
+    expect(env).toMatchObject({ API_KEY: 'the job’s own', GDAL_DATA: '/job/gdal' });
+  });
+
+  it('refuses a job variable with a reserved name (secrets may not set TZ, PATH, LD_*...)', () => {
+    for (const name of ['TZ', 'PATH', 'LD_PRELOAD', 'PYTHONPATH', 'AWS_REGION', 'NOTEBOOK_JOBS_TABLE'])
+      expect(() =>
+        kernelEnvironment({ from: RUNNER_ENV, workDir: '/w', jobVariables: { [name]: 'x' } }),
+      ).toThrow(/reserved/);
   });
 
   it('never passes anything that holds a marker of the runner’s secrets', () => {

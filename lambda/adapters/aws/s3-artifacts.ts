@@ -5,6 +5,7 @@
  * Presigned URLs let callers download outputs and upload notebooks without going through Lambda.
  */
 import {
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -260,6 +261,10 @@ export class S3Artifacts implements Artifacts {
         return false;
       throw error;
     }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: checkArtifactKey(key) }));
   }
 
   async deleteJob(tenant: string, jobId: string): Promise<void> {

@@ -85,6 +85,8 @@ const JOB_FIELDS = {
   output_saved: true,
   input_parameterized: true,
   input_files: true,
+  secrets: true,
+  redact_parameters: true,
   error: true,
   attempts: true,
   launch_attempts: true,
