@@ -3,10 +3,10 @@
  * test/fixtures/aws-events), with the job table in dynalite and ECS/S3/CloudWatch/EventBridge/
  * Secrets Manager mocked: the exact commands sent are asserted.
  */
-import { GetLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
 import { PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3LogPageSink } from '../../lambda/adapters/aws/s3-log-page-sink.ts';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -14,7 +14,7 @@ import {
   BUCKET,
   CURSOR_SECRET_ARN,
   dynaliteForThisFile,
-  LOG_GROUP,
+  REGION,
   coldStart,
   createBody,
   expectedRunTask,
@@ -270,68 +270,83 @@ describe('the executed notebook', () => {
 });
 
 describe('GET /v1/jobs/{id}/logs', () => {
-  it('reads the task stream through CloudWatch Logs with the exact GetLogEvents input', async () => {
+  /** What the runner of a job's first attempt writes (the S3 mock keeps it in aws.objects). */
+  async function runnerWrites(job: { job_id: string }, texts: string[], tenant = 'acme'): Promise<void> {
+    const sink = new S3LogPageSink(new S3Client({ region: REGION }), {
+      bucket: BUCKET,
+      tenant,
+      jobId: job.job_id,
+      attempt: 1,
+    });
+    for (const [i, text] of texts.entries())
+      sink.write({ ts: `2026-11-23T13:45:1${i}.000Z`, stream: i === 0 ? 'runner' : 'stdout', text });
+    await sink.flush();
+  }
+
+  it("reads the runner's S3 log pages, never CloudWatch Logs, with the exact S3 requests", async () => {
     const job = await createJob();
-    const taskId = aws.tasks.get(job.job_id)?.split('/').pop();
-    const end = 'f/38150582420812395840101208581275438223123880163223011328/s';
-    aws.logs.on(GetLogEventsCommand).callsFake((input: { nextToken?: string }) => ({
-      // Resuming from the last token yields nothing new and hands the same token back: the end.
-      events:
-        input.nextToken === end
-          ? []
-          : [
-              {
-                timestamp: 1795440310000,
-                message: JSON.stringify({
-                  ts: '2026-11-23T13:45:10.000Z',
-                  stream: 'runner',
-                  text: 'starting kernel python3',
-                }),
-                ingestionTime: 1795440310100,
-              },
-              {
-                timestamp: 1795440311000,
-                message: JSON.stringify({
-                  ts: '2026-11-23T13:45:11.000Z',
-                  stream: 'stdout',
-                  text: 'hello Ada',
-                }),
-                ingestionTime: 1795440311100,
-              },
-            ],
-      nextForwardToken: end,
-      nextBackwardToken: 'b/38150582398507406015347891203834095867234871098567123456/s',
-    }));
+    await runnerWrites(job, ['starting kernel python3', 'hello Ada']);
+    aws.s3.resetHistory();
     // The fixture repeats limit (?limit=100&limit=50): the last value counts, as in local mode.
     const event = proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { limit: ['100', '50'] } });
 
     const result = await api(event);
 
     expect(result.statusCode, result.body).toBe(200);
-    const calls = aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input);
-    expect(calls).toEqual([
-      { logGroupName: LOG_GROUP, logStreamName: `runner/runner/${taskId}`, startFromHead: true, limit: 50 },
-      {
-        logGroupName: LOG_GROUP,
-        logStreamName: `runner/runner/${taskId}`,
-        startFromHead: true,
-        limit: 48,
-        nextToken: end,
-      },
-    ]);
     const page = body(result);
     expect(page.lines).toEqual([
       { ts: '2026-11-23T13:45:10.000Z', stream: 'runner', text: 'starting kernel python3' },
       { ts: '2026-11-23T13:45:11.000Z', stream: 'stdout', text: 'hello Ada' },
     ]);
     expect(page.at_end).toBe(true);
-    // The next page resumes from CloudWatch's token, signed by the service (opaque to callers).
-    aws.logs.resetHistory();
+    const folder = `outputs/acme/${job.job_id}/logs/`;
+    expect(aws.s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
+      { Bucket: BUCKET, Key: `${folder}998-9999999999.jsonl` },
+      { Bucket: BUCKET, Key: `${folder}998-9999999998.jsonl` },
+    ]);
+    expect(aws.logs.calls()).toEqual([]);
+
+    // The next page resumes after the last line (the cursor is signed by the service: opaque).
+    await runnerWrites(job, ['starting kernel python3', 'hello Ada', 'bye']);
     const next = await api(
       proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { cursor: [page.next_cursor] } }),
     );
-    expect(body(next).lines).toEqual([]);
-    expect(aws.logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input.nextToken)).toEqual([end]);
+    expect(body(next).lines).toEqual([{ ts: '2026-11-23T13:45:12.000Z', stream: 'stdout', text: 'bye' }]);
+    // A tail: one LIST for the newest page, then its GET.
+    aws.s3.resetHistory();
+    const tail = await api(proxyEvent({ path: `/v1/jobs/${job.job_id}/logs`, query: { tail: ['1'] } }));
+    expect(body(tail).lines.map((l: { text: string }) => l.text)).toEqual(['bye']);
+    expect(aws.s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
+      { Bucket: BUCKET, Prefix: folder, MaxKeys: 1 },
+    ]);
+    expect(aws.logs.calls()).toEqual([]);
+  });
+
+  it("never reads another tenant's pages: its job id is a 404, another job's cursor a 400", async () => {
+    const mine = await createJob('acme');
+    const theirs = await createJob('globex');
+    await runnerWrites(theirs, ['globex secret'], 'globex');
+    await runnerWrites(mine, ['acme line']);
+    aws.s3.resetHistory();
+
+    const byId = await api(proxyEvent({ path: `/v1/jobs/${theirs.job_id}/logs`, tenant: 'acme' }));
+    expect(byId.statusCode).toBe(404);
+    const theirPage = body(
+      await api(proxyEvent({ path: `/v1/jobs/${theirs.job_id}/logs`, tenant: 'globex' })),
+    );
+    aws.s3.resetHistory();
+    const byCursor = await api(
+      proxyEvent({
+        path: `/v1/jobs/${mine.job_id}/logs`,
+        tenant: 'acme',
+        query: { cursor: [theirPage.next_cursor] },
+      }),
+    );
+    expect(byCursor.statusCode).toBe(400);
+    expect(body(byCursor).error.code).toBe('invalid_request');
+    // Neither request read a page.
+    expect(aws.s3.commandCalls(GetObjectCommand)).toEqual([]);
+    expect(aws.s3.commandCalls(ListObjectsV2Command)).toEqual([]);
   });
 });
 
