@@ -57,12 +57,17 @@ export function valueForms(value: string): string[] {
   return [...forms].filter((form) => form.length >= MIN_SECRET_CHARS);
 }
 
+/** A string's UTF-8 bytes, one latin1 character per byte. */
+const asLatin1 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The values of one job, and every place they are redacted from. */
 export class Redactor {
   private readonly marks = new Map<string, string>();
   private pattern: RegExp | null = null;
+  /** The same forms as UTF-8 bytes seen as latin1 characters: for files that need not be text. */
+  private bytePattern: RegExp | null = null;
 
   /** Adds a value to redact, shown as `[redacted:name]`. */
   add(name: string, value: string): void {
@@ -71,6 +76,9 @@ export class Redactor {
     // Longest first, so a value containing another is replaced whole.
     const forms = [...this.marks.keys()].sort((a, b) => b.length - a.length);
     this.pattern = forms.length ? new RegExp(forms.map(escapeRegExp).join('|'), 'g') : null;
+    this.bytePattern = forms.length
+      ? new RegExp(forms.map((form) => escapeRegExp(asLatin1(form))).join('|'), 'g')
+      : null;
   }
 
   get active(): boolean {
@@ -104,6 +112,17 @@ export class Redactor {
   /** A stored file's bytes (the executed notebook), as UTF-8 text. */
   buffer(body: Buffer): Buffer {
     return this.pattern ? Buffer.from(this.text(body.toString('utf8')), 'utf8') : body;
+  }
+
+  /**
+   * A file the notebook wrote, text or binary: every form is matched as its UTF-8 bytes, and the
+   * bytes around it are kept as they are (a binary file is not decoded as text).
+   */
+  bytes(body: Buffer): Buffer {
+    if (!this.bytePattern) return body;
+    const marks = new Map([...this.marks].map(([form, mark]) => [asLatin1(form), asLatin1(mark)]));
+    const out = body.toString('latin1').replace(this.bytePattern, (form) => marks.get(form) as string);
+    return Buffer.from(out, 'latin1');
   }
 
   error(error: JobError | null): JobError | null {

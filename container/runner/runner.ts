@@ -403,7 +403,7 @@ async function execute(
   } else {
     say('the engine wrote no output notebook');
   }
-  await saveFiles(job, deps, inputs, limits, say);
+  await saveFiles(job, deps, inputs, limits, say, redactor);
   let outcome = outcomeOf(job, finished, stopReason, exit, engineErr);
   // A notebook over the output limit fails a job that otherwise completed; other endings keep
   // their own cause (the log says the notebook was cut down).
@@ -476,9 +476,12 @@ async function saveFiles(
   inputs: PlacedInputs,
   limits: RunnerLimits,
   say: (text: string) => void,
+  redactor: Redactor,
 ): Promise<void> {
   try {
-    const saved = await saveOutputFiles(deps.artifacts, job, deps.workDir, inputs, limits);
+    const saved = await saveOutputFiles(deps.artifacts, job, deps.workDir, inputs, limits, (body) =>
+      redactor.bytes(body),
+    );
     if (saved.files.length) say(`saved ${saved.files.length} output file(s)`);
     if (saved.note) say(`output files: ${saved.note}`);
   } catch (error) {

@@ -75,6 +75,8 @@ export async function saveOutputFiles(
   workDir: string,
   inputs: PlacedInputs,
   limits: OutputFileLimits,
+  /** Applied to each file before it is stored (the job's secrets redacted). */
+  redact: (body: Buffer) => Buffer = (body) => body,
 ): Promise<FilesManifest> {
   const root = await realpath(workDir);
   const manifest: FilesManifest = { files: [], note: null };
@@ -98,15 +100,15 @@ export async function saveOutputFiles(
       left.unreadable++;
       continue;
     }
-    const file = storedFile(path, body);
-    if (inputs.get(path) === file.sha256) continue; // an input left as it was
-    if (body.length > remaining) {
+    if (inputs.get(path) === storedFile(path, body).sha256) continue; // an input left as it was
+    const kept = redact(body);
+    if (kept.length > remaining) {
       left.caps++;
       continue;
     }
-    await artifacts.put(outputFileKey(job.tenant, job.job_id, path), body);
-    manifest.files.push(file);
-    bytes += body.length;
+    await artifacts.put(outputFileKey(job.tenant, job.job_id, path), kept);
+    manifest.files.push(storedFile(path, kept));
+    bytes += kept.length;
   }
   const notes: string[] = [];
   if (left.caps)

@@ -85,6 +85,23 @@ describe('redaction', () => {
     expect(r.text('start p@ss "wö')).toBe('start p@ss "wö');
   });
 
+  it('redacts a file the notebook wrote, binary or text, keeping every other byte as it was', () => {
+    const binary = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0xff, 0xfe, 0x00]),
+      Buffer.from('p@ss "wörd" 1234'),
+      Buffer.from([0xc3, 0x28, 0x00]),
+      Buffer.from(Buffer.from('p@ss "wörd" 1234').toString('base64')),
+    ]);
+    const out = r.bytes(binary);
+    expect(out.subarray(0, 5)).toEqual(binary.subarray(0, 5)); // not decoded as UTF-8
+    expect(out.toString('latin1')).not.toContain(Buffer.from('1234').toString('latin1'));
+    expect(out.toString('latin1').match(/\[redacted:PW\]/g)).toHaveLength(2);
+    expect(out.subarray(-3 - Buffer.byteLength('[redacted:PW]'))).toEqual(
+      Buffer.concat([Buffer.from([0xc3, 0x28, 0x00]), Buffer.from('[redacted:PW]')]),
+    );
+    expect(new Redactor().bytes(binary)).toBe(binary); // nothing to redact: the same buffer
+  });
+
   it('redacts each line of a multi-line value', () => {
     const pem = new Redactor();
     pem.add('KEY', 'BEGIN KEY\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nEND KEY');
