@@ -21,7 +21,8 @@ import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliatio
 import { NotebookJobsApi } from './rest-api.ts';
 import { RunnerTask } from './runner-task.ts';
 import type { StackConfig } from './stack-config.ts';
-import { ALLOWED_ORIGINS, SETTINGS } from '../lambda/core/settings.ts';
+import { ALLOWED_ORIGINS, OAUTH_SETTINGS, SETTINGS } from '../lambda/core/settings.ts';
+import { CognitoAuthorization, RESOURCE_SERVER_ID } from './auth.ts';
 
 export interface NotebookJobsStackProps extends StackProps {
   readonly config: StackConfig;
@@ -58,6 +59,8 @@ export class NotebookJobsStack extends Stack {
   readonly runner: RunnerTask;
   readonly table: JobTable;
   readonly artifacts: ArtifactBucket;
+  /** The Cognito user pool, when `oauth` is `cognito`. */
+  readonly cognito: CognitoAuthorization | undefined;
 
   constructor(scope: Construct, id: string, props: NotebookJobsStackProps) {
     super(scope, id, props);
@@ -133,7 +136,30 @@ export class NotebookJobsStack extends Stack {
     // The authorizer reads token items only (lambda/adapters/dynamodb/token-store.ts: TOKEN#<sha256>).
     this.functions.authorizer.bindTableItems(this.table.table, [TOKEN_KEY_PATTERN]);
 
+    this.cognito =
+      config.oauth?.kind === 'cognito'
+        ? new CognitoAuthorization(this, 'Auth', {
+            domainPrefix: config.oauth.domainPrefix,
+            callbackUrls: config.oauth.callbackUrls,
+            removalPolicy,
+          })
+        : undefined;
+    // Cognito: its access tokens name the app client instead of an audience, tenant = sub.
+    const oauth =
+      config.oauth?.kind === 'external'
+        ? config.oauth
+        : this.cognito && config.oauth
+          ? {
+              issuer: this.cognito.issuer,
+              audience: config.oauth.audience,
+              tenantClaim: 'sub',
+              scopePrefix: `${RESOURCE_SERVER_ID}/`,
+              clientIds: [this.cognito.client.userPoolClientId],
+            }
+          : undefined;
+
     this.api = new NotebookJobsApi(this, 'Api', {
+      oauth,
       api: this.functions.api,
       mcp: this.functions.mcp,
       authorizer: this.functions.authorizer,
@@ -144,6 +170,14 @@ export class NotebookJobsStack extends Stack {
       tracing: config.tracing,
       ...logs,
     });
+    if (oauth) {
+      this.functions.authorizer
+        .addEnvironment(OAUTH_SETTINGS.issuer.variable, oauth.issuer)
+        .addEnvironment(OAUTH_SETTINGS.audience.variable, this.api.oauthAudience as string)
+        .addEnvironment(OAUTH_SETTINGS.tenantClaim.variable, oauth.tenantClaim)
+        .addEnvironment(OAUTH_SETTINGS.scopePrefix.variable, oauth.scopePrefix)
+        .addEnvironment(OAUTH_SETTINGS.clientIds.variable, oauth.clientIds.join(','));
+    }
     new Reconciliation(this, 'Reconciliation', {
       cluster: this.runner.cluster,
       taskEvents: this.functions['task-events'],
@@ -164,6 +198,20 @@ export class NotebookJobsStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { description: 'REST API base URL', value: this.api.restApi.url });
     new CfnOutput(this, 'McpUrl', { description: 'MCP endpoint (streamable HTTP)', value: this.api.mcpUrl });
     new CfnOutput(this, 'BucketName', { value: this.artifacts.bucket.bucketName });
+    if (this.cognito) {
+      new CfnOutput(this, 'OAuthIssuer', {
+        description: 'Cognito user pool (OAuth issuer)',
+        value: this.cognito.issuer,
+      });
+      new CfnOutput(this, 'OAuthClientId', {
+        description: 'OAuth client id for MCP clients (claude.ai, ChatGPT: "client ID", no secret)',
+        value: this.cognito.client.userPoolClientId,
+      });
+      new CfnOutput(this, 'OAuthLoginDomain', {
+        description: 'Cognito managed login',
+        value: this.cognito.domainUrl,
+      });
+    }
     new CfnOutput(this, 'RunnerRoleArn', {
       description: "The principal tenants' notebook roles trust (docs/deploy.md)",
       value: this.runner.runnerRole.roleArn,

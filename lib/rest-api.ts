@@ -17,6 +17,8 @@ import {
   IdentitySource,
   LambdaIntegration,
   LogGroupLogDestination,
+  MockIntegration,
+  PassthroughBehavior,
   MethodLoggingLevel,
   RequestAuthorizer,
   ResponseType,
@@ -29,6 +31,12 @@ import { Construct } from 'constructs';
 import type { HouseFunction } from './house-function.ts';
 import { acknowledge } from './nag-acknowledgements.ts';
 import { ROUTES } from '../lambda/http/routes.ts';
+import {
+  METADATA_PATH,
+  metadataUrl,
+  protectedResourceMetadata,
+  scopeNames,
+} from '../lambda/auth/protected-resource.ts';
 
 /** The stage name: URLs look like https://<id>.execute-api.<region>.amazonaws.com/api/v1/jobs. */
 export const STAGE_NAME = 'api';
@@ -47,6 +55,11 @@ export interface RestApiProps {
   readonly tracing: boolean;
   readonly logRetention: RetentionDays;
   readonly logRemovalPolicy: RemovalPolicy;
+  /**
+   * OAuth 2.1 (lib/auth.ts, lambda/auth): the protected-resource metadata routes and the 401's
+   * `WWW-Authenticate` pointing at them. `audience` defaults to this API's /mcp URL.
+   */
+  readonly oauth?: { issuer: string; audience: string | undefined; scopePrefix: string };
 }
 
 /**
@@ -69,6 +82,8 @@ const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: stri
 export class NotebookJobsApi extends Construct {
   readonly restApi: RestApi;
   readonly accessLogs: LogGroup;
+  /** The resource OAuth tokens must be issued for (the authorizer's audience), when OAuth is on. */
+  readonly oauthAudience: string | undefined;
 
   constructor(scope: Construct, id: string, props: RestApiProps) {
     super(scope, id);
@@ -114,12 +129,16 @@ export class NotebookJobsApi extends Construct {
     });
     // The stack exports the URL as ApiUrl; drop RestApi's own duplicate output.
     this.restApi.node.tryRemoveChild('Endpoint');
+    const oauth = props.oauth ? this.addProtectedResourceMetadata(props.oauth) : undefined;
+    this.oauthAudience = oauth?.audience;
     for (const error of GATEWAY_ERRORS) {
       this.restApi.addGatewayResponse(`Gateway${error.code}`, {
         type: error.type,
         statusCode: error.status,
         responseHeaders:
-          error.type === ResponseType.UNAUTHORIZED ? { 'WWW-Authenticate': "'Bearer'" } : undefined,
+          error.type === ResponseType.UNAUTHORIZED
+            ? { 'WWW-Authenticate': `'${oauth?.challenge ?? 'Bearer'}'` }
+            : undefined,
         templates: {
           'application/json': `{"error":{"code":"${error.code}","message":$context.error.messageString}}`,
         },
@@ -198,7 +217,7 @@ export class NotebookJobsApi extends Construct {
     acknowledge(
       this.restApi,
       'COG4',
-      'Callers are programs and MCP clients with bearer tokens (stored hashed in the job table, bound to a tenant and scopes) checked by a Lambda authorizer, not Cognito users.',
+      'Callers are programs and MCP clients with bearer tokens checked by a Lambda authorizer: API tokens (stored hashed in the job table, bound to a tenant and scopes) and, when OAuth is on, JWT access tokens from the Cognito pool or an external issuer. A Cognito authorizer could not accept the API tokens.',
     );
     acknowledge(
       this.restApi,
@@ -210,5 +229,53 @@ export class NotebookJobsApi extends Construct {
   /** The MCP endpoint URL. */
   get mcpUrl(): string {
     return `${this.restApi.url}mcp`;
+  }
+
+  /**
+   * This stage's base URL built from the API id, not from the stage resource: the authorizer's
+   * environment names it, and the stage depends (through its methods) on the authorizer.
+   */
+  private stageUrl(): string {
+    const stack = Stack.of(this);
+    return `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${STAGE_NAME}`;
+  }
+
+  /**
+   * RFC 9728 metadata as static JSON from the gateway itself (a mock integration: no Lambda, no
+   * token) at `<stage>/.well-known/oauth-protected-resource` and `.../mcp`, and the 401's challenge.
+   * On the execute-api domain every path is under the stage, so the challenge names that URL (MCP
+   * clients follow `resource_metadata`); with a custom domain mapped at its root and `oauthAudience`
+   * set to it, these are the RFC's own locations.
+   */
+  private addProtectedResourceMetadata(oauth: NonNullable<RestApiProps['oauth']>) {
+    const audience = oauth.audience ?? `${this.stageUrl()}/mcp`;
+    const config = { ...oauth, audience, tenantClaim: 'sub', clientIds: [] };
+    const integration = new MockIntegration({
+      passthroughBehavior: PassthroughBehavior.NEVER,
+      requestTemplates: { 'application/json': '{"statusCode": 200}' },
+      integrationResponses: [
+        {
+          statusCode: '200',
+          responseTemplates: { 'application/json': JSON.stringify(protectedResourceMetadata(config)) },
+        },
+      ],
+    });
+    const wellKnown = this.restApi.root.resourceForPath(METADATA_PATH);
+    for (const resource of [wellKnown, wellKnown.addResource('mcp')]) {
+      const method = resource.addMethod('GET', integration, {
+        authorizationType: AuthorizationType.NONE,
+        methodResponses: [{ statusCode: '200' }],
+      });
+      const why =
+        'OAuth protected-resource metadata (RFC 9728) is public by definition: it tells clients where to get a token';
+      acknowledge(method, 'APIG4', `${why}.`);
+      acknowledge(method, 'COG4', `${why} (see APIG4).`);
+    }
+    const scopes = scopeNames(oauth);
+    const metadata = oauth.audience ? metadataUrl(oauth.audience) : `${this.stageUrl()}${METADATA_PATH}/mcp`;
+    return {
+      audience,
+      challenge: `Bearer resource_metadata="${metadata}", scope="${scopes.read} ${scopes.write}"`,
+    };
   }
 }
