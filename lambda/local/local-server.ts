@@ -314,7 +314,6 @@ interface CallerPolicy {
   hosts: ReadonlySet<string>;
   /** Accepted Origin header values, serialized (`http://localhost:8080`). */
   origins: ReadonlySet<string>;
-  token: string | undefined;
   /** How a bearer token is checked; null when the server needs none (no token, no OAuth). */
   bearer: BearerPolicy | null;
 }
@@ -367,7 +366,7 @@ function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerP
               .concat('; send the Authorization header as "Bearer <token>"'),
           }
         : null;
-    return { hosts, origins: new Set([...own, ...extraOrigins]), token, bearer };
+    return { hosts, origins: new Set([...own, ...extraOrigins]), bearer };
   };
 }
 
