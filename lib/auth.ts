@@ -1,15 +1,16 @@
 /**
  * The default authorization server for MCP clients that can only do OAuth (claude.ai, ChatGPT): an
- * Amazon Cognito user pool with managed login, a resource server `notebook-jobs` with the `read`
- * and `write` scopes (tokens carry them as `notebook-jobs/read` and `notebook-jobs/write`), and one
+ * Amazon Cognito user pool with managed login, a resource server whose identifier is the MCP URL,
+ * with the `read` and `write` scopes (tokens carry them as `<MCP URL>/read` and `.../write`), and one
  * public app client (no secret; authorization code grant, where the client's PKCE is what binds the
  * code to it) whose callback URLs are the MCP clients' redirect URIs. Users are created by an
  * administrator (no self sign-up); each user's `sub` is their tenant.
  *
- * Cognito access tokens carry no `aud` (they name the app client in `client_id`), so the
- * authorizer accepts this pool's tokens by issuer + this client id + the resource server's scopes
- * (lambda/auth/jwt-verifier.ts). Client registration is this one pre-registered client id;
- * docs/mcp.md says why and how clients use it.
+ * The identifier is the MCP URL because that is the `resource` MCP clients send (RFC 8707), and
+ * Cognito's resource binding (Essentials and Plus, managed login) issues a token whose `aud` is the
+ * resource it was asked for; a token without `aud` (no `resource` sent) is accepted by issuer +
+ * this client id + the scopes, which name the same URL (lambda/auth/jwt-verifier.ts). Client
+ * registration is this one pre-registered client id; docs/mcp.md says why and how clients use it.
  */
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
@@ -27,10 +28,9 @@ import {
 import { Construct } from 'constructs';
 import { acknowledge } from './nag-acknowledgements.ts';
 
-/** The resource server's identifier: the prefix of the scope names in access tokens. */
-export const RESOURCE_SERVER_ID = 'notebook-jobs';
-
 export interface CognitoAuthorizationProps {
+  /** The MCP URL: the resource server's identifier, so scopes are `<it>/read` and `<it>/write`. */
+  readonly resourceUrl: string;
   readonly domainPrefix: string;
   readonly callbackUrls: readonly string[];
   readonly removalPolicy: RemovalPolicy;
@@ -76,7 +76,7 @@ export class CognitoAuthorization extends Construct {
       scopeDescription: 'Submit, cancel and delete jobs (runs notebooks)',
     });
     const resourceServer = this.userPool.addResourceServer('NotebookJobs', {
-      identifier: RESOURCE_SERVER_ID,
+      identifier: props.resourceUrl,
       userPoolResourceServerName: 'notebook-jobs',
       scopes: [read, write],
     });

@@ -22,7 +22,7 @@ import { NotebookJobsApi } from './rest-api.ts';
 import { RunnerTask } from './runner-task.ts';
 import type { StackConfig } from './stack-config.ts';
 import { ALLOWED_ORIGINS, OAUTH_SETTINGS, SETTINGS } from '../lambda/core/settings.ts';
-import { CognitoAuthorization, RESOURCE_SERVER_ID } from './auth.ts';
+import { CognitoAuthorization } from './auth.ts';
 
 export interface NotebookJobsStackProps extends StackProps {
   readonly config: StackConfig;
@@ -136,30 +136,7 @@ export class NotebookJobsStack extends Stack {
     // The authorizer reads token items only (lambda/adapters/dynamodb/token-store.ts: TOKEN#<sha256>).
     this.functions.authorizer.bindTableItems(this.table.table, [TOKEN_KEY_PATTERN]);
 
-    this.cognito =
-      config.oauth?.kind === 'cognito'
-        ? new CognitoAuthorization(this, 'Auth', {
-            domainPrefix: config.oauth.domainPrefix,
-            callbackUrls: config.oauth.callbackUrls,
-            removalPolicy,
-          })
-        : undefined;
-    // Cognito: its access tokens name the app client instead of an audience, tenant = sub.
-    const oauth =
-      config.oauth?.kind === 'external'
-        ? config.oauth
-        : this.cognito && config.oauth
-          ? {
-              issuer: this.cognito.issuer,
-              audience: config.oauth.audience,
-              tenantClaim: 'sub',
-              scopePrefix: `${RESOURCE_SERVER_ID}/`,
-              clientIds: [this.cognito.client.userPoolClientId],
-            }
-          : undefined;
-
     this.api = new NotebookJobsApi(this, 'Api', {
-      oauth,
       api: this.functions.api,
       mcp: this.functions.mcp,
       authorizer: this.functions.authorizer,
@@ -170,10 +147,34 @@ export class NotebookJobsStack extends Stack {
       tracing: config.tracing,
       ...logs,
     });
+    // OAuth: the resource is the API's /mcp URL unless a custom domain's is configured.
+    const audience = config.oauth?.audience ?? `${this.api.stageUrl()}/mcp`;
+    this.cognito =
+      config.oauth?.kind === 'cognito'
+        ? new CognitoAuthorization(this, 'Auth', {
+            domainPrefix: config.oauth.domainPrefix,
+            callbackUrls: config.oauth.callbackUrls,
+            resourceUrl: audience,
+            removalPolicy,
+          })
+        : undefined;
+    // Cognito: tenant = sub; a token without `aud` must come from the stack's app client.
+    const oauth =
+      config.oauth?.kind === 'external'
+        ? config.oauth
+        : this.cognito
+          ? {
+              issuer: this.cognito.issuer,
+              tenantClaim: 'sub',
+              scopePrefix: `${audience}/`,
+              clientIds: [this.cognito.client.userPoolClientId],
+            }
+          : undefined;
     if (oauth) {
+      this.api.enableOAuth({ issuer: oauth.issuer, audience, scopePrefix: oauth.scopePrefix });
       this.functions.authorizer
         .addEnvironment(OAUTH_SETTINGS.issuer.variable, oauth.issuer)
-        .addEnvironment(OAUTH_SETTINGS.audience.variable, this.api.oauthAudience as string)
+        .addEnvironment(OAUTH_SETTINGS.audience.variable, audience)
         .addEnvironment(OAUTH_SETTINGS.tenantClaim.variable, oauth.tenantClaim)
         .addEnvironment(OAUTH_SETTINGS.scopePrefix.variable, oauth.scopePrefix)
         .addEnvironment(OAUTH_SETTINGS.clientIds.variable, oauth.clientIds.join(','));

@@ -7,7 +7,7 @@
  * -> api without a token; `/mcp` -> mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
  * notebooks up to 5 MB and takes larger ones through presigned uploads.
  */
-import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Duration, Lazy, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import {
   AccessLogField,
   AccessLogFormat,
@@ -55,11 +55,13 @@ export interface RestApiProps {
   readonly tracing: boolean;
   readonly logRetention: RetentionDays;
   readonly logRemovalPolicy: RemovalPolicy;
-  /**
-   * OAuth 2.1 (lib/auth.ts, lambda/auth): the protected-resource metadata routes and the 401's
-   * `WWW-Authenticate` pointing at them. `audience` defaults to this API's /mcp URL.
-   */
-  readonly oauth?: { issuer: string; audience: string | undefined; scopePrefix: string };
+}
+
+/** What `enableOAuth` publishes: the issuer, the resource (the MCP URL) and the scope names' prefix. */
+export interface ApiOAuth {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly scopePrefix: string;
 }
 
 /**
@@ -82,8 +84,8 @@ const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: stri
 export class NotebookJobsApi extends Construct {
   readonly restApi: RestApi;
   readonly accessLogs: LogGroup;
-  /** The resource OAuth tokens must be issued for (the authorizer's audience), when OAuth is on. */
-  readonly oauthAudience: string | undefined;
+  /** The 401's challenge; `enableOAuth` adds the metadata URL and scopes to it. */
+  private challenge = 'Bearer';
 
   constructor(scope: Construct, id: string, props: RestApiProps) {
     super(scope, id);
@@ -129,15 +131,13 @@ export class NotebookJobsApi extends Construct {
     });
     // The stack exports the URL as ApiUrl; drop RestApi's own duplicate output.
     this.restApi.node.tryRemoveChild('Endpoint');
-    const oauth = props.oauth ? this.addProtectedResourceMetadata(props.oauth) : undefined;
-    this.oauthAudience = oauth?.audience;
     for (const error of GATEWAY_ERRORS) {
       this.restApi.addGatewayResponse(`Gateway${error.code}`, {
         type: error.type,
         statusCode: error.status,
         responseHeaders:
           error.type === ResponseType.UNAUTHORIZED
-            ? { 'WWW-Authenticate': `'${oauth?.challenge ?? 'Bearer'}'` }
+            ? { 'WWW-Authenticate': Lazy.string({ produce: () => `'${this.challenge}'` }) }
             : undefined,
         templates: {
           'application/json': `{"error":{"code":"${error.code}","message":$context.error.messageString}}`,
@@ -235,21 +235,20 @@ export class NotebookJobsApi extends Construct {
    * This stage's base URL built from the API id, not from the stage resource: the authorizer's
    * environment names it, and the stage depends (through its methods) on the authorizer.
    */
-  private stageUrl(): string {
+  stageUrl(): string {
     const stack = Stack.of(this);
     return `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${STAGE_NAME}`;
   }
 
   /**
-   * RFC 9728 metadata as static JSON from the gateway itself (a mock integration: no Lambda, no
-   * token) at `<stage>/.well-known/oauth-protected-resource` and `.../mcp`, and the 401's challenge.
-   * On the execute-api domain every path is under the stage, so the challenge names that URL (MCP
-   * clients follow `resource_metadata`); with a custom domain mapped at its root and `oauthAudience`
-   * set to it, these are the RFC's own locations.
+   * OAuth 2.1 (lib/auth.ts, lambda/auth): RFC 9728 metadata as static JSON from the gateway itself
+   * (a mock integration: no Lambda, no token) at `<stage>/.well-known/oauth-protected-resource` and
+   * `.../mcp`, and the 401's challenge naming it. On the execute-api domain every path is under the
+   * stage, so the challenge names that URL (MCP clients follow `resource_metadata`); with a custom
+   * domain mapped at its root and `oauthAudience` set to it, these are the RFC's own locations.
    */
-  private addProtectedResourceMetadata(oauth: NonNullable<RestApiProps['oauth']>) {
-    const audience = oauth.audience ?? `${this.stageUrl()}/mcp`;
-    const config = { ...oauth, audience, tenantClaim: 'sub', clientIds: [] };
+  enableOAuth(oauth: ApiOAuth): void {
+    const config = { ...oauth, tenantClaim: 'sub', clientIds: [] };
     const integration = new MockIntegration({
       passthroughBehavior: PassthroughBehavior.NEVER,
       requestTemplates: { 'application/json': '{"statusCode": 200}' },
@@ -272,10 +271,8 @@ export class NotebookJobsApi extends Construct {
       acknowledge(method, 'COG4', `${why} (see APIG4).`);
     }
     const scopes = scopeNames(oauth);
-    const metadata = oauth.audience ? metadataUrl(oauth.audience) : `${this.stageUrl()}${METADATA_PATH}/mcp`;
-    return {
-      audience,
-      challenge: `Bearer resource_metadata="${metadata}", scope="${scopes.read} ${scopes.write}"`,
-    };
+    const onStage = oauth.audience === `${this.stageUrl()}/mcp`;
+    const metadata = onStage ? `${this.stageUrl()}${METADATA_PATH}/mcp` : metadataUrl(oauth.audience);
+    this.challenge = `Bearer resource_metadata="${metadata}", scope="${scopes.read} ${scopes.write}"`;
   }
 }

@@ -156,7 +156,8 @@ export const OAUTH_SETTINGS = {
   tenantClaim: { variable: 'NOTEBOOK_JOBS_OAUTH_TENANT_CLAIM', context: 'oauthTenantClaim', default: 'sub' },
   /**
    * Scope names are this prefix + `read` / `write` (the API tokens' scopes). Cognito writes a
-   * resource server's scopes as `<identifier>/<name>`; the stack's resource server is `notebook-jobs`.
+   * resource server's scopes as `<identifier>/<name>`; the stack's Cognito resource server is named
+   * by the MCP URL, so there the prefix is that URL + `/` (lib/notebook-jobs-stack.ts).
    */
   scopePrefix: {
     variable: 'NOTEBOOK_JOBS_OAUTH_SCOPE_PREFIX',

@@ -50,9 +50,13 @@ describe('Cognito as the authorization server (oauth=cognito)', () => {
     cognito.template.resourceCountIs('AWS::Cognito::ManagedLoginBranding', 1);
   });
 
-  it('has the resource server notebook-jobs with the read and write scopes', () => {
+  it('has a resource server named by the MCP URL (the resource clients send), with read and write', () => {
+    const [server] = Object.values(cognito.template.findResources('AWS::Cognito::UserPoolResourceServer'));
+    expect(flat((server as any).Properties.Identifier)).toMatch(
+      /https:\/\/.*RestApi.*execute-api.*\/api\/mcp/,
+    );
     cognito.template.hasResourceProperties('AWS::Cognito::UserPoolResourceServer', {
-      Identifier: 'notebook-jobs',
+      Identifier: Match.anyValue(),
       Scopes: [Match.objectLike({ ScopeName: 'read' }), Match.objectLike({ ScopeName: 'write' })],
     });
   });
@@ -84,7 +88,7 @@ describe('Cognito as the authorization server (oauth=cognito)', () => {
     expect(flat(env.NOTEBOOK_JOBS_OAUTH_AUDIENCE)).toMatch(/https:\/\/.*RestApi.*execute-api.*\/api\/mcp/);
     expect(flat(env.NOTEBOOK_JOBS_OAUTH_CLIENT_IDS)).toMatch(/AuthUsersMcpClients/);
     expect(env.NOTEBOOK_JOBS_OAUTH_TENANT_CLAIM).toBe('sub');
-    expect(env.NOTEBOOK_JOBS_OAUTH_SCOPE_PREFIX).toBe('notebook-jobs/');
+    expect(flat(env.NOTEBOOK_JOBS_OAUTH_SCOPE_PREFIX)).toMatch(/https:\/\/.*RestApi.*\/api\/mcp\/"\]/);
   });
 
   it('outputs the issuer, the client id and the login domain', () => {
@@ -154,7 +158,7 @@ describe('the gateway side (both variants)', () => {
       (response as any).Properties.ResponseParameters['gatewayresponse.header.WWW-Authenticate'],
     );
     expect(header).toMatch(
-      /Bearer resource_metadata=\\"https:\/\/.*\/api\/.well-known\/oauth-protected-resource\/mcp\\", scope=\\"notebook-jobs\/read notebook-jobs\/write\\"/,
+      /Bearer resource_metadata=\\"https:\/\/.*\/api\/.well-known\/oauth-protected-resource\/mcp\\", scope=\\"https:\/\/.*\/api\/mcp\/read https:\/\/.*\/api\/mcp\/write\\"/,
     );
   });
 
