@@ -42,6 +42,11 @@ Commands:
                                 and can read its process
       --allowed-hosts H1,H2     Host names accepted besides 127.0.0.1, localhost and [::1]
                                 (NOTEBOOK_JOBS_ALLOWED_HOSTS; NAME or NAME:PORT)
+      --oauth-issuer URL        also accept JWT access tokens from this OAuth 2.1 / OpenID
+                                authorization server (NOTEBOOK_JOBS_OAUTH_ISSUER; tenant from the
+                                NOTEBOOK_JOBS_OAUTH_TENANT_CLAIM claim, default sub)
+      --oauth-audience URL      the resource tokens must be issued for (NOTEBOOK_JOBS_OAUTH_AUDIENCE;
+                                default this server's /mcp URL)
                                 The server is for the local user: it refuses other Host headers
                                 and browser Origins (more origins: NOTEBOOK_JOBS_ALLOWED_ORIGINS),
                                 and takes JSON bodies only as application/json. With
@@ -122,6 +127,8 @@ const OPTIONS = {
   'secrets-dir': { type: 'string' },
   secret: { type: 'string', multiple: true },
   'redact-param': { type: 'string', multiple: true },
+  'oauth-issuer': { type: 'string' },
+  'oauth-audience': { type: 'string' },
   param: { type: 'string', short: 'p', multiple: true },
   kernel: { type: 'string' },
   timeout: { type: 'string' },
@@ -533,6 +540,8 @@ async function main(argv: string[]): Promise<number> {
         kernelUser: values['kernel-user'],
         secretEnvPrefix: values['secret-env-prefix'],
         secretsDir: values['secrets-dir'],
+        oauthIssuer: values['oauth-issuer'],
+        oauthAudience: values['oauth-audience'],
       });
       return new Promise<number>(() => undefined); // runs until a signal ends the process
     }

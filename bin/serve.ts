@@ -2,7 +2,7 @@
  * `notebook-jobs serve` / `npm start`: the local service. Flags win over environment variables,
  * which win over defaults.
  */
-import { optionalEnv, type Env } from '../lambda/core/config.ts';
+import { ConfigError, optionalEnv, type Env } from '../lambda/core/config.ts';
 import {
   DATA_DIR_VARIABLE,
   DEFAULT_DATA_DIR,
@@ -12,6 +12,8 @@ import {
   SETTINGS,
 } from '../lambda/core/settings.ts';
 import { startLocalServer, type LocalServerOptions } from '../lambda/local/local-server.ts';
+import { OAUTH_SETTINGS } from '../lambda/core/settings.ts';
+import { readOAuthConfig } from '../lambda/auth/protected-resource.ts';
 
 export interface ServeOptions {
   port?: number;
@@ -28,6 +30,10 @@ export interface ServeOptions {
   secretEnvPrefix?: string;
   /** Folder of file: secrets (`--secrets-dir`). */
   secretsDir?: string;
+  /** An OAuth authorization server whose access tokens are accepted (`--oauth-issuer`). */
+  oauthIssuer?: string;
+  /** The resource those tokens must be issued for (`--oauth-audience`; default: this server's /mcp). */
+  oauthAudience?: string;
 }
 
 /** Who may call the local server: the token and the extra hosts and origins. */
@@ -95,7 +101,27 @@ export function readServeConfig(
     kernelUser: options.kernelUser ?? optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER'),
     secretEnvPrefix: options.secretEnvPrefix ?? optionalEnv(env, SECRET_ENV_PREFIX.variable),
     secretsDir: options.secretsDir ?? optionalEnv(env, SECRETS_DIR.variable),
+    oauth: readServeOAuth(env, options),
   };
+}
+
+/** The OAuth settings, flags over variables; the audience may stay unset (the server's own /mcp). */
+function readServeOAuth(env: Env, options: ServeOptions): LocalServerOptions['oauth'] {
+  const withFlags: Env = { ...env };
+  if (options.oauthIssuer !== undefined) withFlags[OAUTH_SETTINGS.issuer.variable] = options.oauthIssuer;
+  if (options.oauthAudience !== undefined)
+    withFlags[OAUTH_SETTINGS.audience.variable] = options.oauthAudience;
+  if (optionalEnv(withFlags, OAUTH_SETTINGS.issuer.variable) === undefined) {
+    if (optionalEnv(withFlags, OAUTH_SETTINGS.audience.variable) !== undefined)
+      throw new ConfigError(
+        `--oauth-audience (${OAUTH_SETTINGS.audience.variable}) needs --oauth-issuer too`,
+      );
+    return undefined;
+  }
+  // A placeholder audience only to validate the rest now; the real default needs the port.
+  const explicit = optionalEnv(withFlags, OAUTH_SETTINGS.audience.variable);
+  const config = readOAuthConfig(withFlags, 'http://127.0.0.1/mcp');
+  return config ? { ...config, audience: explicit } : undefined;
 }
 
 export async function serve(options: ServeOptions): Promise<void> {
@@ -105,6 +131,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   console.error(`notebook-jobs listening on ${server.url} (data: ${server.dataDir})`);
   console.error(`MCP endpoint: ${server.url}/mcp (streamable HTTP)`);
   if (config.token) console.error('every route but /v1/health requires Authorization: Bearer <token>');
+  if (config.oauth)
+    console.error(
+      `OAuth: access tokens from ${config.oauth.issuer} for ${config.oauth.audience ?? `${server.url}/mcp`} ` +
+        `(metadata: ${server.url}/.well-known/oauth-protected-resource/mcp)`,
+    );
   const stop = (signal: string) => {
     console.error(`${signal}: stopping; running jobs end as failed when their runner sees the server gone`);
     server.close().then(() => process.exit(0));

@@ -21,7 +21,8 @@ import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliatio
 import { NotebookJobsApi } from './rest-api.ts';
 import { RunnerTask } from './runner-task.ts';
 import type { StackConfig } from './stack-config.ts';
-import { ALLOWED_ORIGINS, SETTINGS } from '../lambda/core/settings.ts';
+import { ALLOWED_ORIGINS, OAUTH_SETTINGS, SETTINGS } from '../lambda/core/settings.ts';
+import { CognitoAuthorization } from './auth.ts';
 
 export interface NotebookJobsStackProps extends StackProps {
   readonly config: StackConfig;
@@ -58,6 +59,8 @@ export class NotebookJobsStack extends Stack {
   readonly runner: RunnerTask;
   readonly table: JobTable;
   readonly artifacts: ArtifactBucket;
+  /** The Cognito user pool, when `oauth` is `cognito`. */
+  readonly cognito: CognitoAuthorization | undefined;
 
   constructor(scope: Construct, id: string, props: NotebookJobsStackProps) {
     super(scope, id, props);
@@ -144,6 +147,38 @@ export class NotebookJobsStack extends Stack {
       tracing: config.tracing,
       ...logs,
     });
+    // OAuth: the resource is the API's /mcp URL unless a custom domain's is configured.
+    const audience = config.oauth?.audience ?? `${this.api.stageUrl()}/mcp`;
+    this.cognito =
+      config.oauth?.kind === 'cognito'
+        ? new CognitoAuthorization(this, 'Auth', {
+            domainPrefix: config.oauth.domainPrefix,
+            callbackUrls: config.oauth.callbackUrls,
+            resourceUrl: audience,
+            removalPolicy,
+          })
+        : undefined;
+    // Cognito: tenant = sub; a token without `aud` must come from the stack's app client.
+    const oauth =
+      config.oauth?.kind === 'external'
+        ? config.oauth
+        : this.cognito
+          ? {
+              issuer: this.cognito.issuer,
+              tenantClaim: 'sub',
+              scopePrefix: `${audience}/`,
+              clientIds: [this.cognito.client.userPoolClientId],
+            }
+          : undefined;
+    if (oauth) {
+      this.api.enableOAuth({ issuer: oauth.issuer, audience, scopePrefix: oauth.scopePrefix });
+      this.functions.authorizer
+        .addEnvironment(OAUTH_SETTINGS.issuer.variable, oauth.issuer)
+        .addEnvironment(OAUTH_SETTINGS.audience.variable, audience)
+        .addEnvironment(OAUTH_SETTINGS.tenantClaim.variable, oauth.tenantClaim)
+        .addEnvironment(OAUTH_SETTINGS.scopePrefix.variable, oauth.scopePrefix)
+        .addEnvironment(OAUTH_SETTINGS.clientIds.variable, oauth.clientIds.join(','));
+    }
     new Reconciliation(this, 'Reconciliation', {
       cluster: this.runner.cluster,
       taskEvents: this.functions['task-events'],
@@ -164,6 +199,20 @@ export class NotebookJobsStack extends Stack {
     new CfnOutput(this, 'ApiUrl', { description: 'REST API base URL', value: this.api.restApi.url });
     new CfnOutput(this, 'McpUrl', { description: 'MCP endpoint (streamable HTTP)', value: this.api.mcpUrl });
     new CfnOutput(this, 'BucketName', { value: this.artifacts.bucket.bucketName });
+    if (this.cognito) {
+      new CfnOutput(this, 'OAuthIssuer', {
+        description: 'Cognito user pool (OAuth issuer)',
+        value: this.cognito.issuer,
+      });
+      new CfnOutput(this, 'OAuthClientId', {
+        description: 'OAuth client id for MCP clients (claude.ai, ChatGPT: "client ID", no secret)',
+        value: this.cognito.client.userPoolClientId,
+      });
+      new CfnOutput(this, 'OAuthLoginDomain', {
+        description: 'Cognito managed login',
+        value: this.cognito.domainUrl,
+      });
+    }
     new CfnOutput(this, 'RunnerRoleArn', {
       description: "The principal tenants' notebook roles trust (docs/deploy.md)",
       value: this.runner.runnerRole.roleArn,

@@ -7,7 +7,7 @@
  * -> api without a token; `/mcp` -> mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
  * notebooks up to 5 MB and takes larger ones through presigned uploads.
  */
-import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Duration, Lazy, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import {
   AccessLogField,
   AccessLogFormat,
@@ -17,6 +17,8 @@ import {
   IdentitySource,
   LambdaIntegration,
   LogGroupLogDestination,
+  MockIntegration,
+  PassthroughBehavior,
   MethodLoggingLevel,
   RequestAuthorizer,
   ResponseType,
@@ -29,6 +31,12 @@ import { Construct } from 'constructs';
 import type { HouseFunction } from './house-function.ts';
 import { acknowledge } from './nag-acknowledgements.ts';
 import { ROUTES } from '../lambda/http/routes.ts';
+import {
+  METADATA_PATH,
+  metadataUrl,
+  protectedResourceMetadata,
+  scopeNames,
+} from '../lambda/auth/protected-resource.ts';
 
 /** The stage name: URLs look like https://<id>.execute-api.<region>.amazonaws.com/api/v1/jobs. */
 export const STAGE_NAME = 'api';
@@ -47,6 +55,13 @@ export interface RestApiProps {
   readonly tracing: boolean;
   readonly logRetention: RetentionDays;
   readonly logRemovalPolicy: RemovalPolicy;
+}
+
+/** What `enableOAuth` publishes: the issuer, the resource (the MCP URL) and the scope names' prefix. */
+export interface ApiOAuth {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly scopePrefix: string;
 }
 
 /**
@@ -69,6 +84,8 @@ const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: stri
 export class NotebookJobsApi extends Construct {
   readonly restApi: RestApi;
   readonly accessLogs: LogGroup;
+  /** The 401's challenge; `enableOAuth` adds the metadata URL and scopes to it. */
+  private challenge = 'Bearer';
 
   constructor(scope: Construct, id: string, props: RestApiProps) {
     super(scope, id);
@@ -119,7 +136,9 @@ export class NotebookJobsApi extends Construct {
         type: error.type,
         statusCode: error.status,
         responseHeaders:
-          error.type === ResponseType.UNAUTHORIZED ? { 'WWW-Authenticate': "'Bearer'" } : undefined,
+          error.type === ResponseType.UNAUTHORIZED
+            ? { 'WWW-Authenticate': Lazy.string({ produce: () => `'${this.challenge}'` }) }
+            : undefined,
         templates: {
           'application/json': `{"error":{"code":"${error.code}","message":$context.error.messageString}}`,
         },
@@ -198,7 +217,7 @@ export class NotebookJobsApi extends Construct {
     acknowledge(
       this.restApi,
       'COG4',
-      'Callers are programs and MCP clients with bearer tokens (stored hashed in the job table, bound to a tenant and scopes) checked by a Lambda authorizer, not Cognito users.',
+      'Callers are programs and MCP clients with bearer tokens checked by a Lambda authorizer: API tokens (stored hashed in the job table, bound to a tenant and scopes) and, when OAuth is on, JWT access tokens from the Cognito pool or an external issuer. A Cognito authorizer could not accept the API tokens.',
     );
     acknowledge(
       this.restApi,
@@ -210,5 +229,50 @@ export class NotebookJobsApi extends Construct {
   /** The MCP endpoint URL. */
   get mcpUrl(): string {
     return `${this.restApi.url}mcp`;
+  }
+
+  /**
+   * This stage's base URL built from the API id, not from the stage resource: the authorizer's
+   * environment names it, and the stage depends (through its methods) on the authorizer.
+   */
+  stageUrl(): string {
+    const stack = Stack.of(this);
+    return `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${STAGE_NAME}`;
+  }
+
+  /**
+   * OAuth 2.1 (lib/auth.ts, lambda/auth): RFC 9728 metadata as static JSON from the gateway itself
+   * (a mock integration: no Lambda, no token) at `<stage>/.well-known/oauth-protected-resource` and
+   * `.../mcp`, and the 401's challenge naming it. On the execute-api domain every path is under the
+   * stage, so the challenge names that URL (MCP clients follow `resource_metadata`); with a custom
+   * domain mapped at its root and `oauthAudience` set to it, these are the RFC's own locations.
+   */
+  enableOAuth(oauth: ApiOAuth): void {
+    const config = { ...oauth, tenantClaim: 'sub', clientIds: [] };
+    const integration = new MockIntegration({
+      passthroughBehavior: PassthroughBehavior.NEVER,
+      requestTemplates: { 'application/json': '{"statusCode": 200}' },
+      integrationResponses: [
+        {
+          statusCode: '200',
+          responseTemplates: { 'application/json': JSON.stringify(protectedResourceMetadata(config)) },
+        },
+      ],
+    });
+    const wellKnown = this.restApi.root.resourceForPath(METADATA_PATH);
+    for (const resource of [wellKnown, wellKnown.addResource('mcp')]) {
+      const method = resource.addMethod('GET', integration, {
+        authorizationType: AuthorizationType.NONE,
+        methodResponses: [{ statusCode: '200' }],
+      });
+      const why =
+        'OAuth protected-resource metadata (RFC 9728) is public by definition: it tells clients where to get a token';
+      acknowledge(method, 'APIG4', `${why}.`);
+      acknowledge(method, 'COG4', `${why} (see APIG4).`);
+    }
+    const scopes = scopeNames(oauth);
+    const onStage = oauth.audience === `${this.stageUrl()}/mcp`;
+    const metadata = onStage ? `${this.stageUrl()}${METADATA_PATH}/mcp` : metadataUrl(oauth.audience);
+    this.challenge = `Bearer resource_metadata="${metadata}", scope="${scopes.read} ${scopes.write}"`;
   }
 }

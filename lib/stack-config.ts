@@ -7,7 +7,8 @@
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { checkFargateSize } from '../lambda/adapters/aws/ecs-launcher.ts';
 import { errorMessage } from '../lambda/core/errors.ts';
-import { SETTINGS, type IntSetting } from '../lambda/core/settings.ts';
+import { OAUTH_SETTINGS, SETTINGS, type IntSetting } from '../lambda/core/settings.ts';
+import { readOAuthConfig, type OAuthConfig } from '../lambda/auth/protected-resource.ts';
 import { parseTenantSources, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
 import type { Node } from 'constructs';
 
@@ -50,7 +51,43 @@ export interface StackConfig {
   readonly tenantSources: TenantSources;
   /** AWS X-Ray: active tracing of the Lambdas and the API stage (costs per trace; off by default). */
   readonly tracing: boolean;
+  /** OAuth 2.1 for MCP clients beside the API tokens: off (default), a Cognito user pool, or an external issuer. */
+  readonly oauth: OAuthStackConfig | null;
 }
+
+/**
+ * Where OAuth access tokens come from (context `oauth`). `cognito`: the stack creates a user pool
+ * with managed login, a resource server with the read/write scopes and a public PKCE app client
+ * (lib/auth.ts). `external`: any OpenID Connect / OAuth 2.1 issuer (Auth0, Okta, Entra ID,
+ * Keycloak), configured there. Either way `audience` defaults to the API's /mcp URL.
+ */
+export type OAuthStackConfig =
+  | {
+      readonly kind: 'cognito';
+      /** The managed login domain: https://<prefix>.auth.<region>.amazoncognito.com. */
+      readonly domainPrefix: string;
+      /** Redirect URIs the app client accepts (claude.ai's, claude.com's and ChatGPT's by default). */
+      readonly callbackUrls: readonly string[];
+      readonly audience: string | undefined;
+    }
+  | {
+      readonly kind: 'external';
+      readonly issuer: string;
+      readonly audience: string | undefined;
+      readonly tenantClaim: string;
+      readonly scopePrefix: string;
+      readonly clientIds: readonly string[];
+    };
+
+/**
+ * The MCP clients' OAuth redirect URIs a Cognito app client accepts by default: claude.ai's (on
+ * both of Anthropic's domains) and ChatGPT's connectors (sources in docs/mcp.md).
+ */
+export const DEFAULT_OAUTH_CALLBACK_URLS = [
+  'https://claude.ai/api/mcp/auth_callback',
+  'https://claude.com/api/mcp/auth_callback',
+  'https://chatgpt.com/connector_platform_oauth_redirect',
+] as const;
 
 /** Thrown for a context value that is present but not allowed. */
 export class StackConfigError extends Error {}
@@ -117,7 +154,95 @@ export function readStackConfig(node: Node): StackConfig {
     webAclArn,
     tenantSources: tenantSources(get),
     tracing: boolean(get, 'tracing', false),
+    oauth: oauthConfig(get),
   };
+}
+
+function oauthConfig(get: Getter): OAuthStackConfig | null {
+  const kind = oneOf(get, OAUTH_SETTINGS_CONTEXT.kind, ['off', 'cognito', 'external'] as const, 'off');
+  const issuer = optionalString(get, OAUTH_SETTINGS.issuer.context);
+  const audience = optionalUrl(get, OAUTH_SETTINGS.audience.context);
+  if (kind !== 'external' && issuer !== undefined)
+    throw new StackConfigError(
+      `context ${OAUTH_SETTINGS.issuer.context} needs oauth=external (it is "${kind}")`,
+    );
+  if (kind === 'off') return null;
+  if (kind === 'cognito') {
+    const domainPrefix = optionalString(get, OAUTH_SETTINGS_CONTEXT.domainPrefix);
+    // Cognito's rules for a prefix domain: lower-case letters, digits and hyphens, no reserved words.
+    if (
+      domainPrefix === undefined ||
+      !/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(domainPrefix) ||
+      /aws|amazon|cognito/.test(domainPrefix)
+    ) {
+      throw new StackConfigError(
+        `context ${OAUTH_SETTINGS_CONTEXT.domainPrefix} is required with oauth=cognito: a globally unique prefix of lower-case letters, digits and hyphens without "aws", "amazon" or "cognito", got ${show(domainPrefix)}`,
+      );
+    }
+    const callbackUrls = urlList(get, OAUTH_SETTINGS_CONTEXT.callbackUrls) ?? [
+      ...DEFAULT_OAUTH_CALLBACK_URLS,
+    ];
+    return { kind, domainPrefix, callbackUrls, audience };
+  }
+  if (issuer === undefined)
+    throw new StackConfigError(
+      `context ${OAUTH_SETTINGS.issuer.context} is required with oauth=external (the issuer URL)`,
+    );
+  const env: Record<string, string | undefined> = {
+    [OAUTH_SETTINGS.issuer.variable]: issuer,
+    [OAUTH_SETTINGS.tenantClaim.variable]: optionalString(get, OAUTH_SETTINGS.tenantClaim.context),
+    [OAUTH_SETTINGS.scopePrefix.variable]: optionalString(get, OAUTH_SETTINGS.scopePrefix.context),
+    [OAUTH_SETTINGS.clientIds.variable]: optionalString(get, OAUTH_SETTINGS.clientIds.context),
+  };
+  try {
+    // The same checks the authorizer makes at its cold start, now (the audience is a placeholder).
+    const checked = readOAuthConfig(env, audience ?? 'https://placeholder.example/mcp') as OAuthConfig;
+    return {
+      kind,
+      issuer: checked.issuer,
+      audience,
+      tenantClaim: checked.tenantClaim,
+      scopePrefix: checked.scopePrefix,
+      clientIds: checked.clientIds,
+    };
+  } catch (error) {
+    throw new StackConfigError(`context oauth=external: ${errorMessage(error)}`);
+  }
+}
+
+/** Context keys of the OAuth settings only the stack takes. */
+export const OAUTH_SETTINGS_CONTEXT = {
+  kind: 'oauth',
+  domainPrefix: 'cognitoDomainPrefix',
+  callbackUrls: 'oauthCallbackUrls',
+} as const;
+
+function optionalUrl(get: Getter, key: string): string | undefined {
+  const value = optionalString(get, key);
+  if (value === undefined) return undefined;
+  if (!URL.canParse(value) || !value.startsWith('https://'))
+    throw new StackConfigError(`context ${key} must be an https URL, got ${show(value)}`);
+  return value;
+}
+
+/** A JSON array of https URLs (http only on localhost), or a comma-separated string of them. */
+function urlList(get: Getter, key: string): string[] | undefined {
+  const raw = get(key);
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  const list = typeof raw === 'string' ? raw.split(',').map((entry) => entry.trim()) : raw;
+  if (!Array.isArray(list) || list.length === 0)
+    throw new StackConfigError(`context ${key} must be a list of URLs or a comma-separated string`);
+  for (const entry of list) {
+    if (
+      typeof entry !== 'string' ||
+      !URL.canParse(entry) ||
+      !/^(https:\/\/|http:\/\/localhost[:/])/.test(entry)
+    )
+      throw new StackConfigError(
+        `context ${key} entries must be https URLs (http only for localhost), got ${show(entry)}`,
+      );
+  }
+  return list as string[];
 }
 
 function tenantSources(get: Getter): TenantSources {

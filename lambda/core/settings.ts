@@ -215,3 +215,39 @@ export function readIntSetting(
     setting.oldVariable === undefined ? env : withRenamed(env, setting.variable, setting.oldVariable, warn);
   return intEnv(resolved, setting.variable, setting.default, setting.min, setting.max);
 }
+
+/**
+ * The OAuth 2.1 resource server (lambda/auth): JWT access tokens from one authorization server,
+ * accepted beside the API tokens. Set by `serve --oauth-*` and these variables locally, and by the
+ * stack (context keys) on AWS. Off unless an issuer is set.
+ */
+export const OAUTH_SETTINGS = {
+  /** The authorization server's issuer URL; its keys are found through its discovery document. */
+  issuer: { variable: 'NOTEBOOK_JOBS_OAUTH_ISSUER', context: 'oauthIssuer' },
+  /**
+   * This server's MCP URL: the resource a token must be issued for (its `aud`, RFC 8707) and the
+   * `resource` of the protected-resource metadata. Locally it defaults to the server's own /mcp URL.
+   */
+  audience: { variable: 'NOTEBOOK_JOBS_OAUTH_AUDIENCE', context: 'oauthAudience' },
+  /**
+   * The claim whose value is the caller's tenant. `sub`: the one claim every issuer guarantees
+   * unique per user and never reassigned (OpenID Connect Core 2); emails and names change and can
+   * be reused, and a reused value would inherit someone else's jobs.
+   */
+  tenantClaim: { variable: 'NOTEBOOK_JOBS_OAUTH_TENANT_CLAIM', context: 'oauthTenantClaim', default: 'sub' },
+  /**
+   * Scope names are this prefix + `read` / `write` (the API tokens' scopes). Cognito writes a
+   * resource server's scopes as `<identifier>/<name>`; the stack's Cognito resource server is named
+   * by the MCP URL, so there the prefix is that URL + `/` (lib/notebook-jobs-stack.ts).
+   */
+  scopePrefix: {
+    variable: 'NOTEBOOK_JOBS_OAUTH_SCOPE_PREFIX',
+    context: 'oauthScopePrefix',
+    default: 'notebook-jobs/',
+  },
+  /**
+   * App client ids whose access tokens may come without an `aud` claim (comma-separated). Cognito
+   * access tokens carry `client_id` and no `aud`; the stack sets its own app client here.
+   */
+  clientIds: { variable: 'NOTEBOOK_JOBS_OAUTH_CLIENT_IDS', context: 'oauthClientIds' },
+} as const;

@@ -14,6 +14,12 @@
  * The token is looked up by its SHA-256 hash, so no secret is compared here and no timing-safe
  * comparison is needed. Other failures (the table unreachable) are thrown as themselves: API
  * Gateway then answers 500 and lets nobody in.
+ *
+ * With NOTEBOOK_JOBS_OAUTH_ISSUER set, a JWT access token from that authorization server is
+ * accepted too (lambda/auth/jwt-verifier.ts: signature by the issuer's published keys, issuer,
+ * expiry, audience = the MCP URL or, for Cognito, one of the stack's app clients); its tenant is the
+ * configured claim and its scopes map to read/write. A refused JWT is `Unauthorized` like a bad API
+ * token, and the gateway's 401 carries `WWW-Authenticate` with the resource metadata (lib/rest-api.ts).
  */
 import type {
   APIGatewayAuthorizerResult,
@@ -24,10 +30,22 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { createDocumentClient } from '../adapters/dynamodb/client.ts';
 import { DynamoDbTokenStore, TOKEN_PATTERN } from '../adapters/dynamodb/token-store.ts';
 import { readTokenTableConfig } from '../aws/config.ts';
+import { JwtVerifier, looksLikeJwt } from '../auth/jwt-verifier.ts';
+import { readOAuthConfig } from '../auth/protected-resource.ts';
 
 /** Structured logs of this Lambda (exported for tests). */
 export const logger = new Logger({ serviceName: 'notebook-jobs-authorizer' });
 let store: DynamoDbTokenStore | undefined;
+/** undefined: not read yet; null: OAuth is off. */
+let verifier: JwtVerifier | null | undefined;
+
+function jwtVerifier(): JwtVerifier | null {
+  if (verifier === undefined) {
+    const config = readOAuthConfig(process.env);
+    verifier = config ? new JwtVerifier(config) : null;
+  }
+  return verifier;
+}
 
 /** Wired here, not in aws/wiring.ts, so this small, hot Lambda bundles only DynamoDB. */
 function tokenStore(): DynamoDbTokenStore {
@@ -49,6 +67,7 @@ export async function handler(event: APIGatewayRequestAuthorizerEvent): Promise<
     logger.info('denied: missing or malformed Authorization header', { path: event.path });
     throw new Error('Unauthorized');
   }
+  if (!TOKEN_PATTERN.test(token)) return authorizeJwt(event, token);
   const check = await tokenStore().verify(token, new Date());
   if (!check.ok) {
     logger.info(`denied: ${check.reason} token`, { token_id: check.token_id, path: event.path });
@@ -59,6 +78,34 @@ export async function handler(event: APIGatewayRequestAuthorizerEvent): Promise<
     principalId: tenant,
     policyDocument: allowWholeApi(event.methodArn),
     context: { tenant, scopes: scopes.join(','), token_id },
+  };
+}
+
+async function authorizeJwt(
+  event: APIGatewayRequestAuthorizerEvent,
+  token: string,
+): Promise<APIGatewayAuthorizerResult> {
+  const jwt = jwtVerifier();
+  if (!jwt) {
+    logger.info('denied: not an API token, and OAuth is not configured', { path: event.path });
+    throw new Error('Unauthorized');
+  }
+  const check = await jwt.verify(token);
+  if (!check.ok) {
+    logger.info(`denied: ${check.reason}`, { path: event.path });
+    throw new Error('Unauthorized');
+  }
+  const { tenant, scopes, subject, client } = check.caller;
+  return {
+    principalId: tenant,
+    policyDocument: allowWholeApi(event.methodArn),
+    context: {
+      tenant,
+      scopes: scopes.join(','),
+      auth: 'oauth',
+      subject: subject ?? '',
+      client_id: client ?? '',
+    },
   };
 }
 
@@ -77,7 +124,7 @@ export function bearerToken(
   if (values.length !== 1) return null;
   const match = /^Bearer +(\S+) *$/i.exec(values[0] as string);
   const token = match?.[1];
-  return token && TOKEN_PATTERN.test(token) ? token : null;
+  return token && (TOKEN_PATTERN.test(token) || looksLikeJwt(token)) ? token : null;
 }
 
 /**

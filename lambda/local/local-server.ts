@@ -67,6 +67,16 @@ import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mc
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
 import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
+import { authenticate, requireScopes, type BearerPolicy, type Caller } from '../auth/bearer.ts';
+import { JwtVerifier } from '../auth/jwt-verifier.ts';
+import {
+  AuthError,
+  checkOAuthConfig,
+  metadataPaths,
+  protectedResourceMetadata,
+  type OAuthConfig,
+} from '../auth/protected-resource.ts';
+import { requiredScope } from '../http/apigw.ts';
 
 export const LOCAL_TENANT = 'local';
 const TABLE = 'notebook-jobs';
@@ -93,6 +103,12 @@ export interface LocalServerOptions {
    * GET /v1/health and the upload PUT (whose signed URL is itself the permission).
    */
   token?: string;
+  /**
+   * An OAuth 2.1 authorization server whose JWT access tokens are accepted beside `token`
+   * (lambda/auth): the tenant is the token's `tenantClaim`. `audience` defaults to this server's
+   * own /mcp URL.
+   */
+  oauth?: Omit<OAuthConfig, 'audience'> & { audience?: string };
   /**
    * Host header values accepted besides this server's own loopback names (127.0.0.1, localhost,
    * [::1] and the address it listens on), each `name` (at the server's port) or `name:port`.
@@ -338,7 +354,8 @@ interface CallerPolicy {
   hosts: ReadonlySet<string>;
   /** Accepted Origin header values, serialized (`http://localhost:8080`). */
   origins: ReadonlySet<string>;
-  token: string | undefined;
+  /** How a bearer token is checked; null when the server needs none (no token, no OAuth). */
+  bearer: BearerPolicy | null;
 }
 
 const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
@@ -360,16 +377,44 @@ function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerP
       throw new ConfigError(`allowed origin "${entry}" is not an origin like http://localhost:6274`);
     return origin;
   });
+  const token = options.token || undefined;
+  const oauthAt = (audience: string) =>
+    options.oauth ? checkOAuthConfig({ ...options.oauth, audience }) : null;
+  // Checked now, before the server listens; the default audience needs the port.
+  oauthAt(options.oauth?.audience ?? 'http://127.0.0.1/mcp');
   return (port) => {
     const hosts = new Set(names.map((name) => parseHost(name, port) as string));
     const own = [...hosts].map((host) => new URL(`http://${host}`).origin);
-    return { hosts, origins: new Set([...own, ...extraOrigins]), token: options.token || undefined };
+    const config = oauthAt(
+      options.oauth?.audience ?? `http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}/mcp`,
+    );
+    const bearer: BearerPolicy | null =
+      token || config
+        ? {
+            oauth: config ? { config, verifier: new JwtVerifier(config) } : null,
+            // Everyone holding the server's own token is the local tenant, with both scopes.
+            apiToken: token
+              ? (presented) =>
+                  sameSecret(presented, token) ? { tenant: LOCAL_TENANT, scopes: ['read', 'write'] } : null
+              : null,
+            missingHint: [
+              token ? 'this server was started with a token (NOTEBOOK_JOBS_TOKEN)' : null,
+              config ? `it accepts access tokens from ${config.issuer}` : null,
+            ]
+              .filter(Boolean)
+              .join(', and ')
+              .concat('; send the Authorization header as "Bearer <token>"'),
+          }
+        : null;
+    return { hosts, origins: new Set([...own, ...extraOrigins]), bearer };
   };
 }
 
 /** What the checks need to know about a route. */
 interface RouteKind {
   mcp: boolean;
+  /** The protected-resource metadata (RFC 9728): public, it tells clients where to get a token. */
+  metadata: boolean;
   /** A route the table marks public (health: no business data), so no token. */
   public: boolean;
   /**
@@ -379,9 +424,11 @@ interface RouteKind {
   upload: boolean;
 }
 
-function routeKind(method: string, path: string): RouteKind {
+function routeKind(method: string, path: string, policy: CallerPolicy): RouteKind {
+  const oauth = policy.bearer?.oauth?.config;
   return {
     mcp: path === '/mcp',
+    metadata: oauth !== undefined && metadataPaths(oauth.audience).includes(path),
     public: PUBLIC_ROUTES.has(`${method} ${path}`),
     upload: method === 'PUT' && /^\/v1\/uploads\/[^/]+$/.test(path),
   };
@@ -401,14 +448,14 @@ const UPLOAD_MEDIA_TYPES = [
   'text/plain',
 ];
 
-/** Throws the refusal (an AppError naming the header and what is allowed), or returns the Host. */
-function checkCaller(
+/** Throws the refusal (an AppError naming the header and what is allowed), or returns the Host and caller. */
+async function checkCaller(
   policy: CallerPolicy,
   req: IncomingMessage,
   method: string,
   path: string,
   route: RouteKind,
-): string {
+): Promise<{ host: string; caller: Caller }> {
   const hosts = [...policy.hosts];
   const host = req.headers.host;
   if (!host) {
@@ -446,28 +493,17 @@ function checkCaller(
       );
     }
   }
-  if (policy.token && !route.public && !route.upload) checkToken(policy.token, req.headers.authorization);
+  let caller: Caller = { tenant: LOCAL_TENANT, scopes: ['read', 'write'] };
+  if (policy.bearer && !route.public && !route.upload && !route.metadata) {
+    caller = await authenticate(policy.bearer, req.headers.authorization);
+    requireScopes(
+      caller,
+      route.mcp ? ['read', 'write'] : [requiredScope(method)],
+      policy.bearer.oauth?.config ?? null,
+    );
+  }
   if (method !== 'GET' && method !== 'HEAD') checkContentType(req, method, path, route);
-  return normalized;
-}
-
-function checkToken(token: string, authorization: string | undefined): void {
-  const presented = /^Bearer +(\S+) *$/i.exec(authorization ?? '')?.[1];
-  if (presented === undefined) {
-    throw new AppError(
-      'unauthorized',
-      'authentication required: this server was started with a token (NOTEBOOK_JOBS_TOKEN); ' +
-        'send the Authorization header as "Bearer <token>"',
-      { header: 'authorization' },
-    );
-  }
-  if (!sameSecret(presented, token)) {
-    throw new AppError(
-      'unauthorized',
-      'the bearer token in the Authorization header is not the one this server was started with',
-      { header: 'authorization' },
-    );
-  }
+  return { host: normalized, caller };
 }
 
 /** Constant-time: hashing first makes both sides the same length whatever was presented. */
@@ -542,11 +578,22 @@ async function answer(
   let response: ApiResponse;
   try {
     const url = requestUrl(req.url ?? '/');
-    const route = routeKind(method, url.pathname);
+    const route = routeKind(method, url.pathname, policy);
     isMcp = route.mcp;
-    const host = checkCaller(policy, req, method, url.pathname, route);
-    if (isMcp) {
-      const web = await serveMcp(mcp, req, method, `http://${host}${url.pathname}${url.search}`);
+    const { host, caller } = await checkCaller(policy, req, method, url.pathname, route);
+    if (route.metadata) {
+      response =
+        method === 'GET' || method === 'HEAD'
+          ? json(200, protectedResourceMetadata(policy.bearer?.oauth?.config as OAuthConfig))
+          : restFailure(new AppError('method_not_allowed', `${method} is not allowed here; use GET`), log);
+    } else if (isMcp) {
+      const web = await serveMcp(
+        mcp,
+        req,
+        method,
+        `http://${host}${url.pathname}${url.search}`,
+        caller.tenant,
+      );
       if (web.headers.get('content-type')?.startsWith('text/event-stream') && web.body) {
         return sendStream(res, web, log);
       }
@@ -559,6 +606,7 @@ async function answer(
         url,
         route.upload ? maxUploadBytes : MAX_REQUEST_BODY_BYTES,
         log,
+        caller.tenant,
       );
     }
   } catch (error) {
@@ -585,6 +633,7 @@ async function serveRest(
   url: URL,
   maxBodyBytes: number,
   log: (message: string) => void,
+  tenant: string,
 ): Promise<ApiResponse> {
   const body = await readBody(req, maxBodyBytes);
   const headers: Record<string, string | undefined> = {};
@@ -596,7 +645,7 @@ async function serveRest(
     query: Object.fromEntries(url.searchParams),
     headers,
     body,
-    tenant: LOCAL_TENANT,
+    tenant,
   });
   if (response.status >= 500) log(`${method} ${url.pathname} answered ${response.status}`);
   return response;
@@ -608,6 +657,7 @@ async function serveMcp(
   req: IncomingMessage,
   method: string,
   url: string,
+  tenant: string,
 ): Promise<Response> {
   const body = method === 'POST' ? await readBody(req, endpoint.maxBodyBytes) : null;
   const headers = new Headers();
@@ -619,8 +669,8 @@ async function serveMcp(
     headers,
     body: body && method !== 'GET' && method !== 'HEAD' ? new Uint8Array(body) : null,
   });
-  // The caller passed checkCaller (token included): everyone local is the local tenant.
-  return handleMcpRequest(endpoint, request, { tenant: LOCAL_TENANT });
+  // The caller passed checkCaller: the local tenant, or an OAuth token's.
+  return handleMcpRequest(endpoint, request, { tenant });
 }
 
 /**
@@ -643,8 +693,7 @@ async function sendStream(res: ServerResponse, response: Response, log: (message
 
 function restFailure(error: unknown, log: (message: string) => void): ApiResponse {
   const response = errorResponse(error, log);
-  if (error instanceof AppError && error.code === 'unauthorized')
-    response.headers['www-authenticate'] = 'Bearer';
+  if (error instanceof AuthError) response.headers['www-authenticate'] = error.challenge;
   return response;
 }
 
@@ -657,7 +706,7 @@ async function mcpFailure(endpoint: McpEndpoint, error: unknown): Promise<ApiRes
         httpStatus(error.code),
         unauthorized ? -32001 : -32000,
         error.message,
-        unauthorized ? { 'www-authenticate': 'Bearer' } : {},
+        error instanceof AuthError ? { 'www-authenticate': error.challenge } : {},
       ),
     );
   }

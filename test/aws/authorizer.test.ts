@@ -4,7 +4,7 @@
  * Gateway passes the authorizer's principalId and context on in requestContext.authorizer.
  */
 import type { APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DynamoDbTokenStore } from '../../lambda/adapters/dynamodb/token-store.ts';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
@@ -173,5 +173,123 @@ describe('the tenant reaches the api handler', () => {
       asCaller(globexAuth, proxyEvent({ method: 'POST', path: '/v1/jobs', body: createBody() })),
     );
     expect(write.statusCode).toBe(403);
+  });
+});
+
+/**
+ * JWT access tokens beside API tokens: a loopback issuer publishes its discovery document and keys
+ * (as Cognito and any OIDC issuer do); tokens are signed with its key, so only the claim a case
+ * changes is wrong.
+ */
+describe('OAuth access tokens (JWT)', () => {
+  const AUDIENCE = 'https://abc123.execute-api.us-east-1.amazonaws.com/api/mcp';
+  const CLIENT = 'cognito-app-client-1';
+  let issuerServer: import('node:http').Server;
+  let issuer: string;
+  let sign: (claims: Record<string, unknown>) => Promise<string>;
+
+  beforeAll(async () => {
+    const { createServer } = await import('node:http');
+    const { exportJWK, generateKeyPair, SignJWT } = await import('jose');
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    issuerServer = createServer((req, res) => {
+      const body =
+        req.url === '/pool/.well-known/openid-configuration'
+          ? { issuer, jwks_uri: `${issuer}/.well-known/jwks.json` }
+          : req.url === '/pool/.well-known/jwks.json'
+            ? { keys: [jwk] }
+            : null;
+      res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body ?? {}));
+    });
+    await new Promise<void>((done) => issuerServer.listen(0, '127.0.0.1', done));
+    issuer = `http://127.0.0.1:${(issuerServer.address() as import('node:net').AddressInfo).port}/pool`;
+    sign = async ({ exp, ...claims }) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setIssuer(issuer)
+        .setIssuedAt()
+        .setExpirationTime((exp as number | undefined) ?? Math.floor(Date.now() / 1000) + 300)
+        .sign(privateKey);
+  });
+  afterAll(() => new Promise<void>((done) => issuerServer.close(() => done())));
+
+  async function withOAuth(): Promise<AuthorizerModule['handler']> {
+    const { handler } = await coldStart<AuthorizerModule>('lambda/handlers/authorizer.ts', {
+      AWS_REGION: env.AWS_REGION as string,
+      AWS_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID as string,
+      AWS_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY as string,
+      NOTEBOOK_JOBS_TABLE: env.NOTEBOOK_JOBS_TABLE as string,
+      NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db().endpoint,
+      NOTEBOOK_JOBS_OAUTH_ISSUER: issuer,
+      NOTEBOOK_JOBS_OAUTH_AUDIENCE: AUDIENCE,
+      NOTEBOOK_JOBS_OAUTH_CLIENT_IDS: CLIENT,
+    });
+    return handler;
+  }
+
+  it('allows a token for this resource: tenant from sub, scopes mapped, the policy as for API tokens', async () => {
+    const handler = await withOAuth();
+    const token = await sign({
+      sub: 'user-1',
+      aud: AUDIENCE,
+      scope: 'notebook-jobs/read notebook-jobs/write openid',
+    });
+    const result = await handler(requestEvent(`Bearer ${token}`));
+    expect(result.principalId).toBe('user-1');
+    expect(result.policyDocument.Statement[0]).toMatchObject({
+      Effect: 'Allow',
+      Resource: 'arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*/*',
+    });
+    expect(result.context).toEqual({
+      tenant: 'user-1',
+      scopes: 'read,write',
+      auth: 'oauth',
+      subject: 'user-1',
+      client_id: '',
+    });
+  });
+
+  it("allows a Cognito access token (no aud; client_id one of the stack's clients)", async () => {
+    const handler = await withOAuth();
+    const token = await sign({
+      sub: 'user-2',
+      client_id: CLIENT,
+      token_use: 'access',
+      scope: 'notebook-jobs/read',
+    });
+    const result = await handler(requestEvent(`Bearer ${token}`));
+    expect(result.context).toMatchObject({ tenant: 'user-2', scopes: 'read', client_id: CLIENT });
+  });
+
+  it.each([
+    ['expired', { sub: 'u', aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) - 120 }],
+    ['for another resource', { sub: 'u', aud: 'https://other.example/mcp' }],
+    ['without aud from an unknown client', { sub: 'u', client_id: 'someone-else', token_use: 'access' }],
+    ['a Cognito id token', { sub: 'u', client_id: CLIENT, token_use: 'id' }],
+    ['without the tenant claim', { aud: AUDIENCE }],
+  ])('refuses a token %s: Unauthorized, the reason logged', async (_name, claims) => {
+    const handler = await withOAuth();
+    const { logger } = await import('../../lambda/handlers/authorizer.ts');
+    const info = vi.spyOn(logger, 'info');
+    const token = await sign(claims);
+    await expect(handler(requestEvent(`Bearer ${token}`))).rejects.toThrow(/^Unauthorized$/);
+    expect(info.mock.calls.map((args) => String(args[0])).join('\n')).toMatch(/denied: the access token/);
+    expect(JSON.stringify(info.mock.calls)).not.toContain(token);
+  });
+
+  it('keeps accepting API tokens, and refuses JWTs when OAuth is not configured', async () => {
+    const handler = await withOAuth();
+    const created = await tokens.create({ tenant: 'scripts', scopes: ['read', 'write'] });
+    expect((await handler(requestEvent(`Bearer ${created.token}`))).principalId).toBe('scripts');
+    const token = await sign({ sub: 'user-1', aud: AUDIENCE });
+    // A cold start without the OAuth settings (the module reads them at its first JWT).
+    const { handler: plain } = await coldStart<AuthorizerModule>('lambda/handlers/authorizer.ts', {
+      AWS_REGION: env.AWS_REGION as string,
+      NOTEBOOK_JOBS_TABLE: env.NOTEBOOK_JOBS_TABLE as string,
+      NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: db().endpoint,
+    });
+    await expect(plain(requestEvent(`Bearer ${token}`))).rejects.toThrow(/^Unauthorized$/);
   });
 });

@@ -28,6 +28,7 @@ describe('readStackConfig', () => {
       webAclArn: undefined,
       tenantSources: {},
       tracing: false,
+      oauth: null,
     });
   });
 
