@@ -3,18 +3,10 @@
  * deployment directly in its DynamoDB table (with the caller's AWS credentials); every other command
  * talks to a service's REST API (URL from --url or NOTEBOOK_JOBS_URL, default: a local server).
  */
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { createGzip } from 'node:zlib';
-import { pack as tarPack } from 'tar-stream';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { JobFiles, JobView as Job, LogPage, ResultView } from '../lambda/core/contract.ts';
-import {
-  filePathProblem,
-  globMatcher,
-  RESERVED_FILE_PATHS,
-  SKIPPED_FOLDERS,
-} from '../lambda/core/job-files.ts';
+import { filePathProblem } from '../lambda/core/job-files.ts';
 import {
   DATA_DIR_VARIABLE,
   DEFAULT_DATA_DIR,
@@ -22,6 +14,9 @@ import {
   DEFAULT_TIMEOUT_SECONDS,
   SETTINGS,
 } from '../lambda/core/settings.ts';
+import { uploadFiles, tokens } from './cli-commands.ts';
+import { describe, describeResult, follow } from './cli-output.ts';
+import { parse, CliError, intOption, Api } from './cli-common.ts';
 
 const HELP = `notebook-jobs: run Jupyter notebooks as asynchronous jobs
 
@@ -110,126 +105,6 @@ Exit status: 0 success; 1 the job did not complete (run --wait) or the service r
 not be reached; 2 bad usage.
 `;
 
-const OPTIONS = {
-  url: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-  port: { type: 'string' },
-  host: { type: 'string' },
-  data: { type: 'string' },
-  workspace: { type: 'string' },
-  'max-concurrent': { type: 'string' },
-  'warm-kernels': { type: 'string' },
-  python: { type: 'string' },
-  'allowed-hosts': { type: 'string' },
-  'kernel-user': { type: 'string' },
-  'secret-env-prefix': { type: 'string' },
-  'secrets-dir': { type: 'string' },
-  secret: { type: 'string', multiple: true },
-  'redact-param': { type: 'string', multiple: true },
-  'oauth-issuer': { type: 'string' },
-  'oauth-audience': { type: 'string' },
-  param: { type: 'string', short: 'p', multiple: true },
-  kernel: { type: 'string' },
-  timeout: { type: 'string' },
-  'cell-timeout': { type: 'string' },
-  priority: { type: 'string' },
-  tag: { type: 'string', multiple: true },
-  'idempotency-key': { type: 'string' },
-  'allow-unknown-parameters': { type: 'boolean' },
-  wait: { type: 'boolean' },
-  files: { type: 'string', multiple: true },
-  tail: { type: 'string' },
-  follow: { type: 'boolean', short: 'f' },
-  status: { type: 'string' },
-  limit: { type: 'string' },
-  output: { type: 'string', short: 'o' },
-  'older-than': { type: 'string' },
-  tenant: { type: 'string' },
-  scopes: { type: 'string' },
-  'expires-in-days': { type: 'string' },
-  description: { type: 'string' },
-  'notebook-role': { type: 'string' },
-  table: { type: 'string' },
-} satisfies ParseArgsConfig['options'];
-
-type Values = ReturnType<typeof parse>['values'];
-
-/** A failure to report without a stack trace; exit 2 for usage errors, 1 for everything else. */
-class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 2,
-  ) {
-    super(message);
-  }
-}
-
-function parse(argv: string[]) {
-  // `-p name value` takes two words; parseArgs takes one, so join them first.
-  const joined: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '-p' || arg === '--param') {
-      const name = argv[i + 1];
-      const value = argv[i + 2];
-      if (name === undefined || value === undefined)
-        throw new CliError(`${arg} takes a name and a value: ${arg} epochs 10`);
-      joined.push('--param', `${name}=${value}`);
-      i += 2;
-    } else joined.push(arg);
-  }
-  return parseArgs({ args: joined, options: OPTIONS, allowPositionals: true, strict: true });
-}
-
-class Api {
-  constructor(
-    readonly base: string,
-    /** Bearer token (NOTEBOOK_JOBS_TOKEN): an AWS deployment's, or the local server's when it has one. */
-    private readonly token?: string,
-  ) {}
-
-  async call<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-  ): Promise<T> {
-    const response = await this.fetch(method, path, body, headers);
-    const text = await response.text();
-    const data = text
-      ? (JSON.parse(text) as T & { error?: { message: string } })
-      : ({} as T & { error?: { message: string } });
-    if (!response.ok) throw new CliError(`${response.status}: ${data.error?.message ?? text}`, 1);
-    return data;
-  }
-
-  async fetch(
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-    raw?: Buffer,
-  ): Promise<Response> {
-    try {
-      return await fetch(`${this.base}${path}`, {
-        method,
-        headers: {
-          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...headers,
-        },
-        body: raw ? new Uint8Array(raw) : body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new CliError(
-        `cannot reach ${this.base} (${(error as Error).cause ?? (error as Error).message}); start it with: notebook-jobs serve`,
-        1,
-      );
-    }
-  }
-}
-
 function parseParam(raw: string): [string, unknown] {
   const at = raw.indexOf('=');
   const name = raw.slice(0, at);
@@ -249,14 +124,6 @@ function parseSecret(raw: string): [string, string] {
       `--secret takes NAME=REFERENCE (e.g. DB_PASSWORD=env:NOTEBOOK_SECRET_DB), not "${raw}"`,
     );
   return [raw.slice(0, at), raw.slice(at + 1)];
-}
-
-function intOption(values: Values, name: keyof Values): number | undefined {
-  const raw = values[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n)) throw new CliError(`--${String(name)} must be a number, got "${String(raw)}"`);
-  return n;
 }
 
 function tagsOf(list: string[] | undefined): Record<string, string> {
@@ -281,229 +148,6 @@ async function readNotebook(path: string | undefined): Promise<{ content: unknow
     return { content: JSON.parse(text), name: basename(path) };
   } catch {
     throw new CliError(`${path} is not JSON: is it a .ipynb notebook?`);
-  }
-}
-
-/**
- * Packs the chosen files of the notebook's folder into a .tar.gz, uploads it (POST /v1/uploads,
- * then PUT), and returns the URI to submit as files.uri. Paths in the archive are relative to the
- * notebook's folder, so the files land beside the notebook in the job's working folder.
- */
-async function uploadFiles(api: Api, folder: string, specs: string[], quiet: boolean): Promise<string> {
-  const all = await listFolder(folder, '');
-  const chosen = new Set<string>();
-  for (const spec of specs) {
-    const matches = spec === '.' || spec === './' ? () => true : globMatcher(relativeSpec(folder, spec));
-    const hits = all.filter(matches);
-    if (hits.length === 0) throw new CliError(`--files ${spec}: nothing matches in ${folder}`);
-    for (const hit of hits) if (!RESERVED_FILE_PATHS.has(hit)) chosen.add(hit);
-  }
-  const pack = tarPack();
-  const gzipped = pack.pipe(createGzip());
-  const chunks: Buffer[] = [];
-  gzipped.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const done = new Promise((res, rej) => (gzipped.on('end', res), gzipped.on('error', rej)));
-  for (const path of [...chosen].sort()) {
-    const body = await readFile(join(folder, ...path.split('/')));
-    await new Promise<void>((res, rej) =>
-      pack.entry({ name: path, size: body.length, mode: 0o644 }, body, (e) => (e ? rej(e) : res())),
-    );
-  }
-  pack.finalize();
-  await done;
-  const archive = Buffer.concat(chunks);
-  const slot = await api.call<{ upload_url: string; notebook_uri: string }>('POST', '/v1/uploads', {
-    name: 'files.tar.gz',
-  });
-  // The local server's upload URL is the service itself (send its token); elsewhere a presigned URL.
-  const put = slot.upload_url.startsWith(api.base)
-    ? await api.fetch(
-        'PUT',
-        slot.upload_url.slice(api.base.length),
-        undefined,
-        { 'content-type': 'application/octet-stream' },
-        archive,
-      )
-    : await fetch(slot.upload_url, { method: 'PUT', body: new Uint8Array(archive) });
-  if (!put.ok) throw new CliError(`uploading the files failed: ${put.status} ${await put.text()}`, 1);
-  if (!quiet) console.error(`uploaded ${chosen.size} file(s) (${archive.length} bytes packed)`);
-  return slot.notebook_uri;
-}
-
-/** A --files spec as a path relative to the notebook's folder ('./' dropped; a folder takes its files). */
-function relativeSpec(folder: string, spec: string): string {
-  const rel = relative(folder, resolve(folder, spec)).split(sep).join('/');
-  if (rel.startsWith('..') || isAbsolute(rel))
-    throw new CliError(`--files ${spec}: files must be in the notebook's folder ${folder} or below it`);
-  return rel === '' ? '**' : rel;
-}
-
-/** Every regular file under a folder ('/'-separated relative paths); links to folders are not followed. */
-async function listFolder(dir: string, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = `${prefix}${entry.name}`;
-    if (entry.isDirectory()) {
-      if (!SKIPPED_FOLDERS.has(entry.name))
-        out.push(...(await listFolder(join(dir, entry.name), `${path}/`)));
-    } else if (
-      entry.isFile() ||
-      (entry.isSymbolicLink() && (await stat(join(dir, entry.name)).catch(() => null))?.isFile())
-    )
-      out.push(path);
-  }
-  return out;
-}
-
-function bar(percent: number, width = 24): string {
-  const filled = Math.round((Math.min(100, Math.max(0, percent)) / 100) * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
-}
-
-function progressLine(job: Job): string {
-  const p = job.progress;
-  if (job.status === 'queued')
-    return `queued${job.queue_position ? ` (position ${job.queue_position})` : ''}`;
-  const stage = job.status === 'running' ? (job.stage ?? 'running') : job.status;
-  const cell =
-    job.status === 'running' && p.current_cell
-      ? `  cell ${p.current_cell.index}: ${p.current_cell.source_preview}`
-      : '';
-  return `${bar(p.percent)} ${p.cells_executed}/${p.cells_total} cells  ${stage}${cell}`;
-}
-
-function describe(job: Job): string {
-  const lines = [
-    `${job.job_id}  ${job.status}${job.stage ? ` (${job.stage})` : ''}  ${job.notebook.name}`,
-    progressLine(job),
-  ];
-  if (job.duration_seconds !== null) lines.push(`duration: ${job.duration_seconds} s`);
-  if (job.error) {
-    const where =
-      job.error.cell_index !== undefined && job.error.cell_index !== null
-        ? ` in cell ${job.error.cell_index}`
-        : '';
-    lines.push(`error (${job.error.type})${where}: ${job.error.message}`);
-  }
-  if (job.output.available) lines.push(`executed notebook: ${job.output.uri}`);
-  return lines.join('\n');
-}
-
-function describeResult(result: ResultView): string {
-  if (!result.summary) return `${result.status}: no executed notebook yet`;
-  const { totals, named_results: named, cells } = result.summary;
-  const lines = [
-    `cells: ${Object.entries(totals)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}`,
-  ];
-  for (const cell of cells) {
-    const time = cell.duration_seconds === null ? '' : ` ${cell.duration_seconds.toFixed(2)}s`;
-    const text = cell.output_text.trim().split('\n').slice(-3).join(' | ');
-    lines.push(`  [${cell.index}] ${cell.status}${time}${text ? `  ${text.slice(0, 100)}` : ''}`);
-  }
-  if (Object.keys(named).length) lines.push(`named results: ${JSON.stringify(named)}`);
-  return lines.join('\n');
-}
-
-async function follow(api: Api, jobId: string, json: boolean): Promise<Job> {
-  const tty = process.stderr.isTTY;
-  let last = '';
-  for (;;) {
-    const job = await api.call<Job>('GET', `/v1/jobs/${jobId}`);
-    const line = progressLine(job);
-    if (!json && line !== last) {
-      process.stderr.write(
-        tty ? `\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 100) - 1)}` : `${line}\n`,
-      );
-      last = line;
-    }
-    if (['completed', 'failed', 'cancelled'].includes(job.status)) {
-      if (!json && tty) process.stderr.write('\n');
-      return job;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-/** `tokens create|list|revoke`: straight to the deployment's table, not through its API. */
-async function tokens(values: Values, positionals: string[], print: (data: unknown, human: string) => void) {
-  const [, action, tokenId] = positionals;
-  if (!action || !['create', 'list', 'revoke'].includes(action))
-    throw new CliError('tokens needs create, list or revoke (see notebook-jobs --help)');
-  if (!values.tenant) throw new CliError(`tokens ${action} needs --tenant TENANT`);
-  const table = values.table ?? process.env.NOTEBOOK_JOBS_TABLE;
-  if (!table) throw new CliError("name the deployment's table with --table NAME or NOTEBOOK_JOBS_TABLE");
-  // Loaded here so the other commands never load the AWS SDK.
-  const { AppError, InvalidRequestError } = await import('../lambda/core/errors.ts');
-  const { createDocumentClient } = await import('../lambda/adapters/dynamodb/client.ts');
-  const { DynamoDbTokenStore, parseScopes } = await import('../lambda/adapters/dynamodb/token-store.ts');
-  const { DynamoDbTenantSettings } = await import('../lambda/adapters/dynamodb/tenant-settings.ts');
-  const { checkNotebookRoleArn, notebookRoleExternalId } = await import('../lambda/core/notebook-role.ts');
-  const client = createDocumentClient({
-    endpoint: process.env.NOTEBOOK_JOBS_DYNAMODB_ENDPOINT || undefined,
-    region: process.env.AWS_REGION || undefined,
-  });
-  const store = new DynamoDbTokenStore({ client, tableName: table });
-  const describeToken = (t: { token_id: string; scopes: string[]; expires_at: string | null }) =>
-    `${t.token_id}  scopes ${t.scopes.join(',')}  expires ${t.expires_at ?? 'never'}`;
-  try {
-    if (values['notebook-role'] !== undefined && action !== 'create')
-      throw new CliError('--notebook-role goes with tokens create');
-    if (action === 'create') {
-      // Checked before anything is written: a bad ARN creates neither a token nor a setting.
-      const role =
-        values['notebook-role'] === undefined ? undefined : checkNotebookRoleArn(values['notebook-role']);
-      if (role !== undefined)
-        await new DynamoDbTenantSettings({ client, tableName: table }).setNotebookRole(values.tenant, role);
-      const notebookRole =
-        role === undefined
-          ? {}
-          : { notebook_role: { arn: role, external_id: notebookRoleExternalId(values.tenant) } };
-      const created = await store.create({
-        tenant: values.tenant,
-        scopes: values.scopes === undefined ? undefined : parseScopes(values.scopes),
-        expiresInDays: intOption(values, 'expires-in-days'),
-        description: values.description,
-      });
-      print(
-        { ...created, ...notebookRole },
-        [
-          created.token,
-          `id ${describeToken(created)}  tenant ${created.tenant}`,
-          'This is the only time the token is shown: store it now (e.g. export NOTEBOOK_JOBS_TOKEN=...).',
-          ...(notebookRole.notebook_role
-            ? [
-                `notebook role ${notebookRole.notebook_role.arn}: its trust policy must allow the stack's RunnerRoleArn output with sts:ExternalId ${notebookRole.notebook_role.external_id} (docs/deploy.md)`,
-              ]
-            : []),
-        ].join('\n'),
-      );
-    } else if (action === 'list') {
-      const list = await store.list(values.tenant);
-      const now = Date.now();
-      const state = (t: (typeof list)[number]) =>
-        t.revoked_at
-          ? `revoked ${t.revoked_at}`
-          : t.expires_at && Date.parse(t.expires_at) <= now
-            ? 'expired'
-            : 'active';
-      const rows = list.map(
-        (t) =>
-          `${describeToken(t)}  ${state(t)}  created ${t.created_at}${t.description ? `  ${t.description}` : ''}`,
-      );
-      print({ tokens: list }, rows.join('\n') || `no tokens for tenant ${values.tenant}`);
-    } else {
-      if (!tokenId) throw new CliError('tokens revoke needs the token id: tokens revoke --tenant T tok_...');
-      const revoked = await store.revoke(values.tenant, tokenId);
-      print(revoked, `revoked ${revoked.token_id} (tenant ${revoked.tenant}) at ${revoked.revoked_at}`);
-    }
-    return 0;
-  } catch (error) {
-    if (error instanceof CliError) throw error;
-    if (error instanceof InvalidRequestError) throw new CliError(error.message, 2);
-    if (error instanceof AppError) throw new CliError(error.message, 1);
-    throw new CliError(`cannot use table ${table}: ${(error as Error).message}`, 1);
   }
 }
 

@@ -12,6 +12,9 @@ import type { Readable, Writable } from 'node:stream';
 import { sandboxCommand, sandboxInput } from '../../lambda/kernels/engine-sandbox.ts';
 import { kernelEnvironment } from '../../lambda/kernels/kernel-env.ts';
 import type { EngineName } from '../../lambda/kernels/python.ts';
+import { type RunOutcome } from './progress-reporter.ts';
+import { type JobError, type JobRecord } from '../../lambda/core/job.ts';
+import type { StopReason } from './runner.ts';
 
 export interface EngineSettings {
   python: string;
@@ -174,5 +177,109 @@ export class WarmEngine {
     }, waitMs);
     await gone;
     clearTimeout(timer);
+  }
+}
+
+export interface EngineEvent {
+  event: 'warm' | 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
+  index?: number;
+  /** On `started`: how many cells the engine will run. */
+  cells_total?: number;
+  pid?: number | null;
+  stream?: 'stdout' | 'stderr' | 'output';
+  text?: string;
+  status?: string;
+  duration_seconds?: number;
+  error?: JobError | null;
+  /** On `finished`: where a notebook that ended itself cleanly (SystemExit 0) stopped. */
+  stopped?: { cell_index: number; message: string } | null;
+}
+
+export function outcomeOf(
+  job: JobRecord,
+  finished: EngineEvent | null,
+  stopReason: StopReason | null,
+  exit: { code: number | null; signal: NodeJS.Signals | null } | null,
+  engineErr: string,
+): RunOutcome {
+  const status = finished?.status;
+  if (stopReason === 'timeout') {
+    const cell = finished?.error?.cell_index ?? null;
+    return {
+      status: 'failed',
+      error: {
+        type: 'timeout',
+        message: `the job exceeded its timeout of ${job.timeout_seconds} s`,
+        cell_index: cell,
+      },
+    };
+  }
+  if (stopReason === 'cancel') return { status: 'cancelled', error: null };
+  if (stopReason === 'interrupted') {
+    // The platform stopped the task (a Fargate Spot interruption): the job is left running for
+    // reconciliation, which reads the task's stop code and requeues it as a new attempt or fails it.
+    return { status: 'skipped', error: null };
+  }
+  if (stopReason === 'orphaned') {
+    return {
+      status: 'failed',
+      error: { type: 'infrastructure', message: 'the local server stopped while the job was running' },
+    };
+  }
+  if (status === 'ok') return { status: 'completed', error: null };
+  if (status === 'timeout') {
+    const error = finished?.error;
+    return {
+      status: 'failed',
+      error: {
+        ...error,
+        type: 'timeout',
+        message: error?.message ?? `a cell exceeded cell_timeout_seconds=${job.cell_timeout_seconds}`,
+      },
+    };
+  }
+  if (finished?.error) return { status: 'failed', error: finished.error };
+  const tail = engineErr.trim().split('\n').slice(-5).join('\n');
+  return {
+    status: 'failed',
+    error: {
+      type: status === 'kernel_died' ? 'kernel_died' : 'infrastructure',
+      message: `the engine exited (${exit?.signal ?? `code ${exit?.code}`}) without a result${tail ? `: ${tail}` : ''}`,
+    },
+  };
+}
+
+/** How long past its own grace period a sandbox may take to kill and reap before it is killed. */
+export const SANDBOX_BACKSTOP_MS = 15_000;
+
+/**
+ * SIGTERM to the sandbox, which forwards it to the engine and, once the engine exits or its grace
+ * period ends, kills every process the job started. SIGKILL to the sandbox's process group (sandbox
+ * and engine) only if it is still there well after that: a backstop for a sandbox that hangs.
+ */
+export function stopper(child: ChildProcess, graceMs: number): () => void {
+  let sent = false;
+  return () => {
+    if (sent || child.exitCode !== null) return;
+    sent = true;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, graceMs + SANDBOX_BACKSTOP_MS);
+    child.once('close', () => clearTimeout(timer));
+  };
+}
+
+/** The engine shuts its kernel down; this is the backstop if the engine itself died. */
+export function killLeftover(pid: number | null): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone: the normal case
   }
 }

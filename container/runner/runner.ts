@@ -5,7 +5,6 @@
  * through the lifecycle (conditional on `running`). The same code runs as a local child process and
  * as the container entrypoint on ECS.
  */
-import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -14,15 +13,7 @@ import { errorMessage } from '../../lambda/core/errors.ts';
 import { ProgressReporter, type RunOutcome } from './progress-reporter.ts';
 import { Lifecycle } from '../../lambda/core/lifecycle.ts';
 import { jobFields, textLog, type LogFn } from '../../lambda/core/logging.ts';
-import {
-  htmlOutputKey,
-  inputKey,
-  isTerminal,
-  outputKey,
-  type JobError,
-  type JobRecord,
-} from '../../lambda/core/job.ts';
-import { REDACTED_PARAMETERS_FILE } from '../../lambda/core/secrets.ts';
+import { isTerminal, outputKey, type JobError, type JobRecord } from '../../lambda/core/job.ts';
 import type {
   Artifacts,
   JobEventPublisher,
@@ -39,9 +30,12 @@ import {
   type Notebook,
 } from '../../lambda/notebook/notebook.ts';
 import { injectParameters, languageForKernel } from '../../lambda/notebook/parameters.ts';
+import { type EngineEvent, outcomeOf, stopper, killLeftover } from './engine-process.ts';
+import { saveFiles, saveHtml } from './work-files.ts';
+import { dropRedactedValues } from './secrets.ts';
 import { readKernelFile } from '../../lambda/kernels/engine-sandbox.ts';
 import { freshWorkDir, startEngine, type WarmEngine } from './engine-process.ts';
-import { placeInputFiles, saveOutputFiles, type PlacedInputs } from './work-files.ts';
+import { placeInputFiles } from './work-files.ts';
 import type { KernelAwsAccess } from './kernel-credentials.ts';
 import type { EngineName } from '../../lambda/kernels/python.ts';
 import { engineScript, ENGINES_DIR } from '../../lambda/kernels/engines.ts';
@@ -118,21 +112,6 @@ export interface RunnerDeps {
   log?: LogFn;
   /** Where the job's secret references are resolved (secrets.ts); unset: a job with secrets fails. */
   secrets?: SecretSources;
-}
-
-interface EngineEvent {
-  event: 'warm' | 'started' | 'kernel_started' | 'cell_start' | 'output' | 'cell_done' | 'finished';
-  index?: number;
-  /** On `started`: how many cells the engine will run. */
-  cells_total?: number;
-  pid?: number | null;
-  stream?: 'stdout' | 'stderr' | 'output';
-  text?: string;
-  status?: string;
-  duration_seconds?: number;
-  error?: JobError | null;
-  /** On `finished`: where a notebook that ended itself cleanly (SystemExit 0) stopped. */
-  stopped?: { cell_index: number; message: string } | null;
 }
 
 export type { RunOutcome };
@@ -467,145 +446,4 @@ function pauseWhileBehind(logs: LogSink, streams: Array<Readable | null | undefi
       for (const stream of streams) stream?.resume();
     });
   };
-}
-
-/** Best effort: a job whose files cannot all be saved still has its notebook; the log says why. */
-async function saveFiles(
-  job: JobRecord,
-  deps: RunnerDeps,
-  inputs: PlacedInputs,
-  limits: RunnerLimits,
-  say: (text: string) => void,
-  redactor: Redactor,
-): Promise<void> {
-  try {
-    const saved = await saveOutputFiles(deps.artifacts, job, deps.workDir, inputs, limits, (body) =>
-      redactor.bytes(body),
-    );
-    if (saved.files.length) say(`saved ${saved.files.length} output file(s)`);
-    if (saved.note) say(`output files: ${saved.note}`);
-  } catch (error) {
-    say(`output files not saved: ${errorMessage(error)}`);
-  }
-}
-
-/**
- * The values of a job's redacted parameters are kept only until it has run (secrets.ts); also
- * dropped when the runner finds the job already ended (cancelled while queued).
- */
-async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
-  if (!job.redact_parameters?.length) return;
-  try {
-    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
-  } catch (error) {
-    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
-  }
-}
-
-/** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */
-async function saveHtml(
-  job: JobRecord,
-  executed: Buffer,
-  renderer: NotebookRenderer,
-  artifacts: Artifacts,
-  say: (text: string) => void,
-): Promise<void> {
-  try {
-    await artifacts.put(
-      htmlOutputKey(job.tenant, job.job_id, job.notebook.name),
-      await renderer.html(executed),
-    );
-    say('HTML copy saved');
-  } catch (error) {
-    say(`no HTML copy: ${errorMessage(error)}`);
-  }
-}
-
-function outcomeOf(
-  job: JobRecord,
-  finished: EngineEvent | null,
-  stopReason: StopReason | null,
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null,
-  engineErr: string,
-): RunOutcome {
-  const status = finished?.status;
-  if (stopReason === 'timeout') {
-    const cell = finished?.error?.cell_index ?? null;
-    return {
-      status: 'failed',
-      error: {
-        type: 'timeout',
-        message: `the job exceeded its timeout of ${job.timeout_seconds} s`,
-        cell_index: cell,
-      },
-    };
-  }
-  if (stopReason === 'cancel') return { status: 'cancelled', error: null };
-  if (stopReason === 'interrupted') {
-    // The platform stopped the task (a Fargate Spot interruption): the job is left running for
-    // reconciliation, which reads the task's stop code and requeues it as a new attempt or fails it.
-    return { status: 'skipped', error: null };
-  }
-  if (stopReason === 'orphaned') {
-    return {
-      status: 'failed',
-      error: { type: 'infrastructure', message: 'the local server stopped while the job was running' },
-    };
-  }
-  if (status === 'ok') return { status: 'completed', error: null };
-  if (status === 'timeout') {
-    const error = finished?.error;
-    return {
-      status: 'failed',
-      error: {
-        ...error,
-        type: 'timeout',
-        message: error?.message ?? `a cell exceeded cell_timeout_seconds=${job.cell_timeout_seconds}`,
-      },
-    };
-  }
-  if (finished?.error) return { status: 'failed', error: finished.error };
-  const tail = engineErr.trim().split('\n').slice(-5).join('\n');
-  return {
-    status: 'failed',
-    error: {
-      type: status === 'kernel_died' ? 'kernel_died' : 'infrastructure',
-      message: `the engine exited (${exit?.signal ?? `code ${exit?.code}`}) without a result${tail ? `: ${tail}` : ''}`,
-    },
-  };
-}
-
-/** How long past its own grace period a sandbox may take to kill and reap before it is killed. */
-const SANDBOX_BACKSTOP_MS = 15_000;
-
-/**
- * SIGTERM to the sandbox, which forwards it to the engine and, once the engine exits or its grace
- * period ends, kills every process the job started. SIGKILL to the sandbox's process group (sandbox
- * and engine) only if it is still there well after that: a backstop for a sandbox that hangs.
- */
-function stopper(child: ChildProcess, graceMs: number): () => void {
-  let sent = false;
-  return () => {
-    if (sent || child.exitCode !== null) return;
-    sent = true;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }, graceMs + SANDBOX_BACKSTOP_MS);
-    child.once('close', () => clearTimeout(timer));
-  };
-}
-
-/** The engine shuts its kernel down; this is the backstop if the engine itself died. */
-function killLeftover(pid: number | null): void {
-  if (!pid) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // already gone: the normal case
-  }
 }

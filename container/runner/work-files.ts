@@ -27,6 +27,12 @@ import {
 import { parseJsonText } from '../../lambda/core/json.ts';
 import type { Artifacts } from '../../lambda/core/ports.ts';
 import { readKernelFile } from '../../lambda/kernels/engine-sandbox.ts';
+import { errorMessage } from '../../lambda/core/errors.ts';
+import { htmlOutputKey } from '../../lambda/core/job.ts';
+import type { NotebookRenderer } from '../../lambda/core/ports.ts';
+import { type RunnerLimits } from './limits.ts';
+import { Redactor } from './redact.ts';
+import type { RunnerDeps } from './runner.ts';
 
 export interface OutputFileLimits {
   /** Files kept; past it, the first ones in path order. */
@@ -151,4 +157,43 @@ async function walk(
     else left.unreadable++;
   }
   return paths;
+}
+
+/** Best effort: a job whose files cannot all be saved still has its notebook; the log says why. */
+export async function saveFiles(
+  job: JobRecord,
+  deps: RunnerDeps,
+  inputs: PlacedInputs,
+  limits: RunnerLimits,
+  say: (text: string) => void,
+  redactor: Redactor,
+): Promise<void> {
+  try {
+    const saved = await saveOutputFiles(deps.artifacts, job, deps.workDir, inputs, limits, (body) =>
+      redactor.bytes(body),
+    );
+    if (saved.files.length) say(`saved ${saved.files.length} output file(s)`);
+    if (saved.note) say(`output files: ${saved.note}`);
+  } catch (error) {
+    say(`output files not saved: ${errorMessage(error)}`);
+  }
+}
+
+/** Best effort: a job whose HTML copy fails still has its notebook; the log says why. */
+export async function saveHtml(
+  job: JobRecord,
+  executed: Buffer,
+  renderer: NotebookRenderer,
+  artifacts: Artifacts,
+  say: (text: string) => void,
+): Promise<void> {
+  try {
+    await artifacts.put(
+      htmlOutputKey(job.tenant, job.job_id, job.notebook.name),
+      await renderer.html(executed),
+    );
+    say('HTML copy saved');
+  } catch (error) {
+    say(`no HTML copy: ${errorMessage(error)}`);
+  }
 }

@@ -3,19 +3,8 @@
  * persisted under the data folder, notebooks and logs in files, each job a child process running
  * the same runner as the container. No AWS account, no Docker.
  */
-import {
-  createServer,
-  STATUS_CODES,
-  validateHeaderName,
-  validateHeaderValue,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import { Readable, type Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   mkdirSync,
@@ -33,13 +22,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_SERVICE_CONFIG, JobService, type JobServiceConfig } from '../core/job-service.ts';
 import { CursorCodec } from '../core/cursor.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
-import {
-  AppError,
-  errorDetail,
-  InvalidRequestError,
-  PayloadTooLargeError,
-  UnsupportedMediaTypeError,
-} from '../core/errors.ts';
+import { AppError, errorDetail } from '../core/errors.ts';
 import { ConfigError } from '../core/config.ts';
 import { createDocumentClient, UNIX_ENDPOINT_PREFIX } from '../adapters/dynamodb/client.ts';
 import { createJobTable } from '../adapters/dynamodb/table.ts';
@@ -48,8 +31,8 @@ import { FileArtifacts } from '../adapters/file-artifacts.ts';
 import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
-import { handleApiRequest, PUBLIC_ROUTES, type ApiContext } from '../http/routes.ts';
-import { errorResponse, httpStatus, json } from '../http/errors.ts';
+import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { json } from '../http/errors.ts';
 import { textLog } from '../core/logging.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
@@ -63,22 +46,26 @@ import {
   SETTINGS,
 } from '../core/settings.ts';
 import { secretEnvPrefixProblem } from '../core/secrets.ts';
-import { handleMcpRequest, mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
+import { handleMcpRequest, type McpEndpoint } from '../mcp/http.ts';
 import { LocalUploads } from './local-uploads.ts';
 import { prepareKernelArea } from './kernel-area.ts';
 import { closeLevelIteratorsWithTheirStreams } from './level-iterator-close.ts';
-import { authenticate, requireScopes, type BearerPolicy, type Caller } from '../auth/bearer.ts';
-import { JwtVerifier } from '../auth/jwt-verifier.ts';
+import { protectedResourceMetadata, type OAuthConfig } from '../auth/protected-resource.ts';
+import { type CallerPolicy, callerPolicyFor, routeKind, checkCaller, hostForUrl } from './caller-policy.ts';
 import {
-  AuthError,
-  checkOAuthConfig,
-  metadataPaths,
-  protectedResourceMetadata,
-  type OAuthConfig,
-} from '../auth/protected-resource.ts';
-import { requiredScope } from '../http/apigw.ts';
+  requestUrl,
+  sendStream,
+  restFailure,
+  mcpFailure,
+  fromWebResponse,
+  internalError,
+  send,
+  answerClientError,
+  readBody,
+  closeServer,
+} from './http-io.ts';
 
-export const LOCAL_TENANT = 'local';
+export { LOCAL_TENANT } from './caller-policy.ts';
 const TABLE = 'notebook-jobs';
 
 export interface LocalServerOptions {
@@ -342,225 +329,6 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
 }
 
 /**
- * Who may call, decided from the request line and headers alone, before any body is read. The
- * server listens on loopback, but a browser on this machine can still be made to send requests to
- * it: a page on any site can POST "simple" cross-site requests (text/plain, forms), and a domain
- * that re-resolves to 127.0.0.1 (DNS rebinding) can even read the answers. The Host check stops
- * rebinding, the Origin check and the JSON-only bodies stop cross-site requests, the token (when
- * configured) stops other local users and programs.
- */
-interface CallerPolicy {
-  /** Accepted Host header values, as `name:port` in lower case. */
-  hosts: ReadonlySet<string>;
-  /** Accepted Origin header values, serialized (`http://localhost:8080`). */
-  origins: ReadonlySet<string>;
-  /** How a bearer token is checked; null when the server needs none (no token, no OAuth). */
-  bearer: BearerPolicy | null;
-}
-
-const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
-
-/** Checks the configured hosts and origins at once (fail fast); the policy itself needs the port. */
-function callerPolicyFor(options: LocalServerOptions): (port: number) => CallerPolicy {
-  const names = [
-    ...LOOPBACK_NAMES,
-    hostForUrl(options.host ?? '127.0.0.1'),
-    ...(options.allowedHosts ?? []).map((name) => name.trim()),
-  ];
-  for (const name of names) {
-    if (!parseHost(name, 0))
-      throw new ConfigError(`allowed host "${name}" is not a host name, IP address or name:port`);
-  }
-  const extraOrigins = (options.allowedOrigins ?? []).map((entry) => {
-    const origin = originOf(entry.trim());
-    if (!origin)
-      throw new ConfigError(`allowed origin "${entry}" is not an origin like http://localhost:6274`);
-    return origin;
-  });
-  const token = options.token || undefined;
-  const oauthAt = (audience: string) =>
-    options.oauth ? checkOAuthConfig({ ...options.oauth, audience }) : null;
-  // Checked now, before the server listens; the default audience needs the port.
-  oauthAt(options.oauth?.audience ?? 'http://127.0.0.1/mcp');
-  return (port) => {
-    const hosts = new Set(names.map((name) => parseHost(name, port) as string));
-    const own = [...hosts].map((host) => new URL(`http://${host}`).origin);
-    const config = oauthAt(
-      options.oauth?.audience ?? `http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}/mcp`,
-    );
-    const bearer: BearerPolicy | null =
-      token || config
-        ? {
-            oauth: config ? { config, verifier: new JwtVerifier(config) } : null,
-            // Everyone holding the server's own token is the local tenant, with both scopes.
-            apiToken: token
-              ? (presented) =>
-                  sameSecret(presented, token) ? { tenant: LOCAL_TENANT, scopes: ['read', 'write'] } : null
-              : null,
-            missingHint: [
-              token ? 'this server was started with a token (NOTEBOOK_JOBS_TOKEN)' : null,
-              config ? `it accepts access tokens from ${config.issuer}` : null,
-            ]
-              .filter(Boolean)
-              .join(', and ')
-              .concat('; send the Authorization header as "Bearer <token>"'),
-          }
-        : null;
-    return { hosts, origins: new Set([...own, ...extraOrigins]), bearer };
-  };
-}
-
-/** What the checks need to know about a route. */
-interface RouteKind {
-  mcp: boolean;
-  /** The protected-resource metadata (RFC 9728): public, it tells clients where to get a token. */
-  metadata: boolean;
-  /** A route the table marks public (health: no business data), so no token. */
-  public: boolean;
-  /**
-   * A PUT to a signed upload URL needs no token: the URL itself is the permission (as a presigned
-   * S3 URL is on AWS), and it only stores bytes under the key it names.
-   */
-  upload: boolean;
-}
-
-function routeKind(method: string, path: string, policy: CallerPolicy): RouteKind {
-  const oauth = policy.bearer?.oauth?.config;
-  return {
-    mcp: path === '/mcp',
-    metadata: oauth !== undefined && metadataPaths(oauth.audience).includes(path),
-    public: PUBLIC_ROUTES.has(`${method} ${path}`),
-    upload: method === 'PUT' && /^\/v1\/uploads\/[^/]+$/.test(path),
-  };
-}
-
-/** JSON bodies only: text/plain, form and multipart bodies are what a browser sends cross-site unasked. */
-const JSON_MEDIA_TYPES = ['application/json'];
-/**
- * An upload is the notebook file. A PUT is never a "simple" cross-site request, so this list is
- * about clear errors, not forgery: text/plain is what fetch() and many tools send for a string
- * body, and no Content-Type at all (curl -T, Python requests) is accepted too.
- */
-const UPLOAD_MEDIA_TYPES = [
-  'application/json',
-  'application/x-ipynb+json',
-  'application/octet-stream',
-  'text/plain',
-];
-
-/** Throws the refusal (an AppError naming the header and what is allowed), or returns the Host and caller. */
-async function checkCaller(
-  policy: CallerPolicy,
-  req: IncomingMessage,
-  method: string,
-  path: string,
-  route: RouteKind,
-): Promise<{ host: string; caller: Caller }> {
-  const hosts = [...policy.hosts];
-  const host = req.headers.host;
-  if (!host) {
-    throw new InvalidRequestError(`the Host header is missing; send Host: ${hosts[0]}`, {
-      header: 'host',
-      allowed: hosts,
-    });
-  }
-  const normalized = parseHost(host, 80);
-  if (!normalized) {
-    throw new InvalidRequestError(
-      `the Host header "${clip(host)}" is malformed; this server answers to ${hosts.join(', ')}`,
-      { header: 'host', received: clip(host), allowed: hosts },
-    );
-  }
-  if (!policy.hosts.has(normalized)) {
-    throw new AppError(
-      'forbidden',
-      `the Host header "${clip(host)}" is not this server's: it answers to ${hosts.join(', ')} only ` +
-        '(add names with --allowed-hosts or NOTEBOOK_JOBS_ALLOWED_HOSTS)',
-      { header: 'host', received: clip(host), allowed: hosts },
-    );
-  }
-  const origin = req.headers.origin;
-  if (origin !== undefined) {
-    const normalizedOrigin = originOf(origin);
-    if (!normalizedOrigin || !policy.origins.has(normalizedOrigin)) {
-      const origins = [...policy.origins];
-      throw new AppError(
-        'forbidden',
-        `Origin header refused: origin ${clip(origin)} is not allowed to call this server; allowed: ` +
-          `${origins.join(', ')} (add origins with NOTEBOOK_JOBS_ALLOWED_ORIGINS; requests without an ` +
-          'Origin header, as CLIs and scripts send them, are not affected)',
-        { header: 'origin', received: clip(origin), allowed: origins },
-      );
-    }
-  }
-  let caller: Caller = { tenant: LOCAL_TENANT, scopes: ['read', 'write'] };
-  if (policy.bearer && !route.public && !route.upload && !route.metadata) {
-    caller = await authenticate(policy.bearer, req.headers.authorization);
-    requireScopes(
-      caller,
-      route.mcp ? ['read', 'write'] : [requiredScope(method)],
-      policy.bearer.oauth?.config ?? null,
-    );
-  }
-  if (method !== 'GET' && method !== 'HEAD') checkContentType(req, method, path, route);
-  return { host: normalized, caller };
-}
-
-/** Constant-time: hashing first makes both sides the same length whatever was presented. */
-function sameSecret(presented: string, token: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b);
-}
-
-function checkContentType(req: IncomingMessage, method: string, path: string, route: RouteKind): void {
-  const contentType = req.headers['content-type'];
-  const hasBody =
-    (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined;
-  if (contentType === undefined && (!hasBody || route.upload)) return;
-  const allowed = route.upload ? UPLOAD_MEDIA_TYPES : JSON_MEDIA_TYPES;
-  const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-  if (allowed.includes(mediaType)) return;
-  throw new UnsupportedMediaTypeError(
-    contentType === undefined
-      ? `the Content-Type header is missing on ${method} ${path}, which has a body; send Content-Type: ${allowed.join(' or ')}`
-      : `the Content-Type header "${clip(contentType)}" is not accepted on ${method} ${path}; send ${allowed.join(' or ')}`,
-    { header: 'content-type', received: contentType === undefined ? null : clip(contentType), allowed },
-  );
-}
-
-const HOST_HEADER = /^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?$/i;
-
-/** `name:port` in lower case (port defaulted), or null when `value` is not a host[:port]. */
-function parseHost(value: string, defaultPort: number): string | null {
-  const match = HOST_HEADER.exec(value);
-  if (!match) return null;
-  const port = match[2] === undefined ? defaultPort : Number(match[2]);
-  if (port > 65535) return null;
-  return `${(match[1] as string).toLowerCase()}:${port}`;
-}
-
-/** The serialized origin of `value`, or null for "null" and anything that is not a URL. */
-function originOf(value: string): string | null {
-  try {
-    const origin = new URL(value).origin;
-    return origin === 'null' ? null : origin;
-  } catch {
-    return null;
-  }
-}
-
-/** An IPv6 address in brackets, as URLs and Host headers write it. */
-function hostForUrl(host: string): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
-
-/** A header value as quoted back in an error: never more than 200 characters. */
-function clip(value: string): string {
-  return value.length > 200 ? `${value.slice(0, 200)}...` : value;
-}
-
-/**
  * One request, start to end. Every failure becomes an answer: typed errors their 4xx, anything
  * else a logged 500 without internals. The server never dies of a request.
  */
@@ -615,17 +383,6 @@ async function answer(
   send(res, response, isMcp, log);
 }
 
-/** The request target as a URL on a fixed base: only origin-form ("/path?query") is taken. */
-function requestUrl(target: string): URL {
-  if (!target.startsWith('/'))
-    throw new InvalidRequestError(`the request target "${clip(target)}" must be a path starting with /`);
-  try {
-    return new URL(`http://localhost${target}`);
-  } catch {
-    throw new InvalidRequestError(`the request target "${clip(target)}" is not a valid path`);
-  }
-}
-
 async function serveRest(
   ctx: ApiContext,
   req: IncomingMessage,
@@ -671,140 +428,6 @@ async function serveMcp(
   });
   // The caller passed checkCaller: the local tenant, or an OAuth token's.
   return handleMcpRequest(endpoint, request, { tenant });
-}
-
-/**
- * An MCP answer that is an SSE stream (progress, then the result): written as it comes. A client
- * that goes away cancels the stream, which ends the call's wait (the job goes on).
- */
-async function sendStream(res: ServerResponse, response: Response, log: (message: string) => void) {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => (headers[name] = value));
-  res.writeHead(response.status, headers);
-  res.flushHeaders();
-  try {
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), res);
-  } catch (error) {
-    if ((error as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-      log(`streaming an MCP response failed: ${errorDetail(error)}`);
-    }
-  }
-}
-
-function restFailure(error: unknown, log: (message: string) => void): ApiResponse {
-  const response = errorResponse(error, log);
-  if (error instanceof AuthError) response.headers['www-authenticate'] = error.challenge;
-  return response;
-}
-
-async function mcpFailure(endpoint: McpEndpoint, error: unknown): Promise<ApiResponse> {
-  if (error instanceof PayloadTooLargeError) return fromWebResponse(mcpTooLarge(endpoint.maxBodyBytes));
-  if (error instanceof AppError) {
-    const unauthorized = error.code === 'unauthorized';
-    return fromWebResponse(
-      rpcError(
-        httpStatus(error.code),
-        unauthorized ? -32001 : -32000,
-        error.message,
-        error instanceof AuthError ? { 'www-authenticate': error.challenge } : {},
-      ),
-    );
-  }
-  endpoint.log(`mcp request failed: ${errorDetail(error)}`);
-  return internalError(true);
-}
-
-async function fromWebResponse(response: Response): Promise<ApiResponse> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => (headers[name] = value));
-  return { status: response.status, headers, body: Buffer.from(await response.arrayBuffer()) };
-}
-
-/** The last-resort answer, in the protocol of the route: it says nothing about what went wrong. */
-function internalError(mcp: boolean): ApiResponse {
-  const message = 'internal error; the server log has the details';
-  return mcp
-    ? json(500, { jsonrpc: '2.0', error: { code: -32603, message }, id: null })
-    : json(500, { error: { code: 'internal', message } });
-}
-
-/**
- * Writes the response. Headers are validated first, so a value that cannot be sent becomes a
- * logged 500 instead of an exception escaping into the process.
- */
-function send(
-  res: ServerResponse,
-  response: ApiResponse,
-  mcp: boolean,
-  log: (message: string) => void,
-): void {
-  try {
-    for (const [name, value] of Object.entries(response.headers)) {
-      validateHeaderName(name);
-      validateHeaderValue(name, value);
-    }
-    res.writeHead(response.status, response.headers);
-    res.end(response.body);
-  } catch (error) {
-    log(`writing a ${response.status} response failed: ${errorDetail(error)}`);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    try {
-      const fallback = internalError(mcp);
-      res.writeHead(fallback.status, fallback.headers);
-      res.end(fallback.body);
-    } catch {
-      res.destroy();
-    }
-  }
-}
-
-/** Malformed HTTP (request line, headers too large): a short JSON 4xx and a closed connection. */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const status =
-    error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-  const body = JSON.stringify({
-    error: { code: 'invalid_request', message: `malformed HTTP request (${error.code ?? 'unparsable'})` },
-  });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((done, fail) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        fail(
-          new PayloadTooLargeError(
-            `request body is over ${limit} bytes; send larger notebooks with POST /v1/uploads`,
-          ),
-        );
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => done(chunks.length ? Buffer.concat(chunks) : null));
-    req.on('error', fail);
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((done) => {
-    server.close(() => done());
-    server.closeAllConnections();
-  });
 }
 
 /** The cursor-signing secret: random, created once, kept with the data (so cursors survive restarts). */

@@ -5,6 +5,10 @@
  * Index reads (list, listQueued, listRunning, findByRunnerRef) are eventually consistent, as every
  * GSI read is: a job that changed a moment ago may still show its old status there. Callers act on
  * such a job through conditional updates, which read and write the base item consistently.
+ *
+ * Over 500 lines on purpose: it is one port's one adapter, and what it knows is one piece of
+ * knowledge (the item layout, its conditional writes, the queue and idempotency items and the
+ * indexes that read them); split, each part would have to know the layout the others write.
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import {
