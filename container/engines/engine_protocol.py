@@ -22,6 +22,11 @@ INTERRUPT_GRACE_SECONDS = 1.5
 # jupyter_client waits half of this for a clean kernel exit, then SIGTERMs, then SIGKILLs.
 SHUTDOWN_WAIT_SECONDS = 2.0
 SKIP_TAG = 'skip-execution'  # nbclient's default skip_cells_with_tag: such cells never run
+# A kernel that dies before it answers kernel_info (another process took one of the ports
+# jupyter_client chose, "Address already in use") is started again, this many starts in all. No
+# cell has run then, so starting again changes nothing but the ports.
+KERNEL_START_ATTEMPTS = 3
+
 # An `output` event carries at most this many characters (so at most 64 KiB of UTF-8): a huge
 # print becomes many bounded event lines, which the runner joins back into log lines.
 OUTPUT_PIECE_CHARS = 16 * 1024

@@ -23,6 +23,7 @@ import outcome
 from engine_protocol import (
     EXIT_CODES,
     INTERRUPT_GRACE_SECONDS,
+    KERNEL_START_ATTEMPTS,
     SHUTDOWN_WAIT_SECONDS,
     USAGE_ERROR,
     Events,
@@ -40,8 +41,6 @@ from engine_protocol import (
 )
 from execution_metadata import ExecutionMetadata
 
-# A kernel that dies before it answers kernel_info is started again this many times in all.
-KERNEL_START_ATTEMPTS = 3
 
 OUTPUT_MSG_TYPES = {'stream', 'execute_result', 'display_data', 'error'}
 

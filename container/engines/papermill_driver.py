@@ -27,6 +27,7 @@ import outcome
 from engine_protocol import (
     EXIT_CODES,
     INTERRUPT_GRACE_SECONDS,
+    KERNEL_START_ATTEMPTS,
     SHUTDOWN_WAIT_SECONDS,
     USAGE_ERROR,
     Events,
@@ -106,6 +107,10 @@ class StreamSink:
 
     def flush(self) -> None:
         pass
+
+
+class KernelStartFailed(Exception):
+    """The kernel died before it answered kernel_info, before any cell ran (see execute)."""
 
 
 class Driver:
@@ -210,6 +215,17 @@ class Driver:
 
     # execution
     def execute(self) -> tuple[str, dict | None, dict | None]:
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                return self.execute_once()
+            except KernelStartFailed as e:
+                if attempt == KERNEL_START_ATTEMPTS or self.cancelled:
+                    return (*outcome.after_exception(e.__cause__, None, self.args.cell_timeout), None)
+                print(f'kernel died while starting ({e.__cause__}); starting a new one', file=sys.stderr)
+                reap(self.proc)
+        raise AssertionError('unreachable')
+
+    def execute_once(self) -> tuple[str, dict | None, dict | None]:
         timeout = self.args.cell_timeout
         try:
             papermill.execute_notebook(
@@ -241,6 +257,8 @@ class Driver:
         except Cancelled:
             return 'cancelled', None, None
         except Exception as e:  # papermill has already closed the cell (cell_complete)
+            if self.km is not None and self.last_started is None and 'died before replying to kernel_info' in str(e):
+                raise KernelStartFailed() from e  # the port race, before any cell: start again
             return (*outcome.after_exception(e, self.last_started, timeout), None)
         finally:
             self.done.set()

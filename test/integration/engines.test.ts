@@ -493,6 +493,39 @@ describe.each(DRIVERS)('$name driver', (driver) => {
     expectUnexecuted(code(nb, 2));
   });
 
+  it('starts the kernel again when it dies before answering kernel_info (the port race), before any cell', async () => {
+    // A kernel spec whose first start exits at once, as a kernel does whose port another process
+    // took ("Address already in use"); its second start is a real ipykernel.
+    const jupyter = path.join(dir, 'jupyter');
+    const spec = path.join(jupyter, 'kernels', 'flaky');
+    await mkdir(spec, { recursive: true });
+    const marker = path.join(dir, 'first-start');
+    await writeFile(
+      path.join(spec, 'flaky.py'),
+      [
+        'import os, runpy, sys',
+        `if not os.path.exists(${JSON.stringify(marker)}):`,
+        `    open(${JSON.stringify(marker)}, 'w').close()`,
+        '    sys.exit(1)',
+        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
+      ].join('\n'),
+    );
+    const argv = [PYTHON, path.join(spec, 'flaky.py'), '-f', '{connection_file}'];
+    await writeFile(
+      path.join(spec, 'kernel.json'),
+      JSON.stringify({ argv, display_name: 'Flaky', language: 'python' }),
+    );
+    const input = await writeNotebook(dir, 'input.ipynb', makeNotebook([codeCell('print(6 * 7)')], 'flaky'));
+    const flaky = { ...driver, env: { ...driver.env, JUPYTER_PATH: jupyter } };
+    const ended = await startDriver(flaky, ['--input', input, '--output', path.join(dir, 'output.ipynb')])
+      .ended;
+
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(ended.stderr).toContain('starting a new one');
+    expect(ended.events.filter((e) => e.event === 'kernel_started')).toHaveLength(1);
+    expect(ended.events).toContainEqual(expect.objectContaining({ event: 'output', text: '42\n' }));
+  });
+
   it('runs the kernel in --cwd', async () => {
     const cwd = path.join(dir, 'work');
     await mkdir(cwd);
