@@ -29,7 +29,8 @@ export type ProgressReporter = (
  * MCP requires every progress value of a request to be larger than the one before, also for
  * heartbeats. So progress is the number of executed cells, and a notification that comes without a
  * new finished cell adds a growing fraction (k/(k+1) for its k-th since the last whole number): the
- * whole part is always the cells executed.
+ * whole part is always the cells executed. `total` is the code cells plus one for the ending, which
+ * is reported as exactly `total`.
  */
 export async function waitWithProgress(
   ctx: McpCallContext,
@@ -50,10 +51,12 @@ export async function waitWithProgress(
     if (state !== lastState || ended || performance.now() - lastSentAt >= HEARTBEAT_MS) {
       const whole = Math.max(job.progress.cells_executed, Math.floor(sent));
       beats = whole > sent ? 0 : beats + 1;
-      const progress = whole + beats / (beats + 1);
-      const total = job.progress.cells_total;
+      // The cells, then the ending as one more step: until the job ends progress stays below
+      // total, and its ending is exactly total, whenever the last cell was recorded.
+      const total = job.progress.cells_total + 1;
+      const progress = ended ? total : whole + beats / (beats + 1);
       try {
-        await report(progress, progress <= total ? total : undefined, `${job.job_id}: ${statusMessage(job)}`);
+        await report(progress, total, `${job.job_id}: ${statusMessage(job)}`);
       } catch {
         // The stream is gone; the abort that follows ends the wait.
       }
