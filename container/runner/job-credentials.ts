@@ -198,16 +198,7 @@ export function secretReaderSession(
   reference: SecretReference,
   now?: () => number,
 ): AssumedRole {
-  return new AssumedRole(
-    sts,
-    {
-      RoleArn: scope.runnerRoleArn,
-      RoleSessionName: scope.jobId,
-      DurationSeconds: SESSION_SECONDS,
-      Policy: policyText(secretReaderPolicy(scope, reference)),
-    },
-    now,
-  );
+  return runnerRoleSession(sts, scope, secretReaderPolicy(scope, reference), now);
 }
 
 /** The policy as sent: compact JSON, refused here if STS would refuse it for its length. */
@@ -273,18 +264,28 @@ export class AssumedRole {
   }
 }
 
-/** The runner's data session: the runner role, limited to its job. */
-export function runnerSession(sts: STSClient, scope: JobScope, now?: () => number): AssumedRole {
+/** A session of the runner role for this job, limited by `policy` (a session policy). */
+function runnerRoleSession(
+  sts: STSClient,
+  scope: Pick<JobScope, 'runnerRoleArn' | 'jobId'>,
+  policy: PolicyDocument,
+  now?: () => number,
+): AssumedRole {
   return new AssumedRole(
     sts,
     {
       RoleArn: scope.runnerRoleArn,
       RoleSessionName: scope.jobId,
       DurationSeconds: SESSION_SECONDS,
-      Policy: policyText(runnerSessionPolicy(scope)),
+      Policy: policyText(policy),
     },
     now,
   );
+}
+
+/** The runner's data session: the runner role, limited to its job. */
+export function runnerSession(sts: STSClient, scope: JobScope, now?: () => number): AssumedRole {
+  return runnerRoleSession(sts, scope, runnerSessionPolicy(scope), now);
 }
 
 /** The session that may assume only the tenant's notebook role (a separate runner role session). */
@@ -294,16 +295,7 @@ export function notebookBrokerSession(
   notebookRoleArn: string,
   now?: () => number,
 ): AssumedRole {
-  return new AssumedRole(
-    sts,
-    {
-      RoleArn: scope.runnerRoleArn,
-      RoleSessionName: scope.jobId,
-      DurationSeconds: SESSION_SECONDS,
-      Policy: policyText(notebookBrokerPolicy(notebookRoleArn)),
-    },
-    now,
-  );
+  return runnerRoleSession(sts, scope, notebookBrokerPolicy(notebookRoleArn), now);
 }
 
 /** The tenant's notebook role, assumed with the tenant's external id; its credentials go to the kernel. */
