@@ -13,7 +13,7 @@ import { lstat, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { JobRecord } from '../../lambda/core/job.ts';
 import {
-  FilesManifestSchema,
+  parseFilesManifest,
   filePathProblem,
   inputFileKey,
   inputFilesManifestKey,
@@ -53,7 +53,7 @@ export async function placeInputFiles(
   const placed = new Map<string, string>();
   if (!job.input_files?.count) return placed;
   const manifestUri = artifacts.uriFor(inputFilesManifestKey(job.tenant, job.job_id));
-  const manifest = FilesManifestSchema.parse(
+  const manifest = parseFilesManifest(
     parseJsonText((await artifacts.read(manifestUri)).toString('utf8'), 'input files manifest'),
   );
   for (const file of manifest.files) {

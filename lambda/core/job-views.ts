@@ -8,7 +8,7 @@ import type { JobFiles, JobList, JobView, LogPage, OutputFile, ResultView } from
 import {
   checkFilePath,
   fileDownloadPath,
-  FilesManifestSchema,
+  parseFilesManifest,
   outputFileKey,
   outputFilesManifestKey,
 } from './job-files.ts';
@@ -105,7 +105,7 @@ export class JobViews {
     if (!isTerminal(job.status)) return none;
     const uri = this.ctx.deps.artifacts.uriFor(outputFilesManifestKey(job.tenant, job.job_id));
     if (!(await this.ctx.deps.artifacts.exists(uri))) return none;
-    const manifest = FilesManifestSchema.parse(
+    const manifest = parseFilesManifest(
       parseJsonText((await this.ctx.deps.artifacts.read(uri)).toString('utf8'), 'files manifest'),
     );
     return {

@@ -7,7 +7,12 @@ import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../../lambda/core/errors.ts';
-import { globMatcher, filePathProblem, InputFileSet } from '../../lambda/core/job-files.ts';
+import {
+  globMatcher,
+  filePathProblem,
+  InputFileSet,
+  parseFilesManifest,
+} from '../../lambda/core/job-files.ts';
 import { unpackArchive } from '../../lambda/notebook/archive.ts';
 
 interface ZipEntry {
@@ -178,5 +183,33 @@ describe('paths and globs', () => {
     expect(['data/a', 'data/x/y', 'database'].filter(globMatcher('data'))).toEqual(['data/a', 'data/x/y']);
     expect(['f1.txt', 'f2.txt', 'f10.txt'].filter(globMatcher('f?.txt'))).toEqual(['f1.txt', 'f2.txt']);
     expect(() => globMatcher('../x')).toThrow(InvalidRequestError);
+  });
+});
+
+describe('parseFilesManifest', () => {
+  const sha = 'a'.repeat(64);
+  it('reads a manifest and keeps only its known fields', () => {
+    const manifest = {
+      files: [{ path: 'a/b.csv', size: 3, sha256: sha, media_type: 'text/csv', x: 1 }],
+      note: null,
+    };
+    expect(parseFilesManifest(manifest)).toEqual({
+      files: [{ path: 'a/b.csv', size: 3, sha256: sha, media_type: 'text/csv' }],
+      note: null,
+    });
+  });
+  it.each([
+    null,
+    [],
+    { files: {} },
+    { files: [], note: 3 },
+    { files: [null], note: null },
+    { files: [{ path: 'a', size: -1, sha256: sha, media_type: 't' }], note: null },
+    { files: [{ path: 'a', size: 1.5, sha256: sha, media_type: 't' }], note: null },
+    { files: [{ path: 'a', size: 1, sha256: 'A'.repeat(64), media_type: 't' }], note: null },
+    { files: [{ path: 1, size: 1, sha256: sha, media_type: 't' }], note: null },
+    { files: [{ path: 'a', size: 1, sha256: sha }], note: null },
+  ])('refuses a malformed manifest: %j', (value) => {
+    expect(() => parseFilesManifest(value)).toThrow(/files manifest/);
   });
 });
