@@ -36,6 +36,11 @@ export function formatLogLine(message: string, fields: LogFields = {}): string {
   return error === undefined ? head : `${head}\n${errorDetail(error)}`;
 }
 
+/** A LogFn that adds `fields` to every line (a request's or a job's correlation fields). */
+export function withFields(log: LogFn, fields: LogFields): LogFn {
+  return (message, more) => log(message, { ...fields, ...more });
+}
+
 /** A LogFn over a text sink (default: stderr). */
 export function textLog(write: (line: string) => void = (line) => console.error(line)): LogFn {
   return (message, fields) => write(formatLogLine(message, fields));

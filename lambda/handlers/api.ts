@@ -4,6 +4,7 @@
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { AppError, PayloadTooLargeError } from '../core/errors.ts';
+import type { LogFn } from '../core/logging.ts';
 import { MAX_REQUEST_BODY_BYTES } from '../core/settings.ts';
 import { errorResponse } from '../http/errors.ts';
 // PUBLIC_ROUTES (the route table's `public` routes) are also the ones the stack leaves open.
@@ -12,14 +13,14 @@ import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 import { authOf, forbidden, requiredScope, routePath, toApiRequest, toProxyResult } from '../http/apigw.ts';
 
+const logError: LogFn = (message, fields) => logger.error(message, fields ?? {});
+
 // Wired once per cold start, at the first event (so a configuration error is reported per request
 // with the variable's name in the log, and a failed start is retried).
 const context = once(async (): Promise<ApiContext> => {
   const { service, health } = await createAwsService(readAwsConfig(process.env));
-  return { service, health };
+  return { service, health, log: logError };
 });
-
-const logError = (message: string) => logger.error(message);
 
 /** The Lambda entry point. */
 export async function handler(

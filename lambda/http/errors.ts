@@ -2,7 +2,8 @@
  * The one mapper from typed errors to HTTP responses. Anything that is not an AppError is an
  * internal error: logged here, answered with a generic message, never echoed.
  */
-import { AppError, errorDetail, type ErrorCode } from '../core/errors.ts';
+import { AppError, type ErrorCode } from '../core/errors.ts';
+import { textLog, type LogFn } from '../core/logging.ts';
 import type { ApiResponse } from './types.ts';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -22,7 +23,7 @@ export function httpStatus(code: ErrorCode): number {
   return STATUS[code];
 }
 
-export function errorResponse(error: unknown, log: (message: string) => void = console.error): ApiResponse {
+export function errorResponse(error: unknown, log: LogFn = textLog()): ApiResponse {
   if (error instanceof AppError) {
     return json(STATUS[error.code], {
       error: {
@@ -32,7 +33,7 @@ export function errorResponse(error: unknown, log: (message: string) => void = c
       },
     });
   }
-  log(`internal error: ${errorDetail(error)}`);
+  log('internal error', { error });
   return json(500, {
     error: { code: 'internal', message: 'internal error; the server log has the details' },
   });

@@ -5,6 +5,7 @@
  */
 import { AppError, InvalidRequestError } from '../core/errors.ts';
 import { parseJsonText } from '../core/json.ts';
+import { textLog, withFields, type LogFields, type LogFn } from '../core/logging.ts';
 import type { JobService } from '../core/job-service.ts';
 import {
   CleanupRequestSchema,
@@ -33,6 +34,23 @@ export interface ApiContext {
   uploads?: { accept(token: string, body: Buffer | null): Promise<{ notebook_uri: string; size: number }> };
   /** Extra facts for GET /v1/health (engine, kernels, version). */
   health: () => Promise<Record<string, unknown>>;
+  /** Where internal errors are reported, with the request's fields (default: stderr). */
+  log?: LogFn;
+}
+
+/**
+ * The correlation fields of a request's log lines: method, path, tenant, and the job id when the
+ * path names one. Request values are data: the text sink writes them as JSON strings, and the path
+ * is cut so a huge one cannot flood the log.
+ */
+export function requestLogFields(req: Pick<ApiRequest, 'method' | 'path' | 'tenant'>): LogFields {
+  const jobId = /^\/v1\/jobs\/([^/]{1,100})/.exec(req.path)?.[1];
+  return {
+    method: req.method.slice(0, 16),
+    path: req.path.slice(0, 256),
+    ...(req.tenant ? { tenant: req.tenant } : {}),
+    ...(jobId ? { job_id: jobId } : {}),
+  };
 }
 
 type Handler = (ctx: ApiContext, req: ApiRequest, params: string[]) => Promise<ApiResponse>;
@@ -407,7 +425,7 @@ export async function handleApiRequest(ctx: ApiContext, req: ApiRequest): Promis
     const params = found.match.slice(1).map((raw) => raw.split('/').map(decodePathSegment).join('/'));
     return await found.route.handler(ctx, req, params);
   } catch (error) {
-    return errorResponse(error);
+    return errorResponse(error, withFields(ctx.log ?? textLog(), requestLogFields(req)));
   }
 }
 

@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { AppError, errorDetail, InvalidRequestError, PayloadTooLargeError } from '../core/errors.ts';
 import { errorResponse, httpStatus, json } from '../http/errors.ts';
+import type { LogFn } from '../core/logging.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { AuthError } from '../auth/protected-resource.ts';
@@ -49,7 +50,7 @@ export async function sendStream(res: ServerResponse, response: Response, log: (
   }
 }
 
-export function restFailure(error: unknown, log: (message: string) => void): ApiResponse {
+export function restFailure(error: unknown, log: LogFn): ApiResponse {
   const response = errorResponse(error, log);
   if (error instanceof AuthError) response.headers['www-authenticate'] = error.challenge;
   return response;

@@ -22,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_SERVICE_CONFIG, JobService, type JobServiceConfig } from '../core/job-service.ts';
 import { CursorCodec } from '../core/cursor.ts';
 import { MonotonicJobIds } from '../core/ids.ts';
-import { AppError, errorDetail } from '../core/errors.ts';
+import { AppError } from '../core/errors.ts';
 import { ConfigError } from '../core/config.ts';
 import { createDocumentClient, UNIX_ENDPOINT_PREFIX } from '../adapters/dynamodb/client.ts';
 import { createJobTable } from '../adapters/dynamodb/table.ts';
@@ -31,9 +31,9 @@ import { FileArtifacts } from '../adapters/file-artifacts.ts';
 import { FileLogReader } from '../adapters/file-logs.ts';
 import { LocalProcessLauncher } from '../adapters/local-process-launcher.ts';
 import { NbconvertRenderer } from '../adapters/nbconvert-renderer.ts';
-import { handleApiRequest, type ApiContext } from '../http/routes.ts';
+import { handleApiRequest, requestLogFields, type ApiContext } from '../http/routes.ts';
 import { json } from '../http/errors.ts';
-import { textLog } from '../core/logging.ts';
+import { textLog, withFields, type LogFn } from '../core/logging.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
@@ -267,6 +267,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const ctx: ApiContext = {
     service,
     uploads,
+    log: serviceLog,
     health: async () => ({
       mode: 'local',
       engine: python.engine,
@@ -297,8 +298,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   mcp.allowedOrigins = [...policy.origins];
   // Attached only now that the port, and so the policy, is known; no request is read before this.
   http.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    answer(req, res, policy, ctx, mcp, maxNotebookBytes, log).catch((error: unknown) => {
-      log(`answering ${req.method} failed: ${errorDetail(error)}`);
+    answer(req, res, policy, ctx, mcp, maxNotebookBytes, serviceLog).catch((error: unknown) => {
+      serviceLog('answering a request failed', { method: req.method, path: req.url?.slice(0, 256), error });
       send(res, internalError(false), false, log);
     });
   });
@@ -339,21 +340,27 @@ async function answer(
   ctx: ApiContext,
   mcp: McpEndpoint,
   maxUploadBytes: number,
-  log: (message: string) => void,
+  log: LogFn,
 ): Promise<void> {
   const method = req.method ?? 'GET';
   let isMcp = false;
   let response: ApiResponse;
+  // Every line about this request carries its method and path, then its tenant and job once known.
+  let requestLog = withFields(log, { method: method.slice(0, 16), path: req.url?.slice(0, 256) });
   try {
     const url = requestUrl(req.url ?? '/');
     const route = routeKind(method, url.pathname, policy);
     isMcp = route.mcp;
     const { host, caller } = await checkCaller(policy, req, method, url.pathname, route);
+    requestLog = withFields(log, requestLogFields({ method, path: url.pathname, tenant: caller.tenant }));
     if (route.metadata) {
       response =
         method === 'GET' || method === 'HEAD'
           ? json(200, protectedResourceMetadata(policy.bearer?.oauth?.config as OAuthConfig))
-          : restFailure(new AppError('method_not_allowed', `${method} is not allowed here; use GET`), log);
+          : restFailure(
+              new AppError('method_not_allowed', `${method} is not allowed here; use GET`),
+              requestLog,
+            );
     } else if (isMcp) {
       const web = await serveMcp(
         mcp,
@@ -373,12 +380,12 @@ async function answer(
         method,
         url,
         route.upload ? maxUploadBytes : MAX_REQUEST_BODY_BYTES,
-        log,
+        requestLog,
         caller.tenant,
       );
     }
   } catch (error) {
-    response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, log);
+    response = isMcp ? await mcpFailure(mcp, error) : restFailure(error, requestLog);
   }
   send(res, response, isMcp, log);
 }
@@ -389,7 +396,7 @@ async function serveRest(
   method: string,
   url: URL,
   maxBodyBytes: number,
-  log: (message: string) => void,
+  log: LogFn,
   tenant: string,
 ): Promise<ApiResponse> {
   const body = await readBody(req, maxBodyBytes);
@@ -404,7 +411,7 @@ async function serveRest(
     body,
     tenant,
   });
-  if (response.status >= 500) log(`${method} ${url.pathname} answered ${response.status}`);
+  if (response.status >= 500) log('request answered with a server error', { status: response.status });
   return response;
 }
 

@@ -359,7 +359,10 @@ describe('cold start configuration', () => {
 
     const result = await broken.handler(proxyEvent({ path: '/v1/jobs' }));
 
-    const logged = logError.mock.calls.map((c) => String(c[0])).join('\n');
+    // The error goes to the structured logger whole, as the `error` field (Powertools formats it).
+    const logged = logError.mock.calls
+      .map((c) => `${String(c[0])} ${String((c[1] as { error?: Error } | undefined)?.error?.message)}`)
+      .join('\n');
 
     expect(result.statusCode).toBe(500);
     expect(JSON.parse(result.body)).toEqual({
