@@ -75,11 +75,22 @@ export class CliError extends Error {
   }
 }
 
-export function intOption(values: Values, name: keyof Values): number | undefined {
+/**
+ * An integer flag, within `bounds` when given (a setting's own bounds, so a flag is held to the
+ * same range as its variable).
+ */
+export function intOption(
+  values: Values,
+  name: keyof Values,
+  bounds?: { min: number; max: number },
+): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isFinite(n)) throw new CliError(`--${String(name)} must be a number, got "${String(raw)}"`);
+  if (!Number.isInteger(n) || (bounds && (n < bounds.min || n > bounds.max))) {
+    const range = bounds ? ` from ${bounds.min} to ${bounds.max}` : '';
+    throw new CliError(`--${String(name)} must be an integer${range}, got "${String(raw)}"`);
+  }
   return n;
 }
 

@@ -173,12 +173,12 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const { serve } = await import('./serve.ts');
       await serve({
-        port: intOption(values, 'port'),
+        port: intOption(values, 'port', SETTINGS.port),
         host: values.host,
         data: values.data,
         workspace: values.workspace,
-        maxConcurrent: intOption(values, 'max-concurrent'),
-        warmKernels: intOption(values, 'warm-kernels'),
+        maxConcurrent: intOption(values, 'max-concurrent', SETTINGS.maxConcurrentJobs),
+        warmKernels: intOption(values, 'warm-kernels', SETTINGS.warmKernels),
         python: values.python,
         allowedHosts: values['allowed-hosts'],
         kernelUser: values['kernel-user'],

@@ -247,6 +247,24 @@ describe('bad usage', () => {
     ['an unknown command', ['frobnicate'], /unknown command "frobnicate"/],
     ['output without -o', ['output', 'job_0000000000AAAAAAAAAAAAAAAAAAAA'], /output needs -o FILE/],
     ['an unknown option', ['list', '--colour', 'red'], /--colour/],
+    // serve's flags are held to their settings' bounds, as the variables are.
+    [
+      'too many warm kernels',
+      ['serve', '--warm-kernels', '33'],
+      /--warm-kernels must be an integer from 0 to 32, got "33"/,
+    ],
+    [
+      'a negative warm pool',
+      ['serve', '--warm-kernels=-1'],
+      /--warm-kernels must be an integer from 0 to 32/,
+    ],
+    ['a fractional warm pool', ['serve', '--warm-kernels', '1.5'], /--warm-kernels must be an integer/],
+    [
+      'no concurrency',
+      ['serve', '--max-concurrent', '0'],
+      /--max-concurrent must be an integer from 1 to 1000/,
+    ],
+    ['a port out of range', ['serve', '--port', '70000'], /--port must be an integer from 0 to 65535/],
   ];
   for (const [what, args, message] of cases) {
     it(`${what} exits 2 naming the problem`, async () => {
