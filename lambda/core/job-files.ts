@@ -11,7 +11,7 @@
  * (`checkFilePath`) for every path, whatever supplied it (a folder, a glob, an archive, a request).
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidRequestError } from './errors.ts';
 import { checkArtifactKey } from './job.ts';
 
