@@ -178,7 +178,12 @@ describe('a STOPPED task of a running job', () => {
     expect(launching).toMatchObject({ status: 'running', attempt: 2, runner_ref: null });
 
     // EventBridge delivers the same event again (at least once) while attempt 2 is being launched.
-    expect(await onEvent(structuredClone(spot))).toEqual({
+    // (Bounded: a replay that wrongly requeues attempt 2 would wait on the held launch.)
+    const replayed = await Promise.race([
+      onEvent(structuredClone(spot)),
+      new Promise((resolve) => setTimeout(() => resolve('the replay is still dispatching the job'), 5000)),
+    ]);
+    expect(replayed).toEqual({
       action: 'ignored',
       reason: "the job's runner is not recorded yet",
       job_id: job,
