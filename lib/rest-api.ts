@@ -4,8 +4,9 @@
  * and errors in the service's own `{"error": {...}}` shape for what the gateway answers itself.
  *
  * Routes: `/v1/{proxy+}` and `/openapi.json` -> api; the route table's public routes (`/v1/health`)
- * -> api without a token; `/mcp` -> mcp. API Gateway caps a request at 10 MB (a hard limit); the service itself accepts inline
- * notebooks up to 5 MB and takes larger ones through presigned uploads.
+ * -> api without a token; `/mcp` -> mcp. API Gateway caps a request at 10 MB (a hard limit), Lambda
+ * an event at 6 MB; the service reads bodies up to MAX_REQUEST_BODY_BYTES (about 2.97 MiB, what fits
+ * Lambda however it is escaped) and takes larger notebooks through presigned uploads.
  */
 import { Duration, Lazy, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import {
@@ -30,6 +31,7 @@ import { CfnWebACLAssociation } from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { HouseFunction } from './house-function.ts';
 import { acknowledge } from './nag-acknowledgements.ts';
+import { MAX_REQUEST_BODY_BYTES } from '../lambda/core/settings.ts';
 import { ROUTES } from '../lambda/http/routes.ts';
 import {
   METADATA_PATH,
@@ -65,16 +67,48 @@ export interface ApiOAuth {
 }
 
 /**
- * Errors API Gateway answers itself, in the service's error shape. The DEFAULT_* entries keep the
- * gateway's own status (a 415 stays a 415); the others set theirs.
+ * What a body too big for the functions should do instead: the service's own 413 (a body over
+ * MAX_REQUEST_BODY_BYTES that still fits Lambda once escaped) says the same.
  */
-const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: string }[] = [
+const UPLOAD_HINT =
+  `send notebooks larger than ${MAX_REQUEST_BODY_BYTES} bytes with POST /v1/uploads (a presigned upload) ` +
+  'and submit the notebook_uri it returns';
+
+/**
+ * Errors API Gateway answers itself, in the service's error shape. The DEFAULT_* entries keep the
+ * gateway's own status (a 415 stays a 415); the others set theirs. `message` (JSON text) replaces
+ * the gateway's own message.
+ *
+ * A body API Gateway takes (up to 10 MB) but Lambda does not (over 6 MB once escaped into the
+ * proxy event) never reaches the service, so its 413 cannot answer it. AWS documents no response
+ * type for that case (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html
+ * lists REQUEST_TOO_LARGE, 413, "the request too large error", and INTEGRATION_FAILURE, 504, "an
+ * integration failed error"); reports show a 413 `Request Too Long` for a request Lambda refused
+ * and a 502 INTEGRATION_FAILURE for a response over Lambda's limit. So both name the upload route:
+ * REQUEST_TOO_LARGE as a 413; INTEGRATION_FAILURE stays a 502, since a crashed or throttled
+ * function ends there too and must not leave the 5XX alarm as a client error.
+ */
+const GATEWAY_ERRORS: readonly { type: ResponseType; status?: string; code: string; message?: string }[] = [
   { type: ResponseType.UNAUTHORIZED, status: '401', code: 'unauthorized' },
   { type: ResponseType.ACCESS_DENIED, status: '403', code: 'forbidden' },
   // An unknown route: API Gateway calls it a missing token (403); callers expect a 404.
   { type: ResponseType.MISSING_AUTHENTICATION_TOKEN, status: '404', code: 'not_found' },
-  { type: ResponseType.REQUEST_TOO_LARGE, status: '413', code: 'payload_too_large' },
+  {
+    type: ResponseType.REQUEST_TOO_LARGE,
+    status: '413',
+    code: 'payload_too_large',
+    message: JSON.stringify(`the request is too large for this API: ${UPLOAD_HINT}`),
+  },
   { type: ResponseType.THROTTLED, status: '429', code: 'rate_limited' },
+  {
+    type: ResponseType.INTEGRATION_FAILURE,
+    status: '502',
+    code: 'integration_failed',
+    message: JSON.stringify(
+      `the API could not run this request (a request body over ${MAX_REQUEST_BODY_BYTES} bytes can be ` +
+        `more than the function takes): ${UPLOAD_HINT}`,
+    ),
+  },
   { type: ResponseType.INTEGRATION_TIMEOUT, status: '504', code: 'timeout' },
   { type: ResponseType.DEFAULT_4XX, code: 'invalid_request' },
   { type: ResponseType.DEFAULT_5XX, code: 'internal' },
@@ -140,7 +174,7 @@ export class NotebookJobsApi extends Construct {
             ? { 'WWW-Authenticate': Lazy.string({ produce: () => `'${this.challenge}'` }) }
             : undefined,
         templates: {
-          'application/json': `{"error":{"code":"${error.code}","message":$context.error.messageString}}`,
+          'application/json': `{"error":{"code":"${error.code}","message":${error.message ?? '$context.error.messageString'}}}`,
         },
       });
     }

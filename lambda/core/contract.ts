@@ -5,7 +5,7 @@
  * publishes them as its response schemas and the MCP tools build their output schemas from them.
  * Objects are strict: a field the contract does not name is a test failure, not a silent addition.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { ERROR_TYPES, JOB_STATUSES, STAGES } from './job.ts';
 
 const timestamp = z.string().describe('ISO 8601 UTC time, e.g. 2026-01-02T03:04:05.678Z.');

@@ -3,7 +3,7 @@
  * upload, the last segment of a URI). A name that passes is a single file name, so it never carries
  * a folder, a line break or an invisible character into artifact keys, files, logs or headers.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidRequestError } from './errors.ts';
 
 /** Fits file systems' 255-byte name limit and S3 keys with room to spare. */

@@ -152,6 +152,27 @@ export interface Launcher {
   stop(job: JobRecord): Promise<void>;
   /** Whether the runner behind a ref is still alive; null when the launcher cannot tell. */
   isAlive(runnerRef: string): Promise<boolean | null>;
+  /**
+   * As isAlive, with why a stopped runner stopped when the platform says so, in one look-up (ECS:
+   * DescribeTasks). The sweep settles a runner whose stop it was never told about by the same rule
+   * as the stop event (requeue a run lost to infrastructure, else fail). Launchers that cannot tell
+   * why leave it out.
+   */
+  runnerState?(runnerRef: string): Promise<RunnerState>;
+}
+
+/** Why a runner stopped, as the platform reports it (ECS: the task's stop code and reason). */
+export interface RunnerStop {
+  /** What stopped it, with the runner's exit code when known: for the job's error or attempt history. */
+  reason: string;
+  /** The platform, not the notebook or a person, ended the run (a Spot interruption, a failed start). */
+  lostToInfrastructure: boolean;
+}
+
+/** A runner as its launcher sees it: `alive` as isAlive answers, and `stop` once it has stopped. */
+export interface RunnerState {
+  alive: boolean | null;
+  stop?: RunnerStop;
 }
 
 import type { LogLine, LogPage } from './contract.ts';

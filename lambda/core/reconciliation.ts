@@ -3,9 +3,10 @@
  * ECS task STOPPED), a restart that orphans runners, and the periodic sweep (deadlines, lost
  * runners, leaked slots) end jobs through the lifecycle, free slots, and dispatch the next jobs.
  */
-import { isTerminal } from './job.ts';
+import { isTerminal, type JobRecord } from './job.ts';
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
+import type { RunnerState, RunnerStop } from './ports.ts';
 import type { Scheduler } from './scheduling.ts';
 import type { ServiceContext } from './service-context.ts';
 
@@ -14,7 +15,10 @@ export type RunnerStopped =
   | { reconciled: true; job_id: string; tenant: string }
   | {
       reconciled: false;
-      reason: 'no such job' | "task of an earlier attempt, not the job's runner";
+      reason:
+        | 'no such job'
+        | "task of an earlier attempt, not the job's runner"
+        | "the job's runner is not recorded yet";
       tenant?: string;
     };
 
@@ -26,7 +30,10 @@ export interface JobGauges {
 
 export interface SweepResult {
   timed_out: string[];
+  /** Failed: the runner is gone without a result. */
   lost: string[];
+  /** The run was lost to infrastructure (its task's stop code says so): back in the queue. */
+  requeued: string[];
   released: string[];
 }
 
@@ -40,9 +47,16 @@ export class Reconciler {
    * A job's runner is known to be gone. A job still `running` then failed; or, when the run was
    * `lostToInfrastructure` (a Fargate Spot interruption, a task that failed to start), requeued as
    * a new attempt while it has attempts left. Its slot is released and the next job dispatched.
-   * Changes nothing for a job that does not exist (it holds no slot this could free; the sweep
-   * frees a deleted job's slot) or, with `runnerRef`, for a runner that is not the job's current
-   * one (an earlier attempt's task).
+   *
+   * With `runnerRef` (ECS: the stopped task's ARN), this changes nothing unless that runner is the
+   * job's current one: an earlier attempt's task (a STOPPED event delivered twice, or late) must
+   * never end the attempt that runs now. A job whose current runner is not recorded yet (between
+   * its launch and recording the task) is left alone too: if its own task stopped, the sweep finds
+   * that out with the ref. The write itself is conditional on the attempt seen here, and an
+   * attempt's runner is recorded once, so the check and the write agree. Without `runnerRef` (a
+   * local child's exit, which only the job's own runner reports) the job's status decides. An
+   * unknown job changes nothing (it holds no slot this could free; the sweep frees a deleted
+   * job's slot).
    */
   async runnerStopped(
     jobId: string,
@@ -50,36 +64,49 @@ export class Reconciler {
     runnerRef?: string,
     { lostToInfrastructure = false }: { lostToInfrastructure?: boolean } = {},
   ): Promise<RunnerStopped> {
-    const { store, clock } = this.ctx.deps;
+    const { store } = this.ctx.deps;
     const job = await store.get(jobId);
     if (!job) return { reconciled: false, reason: 'no such job' };
-    // runner_ref is null only between launch and recording it; then this runner is the job's.
-    if (runnerRef && job.runner_ref && job.runner_ref !== runnerRef)
-      return {
-        reconciled: false,
-        reason: "task of an earlier attempt, not the job's runner",
-        tenant: job.tenant,
-      };
-    if (job.status === 'running') {
-      const { maxAttempts } = this.ctx.config;
-      if (lostToInfrastructure && job.attempt < maxAttempts) {
-        if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.requeued(job, reason, clock.now())))
-          this.ctx.log('run lost to infrastructure; the job is requeued as a new attempt', {
-            ...jobFields(job),
-            attempt: job.attempt,
-            reason,
-          });
-      } else {
-        const message = lostToInfrastructure
-          ? `the job's run was lost to infrastructure on attempt ${job.attempt} of at most ${maxAttempts}: ${reason}`
-          : `the job's runner stopped before reporting a result: ${reason}`;
-        if (await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now())))
-          this.ctx.log('runner stopped without a result; the job failed', { ...jobFields(job), reason });
-      }
+    if (runnerRef && job.runner_ref !== runnerRef) {
+      const reason = job.runner_ref
+        ? "task of an earlier attempt, not the job's runner"
+        : "the job's runner is not recorded yet";
+      return { reconciled: false, reason, tenant: job.tenant };
     }
+    await this.settleStoppedRun(job, { reason, lostToInfrastructure });
     await store.releaseSlot(jobId);
     await this.scheduler.dispatch();
     return { reconciled: true, job_id: job.job_id, tenant: job.tenant };
+  }
+
+  /**
+   * The one rule for a running job whose runner stopped: requeued as a new attempt when the run
+   * was lost to infrastructure and attempts are left, else failed. A job that is no longer in the
+   * attempt seen (someone decided first) is left as it is. Says what was done; the caller frees
+   * the slot.
+   */
+  private async settleStoppedRun(job: JobRecord, stop: RunnerStop): Promise<'requeued' | 'failed' | null> {
+    if (job.status !== 'running') return null;
+    const { clock } = this.ctx.deps;
+    const { maxAttempts } = this.ctx.config;
+    const { reason, lostToInfrastructure } = stop;
+    if (lostToInfrastructure && job.attempt < maxAttempts) {
+      if (!(await this.ctx.lifecycle.applyIfCurrent(job, transitions.requeued(job, reason, clock.now()))))
+        return null;
+      this.ctx.log('run lost to infrastructure; the job is requeued as a new attempt', {
+        ...jobFields(job),
+        attempt: job.attempt,
+        reason,
+      });
+      return 'requeued';
+    }
+    const message = lostToInfrastructure
+      ? `the job's run was lost to infrastructure on attempt ${job.attempt} of at most ${maxAttempts}: ${reason}`
+      : `the job's runner stopped before reporting a result: ${reason}`;
+    if (!(await this.ctx.lifecycle.applyIfCurrent(job, transitions.runnerLost(message, clock.now()))))
+      return null;
+    this.ctx.log('runner stopped without a result; the job failed', { ...jobFields(job), reason });
+    return 'failed';
   }
 
   /**
@@ -99,8 +126,9 @@ export class Reconciler {
   }
 
   /**
-   * Periodic repair: stops jobs past their deadline, fails jobs whose runner is gone, frees leaked
-   * slots, and dispatches. Safe to run from several places at once.
+   * Periodic repair: stops jobs past their deadline; settles jobs whose runner is gone (by the stop
+   * event's rule when the launcher says why it stopped: requeued when lost to infrastructure, else
+   * failed); frees leaked slots; and dispatches. Safe to run from several places at once.
    */
   async sweep(): Promise<SweepResult> {
     const { store, launcher, clock } = this.ctx.deps;
@@ -108,6 +136,7 @@ export class Reconciler {
     const now = clock.now();
     const timedOut: string[] = [];
     const lost: string[] = [];
+    const requeued: string[] = [];
     for (const job of await store.listRunning()) {
       const deadline = job.deadline_at ? Date.parse(job.deadline_at) : Infinity;
       if (now.getTime() > deadline + config.deadlineGraceSeconds * 1000) {
@@ -118,12 +147,21 @@ export class Reconciler {
         timedOut.push(job.job_id);
         continue;
       }
-      const alive = job.runner_ref ? await launcher.isAlive(job.runner_ref) : null;
+      const state = job.runner_ref ? await this.runnerState(job.runner_ref) : { alive: null };
+      if (state.stop) {
+        // The platform says why it stopped (its STOPPED event may have been lost): the event's rule.
+        const settled = await this.settleStoppedRun(job, state.stop);
+        if (settled === 'requeued') {
+          await store.releaseSlot(job.job_id); // a queued job holds none; the slot loop skips it
+          requeued.push(job.job_id);
+        } else if (settled === 'failed') lost.push(job.job_id);
+        continue;
+      }
       const launchOverdue =
         !job.runner_ref &&
         job.started_at &&
         now.getTime() - Date.parse(job.started_at) > config.launchGraceSeconds * 1000;
-      if (alive === false || launchOverdue) {
+      if (state.alive === false || launchOverdue) {
         const message = launchOverdue
           ? 'the job was never picked up by a runner'
           : "the job's runner is gone (the process or task ended without reporting a result)";
@@ -142,7 +180,15 @@ export class Reconciler {
       released.push(holder);
     }
     await this.scheduler.dispatch();
-    return { timed_out: timedOut, lost, released };
+    return { timed_out: timedOut, lost, requeued, released };
+  }
+
+  /** The launcher's view of a runner, with why it stopped when the launcher can tell. */
+  private async runnerState(runnerRef: string): Promise<RunnerState> {
+    const { launcher } = this.ctx.deps;
+    return launcher.runnerState
+      ? launcher.runnerState(runnerRef)
+      : { alive: await launcher.isAlive(runnerRef) };
   }
 
   async gauges(): Promise<JobGauges> {

@@ -2,7 +2,7 @@
  * One zod schema per request: the single source for types, REST validation, the MCP input schemas
  * and the OpenAPI document.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidRequestError } from './errors.ts';
 import { JOB_STATUSES } from './job.ts';
 import { JOB_ID_PATTERN } from './ids.ts';

@@ -1,8 +1,9 @@
 /**
  * Scheduled sweep (every minute): JobService.sweep() stops jobs past their deadline plus grace,
- * fails jobs whose task is gone, frees leaked slots and dispatches queued jobs. Then it publishes
- * the gauges JobsQueued and JobsRunning (namespace NotebookJobs, no dimensions) as CloudWatch
- * embedded metric format on stdout.
+ * settles jobs whose task is gone (DescribeTasks' stop code, by the same rule as task-events: a run
+ * lost to infrastructure is requeued, any other stop fails the job), frees leaked slots and
+ * dispatches queued jobs. Then it publishes the gauges JobsQueued and JobsRunning (namespace
+ * NotebookJobs, no dimensions) as CloudWatch embedded metric format on stdout.
  *
  * The EMF document is written here rather than with Powertools Metrics: Powertools always adds a
  * `service` dimension, and clearing it yields `"Dimensions": []`, which the EMF schema does not allow
@@ -18,6 +19,7 @@ const ready = once(async () => createAwsService(readAwsConfig(process.env)));
 export interface SweepOutcome {
   timed_out: string[];
   lost: string[];
+  requeued: string[];
   released: string[];
   queued: number;
   running: number;
@@ -31,7 +33,7 @@ export async function handler(_event?: unknown, context?: Context): Promise<Swee
   const { queued, running } = await service.gauges();
   writeEmf({ JobsQueued: queued, JobsRunning: running });
   const outcome = { ...swept, queued, running };
-  if (swept.timed_out.length + swept.lost.length + swept.released.length > 0)
+  if (swept.timed_out.length + swept.lost.length + swept.requeued.length + swept.released.length > 0)
     logger.info('sweep repaired jobs', outcome);
   return outcome;
 }

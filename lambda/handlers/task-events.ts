@@ -2,8 +2,8 @@
  * EventBridge `ECS Task State Change` -> reconciliation. When a job's task has STOPPED, the job's
  * runner is gone: JobService.runnerStopped fails the job if it is still running (with why the task
  * stopped and the runner's exit code), or requeues it as a new attempt when the platform stopped
- * the task (a Spot interruption: see INFRASTRUCTURE_STOP_CODES), releases its slot and dispatches
- * the next queued job.
+ * the task (a Spot interruption: the rule in adapters/aws/ecs-task-stop.ts, which the sweep applies
+ * too), releases its slot and dispatches the next queued job.
  *
  * Ignored, with a log line: other statuses, tasks of another cluster, tasks not started for a job
  * (startedBy is not a job id), unknown jobs, and a task of an older attempt while the job's current
@@ -11,6 +11,7 @@
  */
 import type { Context, EventBridgeEvent } from 'aws-lambda';
 import { JOB_ID_PATTERN } from '../core/ids.ts';
+import { runnerStop } from '../adapters/aws/ecs-task-stop.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 
@@ -58,12 +59,10 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
   const cluster = config.ecs.cluster;
   if (cluster.startsWith('arn:') && detail.clusterArn && detail.clusterArn !== cluster)
     return { action: 'ignored', reason: `task of another cluster (${detail.clusterArn})`, job_id: jobId };
-  const stopped = await service.runnerStopped(
-    jobId,
-    stopReason(detail, config.ecs.containerName),
-    detail.taskArn,
-    { lostToInfrastructure: lostToInfrastructure(detail) },
-  );
+  const stop = runnerStop(detail, config.ecs.containerName);
+  const stopped = await service.runnerStopped(jobId, stop.reason, detail.taskArn, {
+    lostToInfrastructure: stop.lostToInfrastructure,
+  });
   if (!stopped.reconciled)
     return {
       action: 'ignored',
@@ -72,47 +71,4 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
       ...(stopped.tenant ? { tenant: stopped.tenant } : {}),
     };
   return { action: 'reconciled', job_id: jobId, tenant: stopped.tenant };
-}
-
-/**
- * Stop codes that mean the platform, not the notebook or a person, ended the task (ECS `Task`
- * `stopCode`, "Stopped tasks error codes" in the ECS developer guide): a Fargate Spot interruption
- * (`SpotInterruption`, `TerminationNotice`), a task that never started (`TaskFailedToStart`: image
- * pull, network or capacity trouble), the scheduler or the infrastructure's health
- * (`ServiceSchedulerInitiated`, `InfrastructureHealth`). Such a run is requeued as a new attempt.
- * `UserInitiated` (StopTask: a cancel, a timeout, an operator) and `EssentialContainerExited` (the
- * runner exited: a crash, an out-of-memory kill) are not: the job fails.
- */
-const INFRASTRUCTURE_STOP_CODES = new Set([
-  'SpotInterruption',
-  'TerminationNotice',
-  'TaskFailedToStart',
-  'ServiceSchedulerInitiated',
-  'InfrastructureHealth',
-]);
-
-/** Whether the task was stopped by the platform (see INFRASTRUCTURE_STOP_CODES). */
-export function lostToInfrastructure(detail: Pick<EcsTaskStateChangeDetail, 'stopCode'>): boolean {
-  return detail.stopCode !== undefined && INFRASTRUCTURE_STOP_CODES.has(detail.stopCode);
-}
-
-/**
- * Why the task stopped, for the job's error message: stop code and reason, and the runner
- * container's exit code (137 = killed after the stop timeout) and reason if ECS gave one.
- */
-export function stopReason(detail: EcsTaskStateChangeDetail, containerName: string): string {
-  const taskId = detail.taskArn.split('/').pop();
-  const parts = [
-    `ECS task ${taskId} stopped` +
-      (detail.stopCode ? ` (${detail.stopCode})` : '') +
-      (detail.stoppedReason ? `: ${detail.stoppedReason}` : ''),
-  ];
-  const container = detail.containers?.find((c) => c.name === containerName);
-  if (container) {
-    const exit = container.exitCode === undefined ? 'no exit code' : `exit code ${container.exitCode}`;
-    parts.push(`container ${container.name}: ${exit}${container.reason ? ` (${container.reason})` : ''}`);
-  } else {
-    parts.push(`container ${containerName} not reported`);
-  }
-  return parts.join('; ');
 }

@@ -4,7 +4,7 @@
  * contract (lambda/core/contract.ts). Nothing here lists paths: a route without a document entry,
  * or a documented path without a route, cannot happen.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { JobIdSchema } from '../core/schemas.ts';
 import {
   CleanupResultSchema,

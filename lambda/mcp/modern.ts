@@ -23,7 +23,7 @@ import {
   type McpHttpHandler,
   type ServerContext,
 } from '@modelcontextprotocol/server';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AppError, errorDetail } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';

@@ -2,7 +2,7 @@
  * MCP tool schemas. Inputs reuse the REST request schemas (one zod schema per request); outputs
  * describe the structuredContent each tool returns, and are published as the tools' outputSchema.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   CleanupResultSchema,
   InspectResultSchema,

@@ -5,7 +5,7 @@
  * whole job; here such a client gets an answer within sync_timeout_seconds, and a client that
  * sends a task gets a task that is the job.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import {
   CallToolRequestSchema,

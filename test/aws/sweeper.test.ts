@@ -2,12 +2,14 @@
  * The scheduled sweeper Lambda against dynalite with ECS mocked: a job past its deadline plus grace
  * is failed as a timeout and its task stopped (exact StopTask input), its slot is freed once ECS
  * reports the task stopped, the next job starts, and the queue/running gauges are emitted as EMF.
+ * A task found STOPPED is settled by its stop code as the STOPPED event would have settled it.
  */
 import {
   DescribeTasksCommand,
   RunTaskCommand,
   StopTaskCommand,
   type DescribeTasksCommandInput,
+  type TaskStopCode,
 } from '@aws-sdk/client-ecs';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
@@ -84,7 +86,14 @@ describe('sweeper', () => {
 
     const { outcome, emf } = await sweepCapturingEmf();
 
-    expect(outcome).toEqual({ timed_out: [late], lost: [], released: [late], queued: 1, running: 1 });
+    expect(outcome).toEqual({
+      timed_out: [late],
+      lost: [],
+      requeued: [],
+      released: [late],
+      queued: 1,
+      running: 1,
+    });
     expect(await store.get(late)).toMatchObject({
       status: 'failed',
       error: { type: 'timeout', message: 'the job ran past its timeout of 3600 s and was stopped' },
@@ -136,8 +145,128 @@ describe('sweeper', () => {
     const alive = await createJob();
     describeTasks({ [aws.tasks.get(alive) as string]: 'RUNNING' });
     const second = await sweepCapturingEmf();
-    expect(second.outcome).toEqual({ timed_out: [], lost: [], released: [], queued: 0, running: 1 });
+    expect(second.outcome).toEqual({
+      timed_out: [],
+      lost: [],
+      requeued: [],
+      released: [],
+      queued: 0,
+      running: 1,
+    });
     expect((await store.get(alive))?.status).toBe('running');
+  });
+});
+
+describe('a stopped task whose STOPPED event never arrived', () => {
+  /** ECS answers DescribeTasks for `arn` with a STOPPED task carrying this stop code and reason. */
+  function stoppedTask(arn: string, stopCode: TaskStopCode, stoppedReason: string, exitCode: number) {
+    aws.ecs.on(DescribeTasksCommand).resolves({
+      tasks: [
+        {
+          taskArn: arn,
+          lastStatus: 'STOPPED',
+          desiredStatus: 'STOPPED',
+          stopCode,
+          stoppedReason,
+          containers: [{ name: 'runner', exitCode, lastStatus: 'STOPPED' }],
+        },
+      ],
+      failures: [],
+    });
+  }
+  const describeCall = (task: string) => ({ cluster: CLUSTER_ARN, tasks: [task] });
+
+  it.each<[TaskStopCode, string]>([
+    ['SpotInterruption', 'Your Spot Task was interrupted.'],
+    ['TaskFailedToStart', 'ResourceInitializationError: unable to pull secrets or registry auth'],
+  ])(
+    'requeues a job whose task stopped with %s as its next attempt, as the event would',
+    async (stopCode, stoppedReason) => {
+      const job = await createJob();
+      const before = await store.get(job);
+      const task = aws.tasks.get(job) as string;
+      stoppedTask(task, stopCode, stoppedReason, 143);
+      aws.ecs.resetHistory();
+
+      const { outcome } = await sweepCapturingEmf();
+
+      expect(outcome).toEqual({
+        timed_out: [],
+        lost: [],
+        requeued: [job],
+        released: [],
+        queued: 0,
+        running: 1,
+      });
+      const taskId = task.split('/').pop();
+      expect(await store.get(job)).toMatchObject({
+        status: 'running',
+        attempt: 2,
+        error: null,
+        attempts: [
+          {
+            attempt: 1,
+            started_at: before?.started_at,
+            ended_at: expect.any(String),
+            reason: `ECS task ${taskId} stopped (${stopCode}): ${stoppedReason}; container runner: exit code 143`,
+          },
+        ],
+      });
+      expect(aws.ecs.commandCalls(DescribeTasksCommand).map((c) => c.args[0].input)).toEqual([
+        describeCall(task),
+      ]);
+      expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+        expectedRunTask(job, 'acme', { attempt: 2 }),
+      ]);
+      expect(await store.slotHolders()).toEqual([job]);
+    },
+  );
+
+  it('fails a run lost to infrastructure on its last attempt, naming the attempt', async () => {
+    const job = await createJob();
+    await store.update(job, ['running'], { attempt: 3 });
+    const task = aws.tasks.get(job) as string;
+    stoppedTask(task, 'SpotInterruption', 'Your Spot Task was interrupted.', 143);
+    aws.ecs.resetHistory();
+
+    const { outcome } = await sweepCapturingEmf();
+
+    expect(outcome).toMatchObject({ lost: [job], requeued: [], released: [job] });
+    expect(await store.get(job)).toMatchObject({
+      status: 'failed',
+      attempt: 3,
+      error: {
+        type: 'infrastructure',
+        message: `the job's run was lost to infrastructure on attempt 3 of at most 3: ECS task ${task.split('/').pop()} stopped (SpotInterruption): Your Spot Task was interrupted.; container runner: exit code 143`,
+      },
+    });
+    // Once to settle the job, once more before freeing its slot (a saving runner keeps it).
+    expect(aws.ecs.commandCalls(DescribeTasksCommand).map((c) => c.args[0].input)).toEqual([
+      describeCall(task),
+      describeCall(task),
+    ]);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    expect(await store.slotHolders()).toEqual([]);
+  });
+
+  it('fails a job whose runner exited (EssentialContainerExited) with the stop reason, without a requeue', async () => {
+    const job = await createJob();
+    const task = aws.tasks.get(job) as string;
+    stoppedTask(task, 'EssentialContainerExited', 'Essential container in task exited', 137);
+    aws.ecs.resetHistory();
+
+    const { outcome } = await sweepCapturingEmf();
+
+    expect(outcome).toMatchObject({ lost: [job], requeued: [], released: [job] });
+    expect(await store.get(job)).toMatchObject({
+      status: 'failed',
+      attempt: 1,
+      error: {
+        type: 'infrastructure',
+        message: `the job's runner stopped before reporting a result: ECS task ${task.split('/').pop()} stopped (EssentialContainerExited): Essential container in task exited; container runner: exit code 137`,
+      },
+    });
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });
 });
 

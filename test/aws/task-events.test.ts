@@ -152,6 +152,68 @@ describe('a STOPPED task of a running job', () => {
     expect(await store.get(job)).toMatchObject({ status: 'running', attempt: 2, stage: 'provisioning' });
   });
 
+  it("never lets a replayed STOPPED event of the earlier attempt's task end the new attempt", async () => {
+    const job = await createJob();
+    const firstTask = aws.tasks.get(job) as string;
+    const spot = stopped('ecs-task-stopped-137-stoptask.json', job, firstTask);
+    Object.assign(spot.detail, {
+      stopCode: 'SpotInterruption',
+      stoppedReason: 'Your Spot Task was interrupted.',
+    });
+    // Hold attempt 2's RunTask open: the window between its start and recording its task.
+    let answerRunTask = (_: unknown) => {};
+    const secondTask =
+      'arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/5ec0nd5ec0nd5ec0nd5ec0nd5ec0nd00';
+    aws.ecs.on(RunTaskCommand).callsFake(
+      () =>
+        new Promise((resolve) => {
+          answerRunTask = resolve;
+        }),
+    );
+    aws.ecs.resetHistory();
+
+    const first = onEvent(spot);
+    await vi.waitFor(async () => expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1));
+    const launching = await store.get(job);
+    expect(launching).toMatchObject({ status: 'running', attempt: 2, runner_ref: null });
+
+    // EventBridge delivers the same event again (at least once) while attempt 2 is being launched.
+    // (Bounded: a replay that wrongly requeues attempt 2 would wait on the held launch.)
+    const replayed = await Promise.race([
+      onEvent(structuredClone(spot)),
+      new Promise((resolve) => setTimeout(() => resolve('the replay is still dispatching the job'), 5000)),
+    ]);
+    expect(replayed).toEqual({
+      action: 'ignored',
+      reason: "the job's runner is not recorded yet",
+      job_id: job,
+      tenant: 'acme',
+    });
+    expect(await store.get(job)).toEqual(launching);
+    expect(await store.slotHolders()).toEqual([job]);
+
+    answerRunTask({
+      tasks: [{ taskArn: secondTask, lastStatus: 'PROVISIONING', startedBy: job }],
+      failures: [],
+    });
+    expect(await first).toEqual({ action: 'reconciled', job_id: job, tenant: 'acme' });
+    const running = await store.get(job);
+    expect(running).toMatchObject({ status: 'running', attempt: 2, runner_ref: secondTask });
+
+    // And once more after attempt 2's task is recorded.
+    expect(await onEvent(structuredClone(spot))).toEqual({
+      action: 'ignored',
+      reason: "task of an earlier attempt, not the job's runner",
+      job_id: job,
+      tenant: 'acme',
+    });
+    expect(await store.get(job)).toEqual(running);
+    expect(await store.slotHolders()).toEqual([job]);
+    expect(aws.ecs.commandCalls(RunTaskCommand).map((c) => c.args[0].input)).toEqual([
+      expectedRunTask(job, 'acme', { attempt: 2 }),
+    ]);
+  });
+
   it('fails a job whose runner exited without a result (EssentialContainerExited is not requeued)', async () => {
     const job = await createJob();
     const event = stopped('ecs-task-stopped-137-stoptask.json', job, aws.tasks.get(job) as string);

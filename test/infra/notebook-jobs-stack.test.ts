@@ -18,6 +18,7 @@ import { handler as authorize, logger as authorizerLogger } from '../../lambda/h
 import { NotebookJobsStack } from '../../lib/notebook-jobs-stack.ts';
 import { readStackConfig } from '../../lib/stack-config.ts';
 import { PUBLIC_ROUTES, ROUTES, type Route } from '../../lambda/http/routes.ts';
+import { MAX_REQUEST_BODY_BYTES } from '../../lambda/core/settings.ts';
 
 const CDK_JSON = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as {
   context: Record<string, unknown>;
@@ -887,6 +888,42 @@ describe('REST API', () => {
       StatusCode: '401',
       ResponseTemplates: {
         'application/json': '{"error":{"code":"unauthorized","message":$context.error.messageString}}',
+      },
+    });
+  });
+
+  it("answers a body too large for Lambda (API Gateway's own error) with JSON naming POST /v1/uploads", () => {
+    const { template } = synth();
+    const body = (type: string) => {
+      const found = Object.values(
+        template.findResources('AWS::ApiGateway::GatewayResponse', { Properties: { ResponseType: type } }),
+      );
+      expect(found, type).toHaveLength(1);
+      const properties = found[0]?.Properties as {
+        StatusCode: string;
+        ResponseTemplates: Record<string, string>;
+      };
+      // The template is the JSON body itself (no $context in it): it must parse as the error shape.
+      return {
+        status: properties.StatusCode,
+        json: JSON.parse(properties.ResponseTemplates['application/json'] as string),
+      };
+    };
+    const hint = `send notebooks larger than ${MAX_REQUEST_BODY_BYTES} bytes with POST /v1/uploads (a presigned upload) and submit the notebook_uri it returns`;
+    expect(body('REQUEST_TOO_LARGE')).toEqual({
+      status: '413',
+      json: {
+        error: { code: 'payload_too_large', message: `the request is too large for this API: ${hint}` },
+      },
+    });
+    // A crashed or throttled function ends here too: still a 5xx (the API 5XX alarm counts it).
+    expect(body('INTEGRATION_FAILURE')).toEqual({
+      status: '502',
+      json: {
+        error: {
+          code: 'integration_failed',
+          message: `the API could not run this request (a request body over ${MAX_REQUEST_BODY_BYTES} bytes can be more than the function takes): ${hint}`,
+        },
       },
     });
   });

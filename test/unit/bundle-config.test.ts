@@ -3,7 +3,7 @@
  * project supports, no other build names its own target or banner, and the runner it describes
  * bundles into a module that starts with the require shim.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +43,22 @@ describe('the esbuild configuration', () => {
       'test/infra/cdk-synth.test.ts',
       'test/unit/bundle-config.test.ts',
     ]);
+  });
+
+  it("imports zod as a namespace: esbuild cannot shake zod's named `z` export, which adds every locale", () => {
+    // `import { z } from 'zod'` is zod's `export { z }` of a namespace object: esbuild keeps all of
+    // it (about 370 KB minified, mostly locales) in every bundle that imports it; `import * as z`
+    // keeps only what is used. Type-only imports are erased and harmless; tests are not bundled.
+    const grep = spawnSync(
+      'git',
+      ['grep', '--untracked', '-n', '-E', "^import \\{ z \\} from 'zod", '--', 'lambda', 'container'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
+    expect(grep.status, grep.stderr).toBe(1); // git grep: 1 = no match
+    expect(grep.stdout).toBe('');
   });
 
   it('bundles the runner as an ES module that makes its own require()', async () => {

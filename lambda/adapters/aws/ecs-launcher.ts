@@ -16,7 +16,8 @@ import {
 } from '@aws-sdk/client-ecs';
 import { errorMessage, InvalidRequestError, LaunchUnavailableError } from '../../core/errors.ts';
 import type { JobRecord } from '../../core/job.ts';
-import type { LaunchResult, Launcher } from '../../core/ports.ts';
+import type { LaunchResult, Launcher, RunnerState } from '../../core/ports.ts';
+import { runnerStop } from './ecs-task-stop.ts';
 
 export interface EcsLauncherConfig {
   cluster: string;
@@ -208,23 +209,30 @@ export class EcsLauncher implements Launcher {
    * ECS; true while it runs, including while a stop is pending and the runner saves its notebook.
    */
   async isAlive(runnerRef: string): Promise<boolean | null> {
+    return (await this.runnerState(runnerRef)).alive;
+  }
+
+  /** As isAlive, with the stop code's meaning and the stop reason once the task has stopped. */
+  async runnerState(runnerRef: string): Promise<RunnerState> {
     let out;
     try {
       out = await this.ecs.send(
         new DescribeTasksCommand({ cluster: this.config.cluster, tasks: [runnerRef] }),
       );
     } catch (error) {
-      if (isRetryableAwsError(error)) return null;
+      if (isRetryableAwsError(error)) return { alive: null };
       throw error;
     }
     const task = out.tasks?.find((t) => t.taskArn === runnerRef) ?? out.tasks?.[0];
     if (!task) {
       const failures = out.failures ?? [];
-      return failures.length === 0 || failures.some((f) => f.reason === 'MISSING') ? false : null;
+      return { alive: failures.length === 0 || failures.some((f) => f.reason === 'MISSING') ? false : null };
     }
-    if (task.lastStatus === 'STOPPED' || task.lastStatus === 'DELETED') return false;
-    if (task.desiredStatus === 'STOPPED' && task.lastStatus === 'DEPROVISIONING') return false;
-    return true;
+    const stopped =
+      task.lastStatus === 'STOPPED' ||
+      task.lastStatus === 'DELETED' ||
+      (task.desiredStatus === 'STOPPED' && task.lastStatus === 'DEPROVISIONING');
+    return stopped ? { alive: false, stop: runnerStop(task, this.config.containerName) } : { alive: true };
   }
 
   private runTaskInput(job: JobRecord, clientToken: string): RunTaskCommandInput {
