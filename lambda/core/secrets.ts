@@ -147,8 +147,11 @@ const ENV_TARGET = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 const SM_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const SM_ARN =
   /^arn:(aws|aws-cn|aws-us-gov):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
-/** Parameter Store names: letters, digits and _.-/ . */
-const SSM_PATH = /^\/[A-Za-z0-9_.\-/]{1,1010}$/;
+/**
+ * Parameter Store names: letters, digits and _.-/ ; at most 640 characters (Parameter Store takes
+ * 1,011), so the reader's session policy, which names the parameter twice, stays within STS's limit.
+ */
+const SSM_PATH = /^\/[A-Za-z0-9_.\-/]{1,639}$/;
 
 /** The secret's name inside a Secrets Manager reference (the ARN's resource part, with its suffix). */
 export function secretsManagerName(target: string): string {

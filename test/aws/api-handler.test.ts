@@ -127,6 +127,40 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
     expect(aws.secrets.commandCalls(GetSecretValueCommand)).toHaveLength(1);
   });
 
+  it("takes ssm: secret references under the tenant's own path, storing only the reference", async () => {
+    const created = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: createBody('hello.ipynb', { secrets: { API_KEY: 'ssm:/notebook-jobs/acme/api/key' } }),
+      }),
+    );
+    expect(created.statusCode, created.body).toBe(201);
+    const job = body(created);
+    expect(job.secrets).toEqual({ API_KEY: 'ssm:/notebook-jobs/acme/api/key' });
+    expect((await db().store(table).get(job.job_id))?.secrets).toEqual({
+      API_KEY: 'ssm:/notebook-jobs/acme/api/key',
+    });
+  });
+
+  it.each([
+    ["another tenant's parameter", 'ssm:/notebook-jobs/globex/api/key', /only its own parameters/],
+    ['a parameter outside notebook-jobs/', 'ssm:/prod/db/password', /only its own parameters/],
+    ['a path climbing out', 'ssm:/notebook-jobs/acme/../globex/key', /only its own parameters/],
+  ])('answers 400 for an ssm: reference to %s, and creates nothing', async (_what, reference, message) => {
+    const result = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: createBody('hello.ipynb', { secrets: { API_KEY: reference } }),
+      }),
+    );
+    expect(result.statusCode).toBe(400);
+    expect(body(result).error.message).toMatch(message);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+
   it('answers 400 naming the problem for a bad body, and creates nothing', async () => {
     const result = await api(
       proxyEvent({ method: 'POST', path: '/v1/jobs', body: { notebook: { content: {} } } }),

@@ -666,6 +666,48 @@ describe('IAM scope', () => {
           ],
         },
       },
+      // SecureString values: decrypted only by Parameter Store, only for parameters under notebook-jobs/.
+      {
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':kms:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':key/*',
+            ],
+          ],
+        },
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': {
+              'Fn::Join': ['', ['ssm.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }]],
+            },
+          },
+          StringLike: {
+            'kms:EncryptionContext:PARAMETER_ARN': {
+              'Fn::Join': [
+                '',
+                [
+                  'arn:',
+                  { Ref: 'AWS::Partition' },
+                  ':ssm:',
+                  { Ref: 'AWS::Region' },
+                  ':',
+                  { Ref: 'AWS::AccountId' },
+                  ':parameter/notebook-jobs/*',
+                ],
+              ],
+            },
+          },
+        },
+      },
       {
         Effect: 'Allow',
         Action: 'events:PutEvents',
