@@ -313,7 +313,10 @@ describe('Lambda functions', () => {
   });
 
   it('lets only the api and mcp Lambdas read the notebook prefixes tenants may submit from', () => {
-    const sources = { acme: ['s3://acme-data/notebooks/'], '*': ['s3://shared-nb/public/'] };
+    const sources = {
+      acme: ['s3://acme-data/notebooks/', 's3://acme-data/shared/'],
+      '*': ['s3://shared-nb/public/'],
+    };
     const { template, stack } = synth({ tenantSources: JSON.stringify(sources) });
     const functions = template.findResources('AWS::Lambda::Function');
     const policies = Object.values(template.findResources('AWS::IAM::Policy'));
@@ -337,6 +340,34 @@ describe('Lambda functions', () => {
     expect(statement.Action).toBe('s3:GetObject');
     expect(JSON.stringify(statement.Resource)).toContain(':s3:::acme-data/notebooks/*');
     expect(JSON.stringify(statement.Resource)).toContain(':s3:::shared-nb/public/*');
+    // Listing (files.uri s3:// folders): each source bucket, only under its allowed prefixes.
+    const bucketArn = (bucket: string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${bucket}`]],
+    });
+    for (const name of names) {
+      const listings = statementsOf(template, stack.functions[name].function.role as IRole).filter(
+        (s: any) => s.Action === 's3:ListBucket' && s.Condition,
+      );
+      const reader = name === 'api' || name === 'mcp';
+      expect(listings, name).toEqual(
+        reader
+          ? [
+              {
+                Effect: 'Allow',
+                Action: 's3:ListBucket',
+                Resource: bucketArn('acme-data'),
+                Condition: { StringLike: { 's3:prefix': ['notebooks/*', 'shared/*'] } },
+              },
+              {
+                Effect: 'Allow',
+                Action: 's3:ListBucket',
+                Resource: bucketArn('shared-nb'),
+                Condition: { StringLike: { 's3:prefix': ['public/*'] } },
+              },
+            ]
+          : [],
+      );
+    }
   });
 
   it('give api, mcp, task-events and sweeper every service variable, and the authorizer only the table', () => {
