@@ -32,7 +32,6 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { STSClient } from '@aws-sdk/client-sts';
 import { secretReaderSession, type JobScope } from './job-credentials.ts';
-import { jobFields, type LogFn } from '../../lambda/core/logging.ts';
 
 /** Where this runner can find secrets: what its deployment configured. */
 export interface SecretSources {
@@ -275,15 +274,5 @@ function joinedStreams(outputs: NonNullable<Notebook['cells'][number]['outputs']
   return joined;
 }
 
-/**
- * The values of a job's redacted parameters are kept only until it has run (secrets.ts); also
- * dropped when the runner finds the job already ended (cancelled while queued).
- */
-export async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
-  if (!job.redact_parameters?.length) return;
-  try {
-    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
-  } catch (error) {
-    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
-  }
-}
+/** Also used by the runner when a job ends, or is found already ended (lambda/core/secrets.ts). */
+export { dropRedactedValues } from '../../lambda/core/secrets.ts';

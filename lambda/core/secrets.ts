@@ -14,6 +14,9 @@
  * credentials can read only the secrets its job names (job-credentials.ts).
  */
 import { InvalidRequestError } from './errors.ts';
+import { inputKey, type JobRecord } from './job.ts';
+import { jobFields, type LogFn } from './logging.ts';
+import type { Artifacts } from './ports.ts';
 
 export const SECRET_SCHEMES = ['env', 'file', 'secretsmanager', 'ssm'] as const;
 export type SecretScheme = (typeof SECRET_SCHEMES)[number];
@@ -304,6 +307,20 @@ export function redactedParameters(
 /**
  * Where a job's redacted parameter values wait for its runner: an object in the job's input folder
  * (readable by that job's runner only), never the job record. The runner deletes it when the job
- * ends; deleting the job removes it too.
+ * ends; the service when it ends a job itself (lifecycle.ts: a queued job cancelled or never
+ * launched, a lost runner); deleting the job removes it too.
  */
 export const REDACTED_PARAMETERS_FILE = 'redacted-parameters.json';
+
+/**
+ * Deletes a job's redacted parameter values (REDACTED_PARAMETERS_FILE), if it has any. A failure
+ * is logged, not thrown: the job's end stands, and the object goes with the job at the latest.
+ */
+export async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
+  if (!job.redact_parameters?.length) return;
+  try {
+    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
+  } catch (error) {
+    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
+  }
+}
