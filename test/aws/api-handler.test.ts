@@ -453,6 +453,49 @@ describe('request size limits (Lambda payload 6 MB, bodies escaped inside the ev
   });
 });
 
+describe('inspect with files from an s3:// source prefix', () => {
+  it("lists the notebook's folder under the tenant's source with one prefix listing; another tenant is refused without one", async () => {
+    const sources = JSON.stringify({ acme: ['s3://acme-data/notebooks/'] });
+    const { handler } = await coldStart<ApiModule>(
+      'lambda/handlers/api.ts',
+      stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_TENANT_SOURCES: sources }),
+    );
+    const content = JSON.parse(JSON.stringify(createBody().notebook.content));
+    aws.objects.set('acme-data/notebooks/proj/nb.ipynb', Buffer.from(JSON.stringify(content)));
+    aws.objects.set('acme-data/notebooks/proj/data/a.csv', Buffer.from('x\n1\n'));
+    aws.objects.set('acme-data/notebooks/other/b.csv', Buffer.from('not this folder'));
+    const request = (tenant: string) =>
+      handler(
+        proxyEvent({
+          method: 'POST',
+          path: '/v1/notebooks/inspect',
+          tenant,
+          body: { notebook: { uri: 's3://acme-data/notebooks/proj/nb.ipynb' }, files: { paths: ['data/*'] } },
+        }),
+      );
+
+    const inspected = await request('acme');
+
+    expect(inspected.statusCode, inspected.body).toBe(200);
+    expect(body(inspected).files).toMatchObject({
+      source: 's3://acme-data/notebooks/proj/',
+      files: [{ path: 'data/a.csv', size: 4 }],
+      refused: [],
+      accepted: true,
+    });
+    expect(aws.s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
+      { Bucket: 'acme-data', Prefix: 'notebooks/proj/', ContinuationToken: undefined },
+    ]);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+
+    aws.s3.resetHistory();
+    const refused = await request('globex');
+    expect(refused.statusCode).toBe(400);
+    expect(body(refused).error.message).toMatch(/may not be submitted by this tenant/);
+    expect(aws.s3.commandCalls(ListObjectsV2Command)).toHaveLength(0);
+  });
+});
+
 describe('job files', () => {
   async function completedWithFiles(): Promise<any> {
     const job = await createJob();
