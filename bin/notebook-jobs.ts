@@ -66,7 +66,8 @@ Commands:
                                 relative to the notebook's folder ('data/*.csv', utils.py);
                                 repeatable. They are sent as one uploaded .tar.gz archive
       --secret NAME=REF         a secret for the kernel's environment, by reference (repeatable):
-                                env:VAR, file:PATH locally; secretsmanager:NAME on AWS
+                                env:VAR, file:PATH locally; secretsmanager:NAME or
+                                ssm:/PATH on AWS
       --redact-param NAME       keep this parameter's value out of notebooks, logs and the job
                                 view (repeatable)
       --wait                    follow progress until the job ends, then print the result

@@ -164,16 +164,28 @@ export class HouseFunction extends Construct {
 
   /**
    * External notebook locations tenants may submit from (NOTEBOOK_JOBS_TENANT_SOURCES): the setting
-   * plus read-only access to exactly those prefixes.
+   * plus read-only access to exactly those prefixes: GetObject on their objects, and ListBucket on
+   * their buckets only for listings under them (`s3:prefix`), which `files.uri` s3:// folders need
+   * (S3Artifacts.listSubmitted).
    */
   bindTenantSources(sources: TenantSources): this {
     if (Object.values(sources).flat().length === 0) return this;
     this.addEnvironment('NOTEBOOK_JOBS_TENANT_SOURCES', JSON.stringify(sources));
-    const objects = [...new Set(Object.values(sources).flat())].map((uri) => {
-      const { bucket, key } = parseS3Uri(uri) as { bucket: string; key: string };
-      return `arn:${Aws.PARTITION}:s3:::${bucket}/${key}*`;
-    });
+    const locations = [...new Set(Object.values(sources).flat())].map(
+      (uri) => parseS3Uri(uri) as { bucket: string; key: string },
+    );
+    const objects = locations.map(({ bucket, key }) => `arn:${Aws.PARTITION}:s3:::${bucket}/${key}*`);
     this.addToRolePolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: objects }));
+    for (const bucket of [...new Set(locations.map((l) => l.bucket))]) {
+      const prefixes = locations.filter((l) => l.bucket === bucket).map((l) => `${l.key}*`);
+      this.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [`arn:${Aws.PARTITION}:s3:::${bucket}`],
+          conditions: { StringLike: { 's3:prefix': prefixes } },
+        }),
+      );
+    }
     acknowledgeWildcardResources(
       this,
       objects,

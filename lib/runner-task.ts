@@ -314,16 +314,29 @@ export class RunnerTask extends Construct {
         arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       }),
     ];
-    const parameters = [
-      stack.formatArn({
-        service: 'ssm',
-        resource: 'parameter',
-        resourceName: `${AWS_SECRET_ROOT}/*`,
-        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
-      }),
-    ];
+    const parameter = stack.formatArn({
+      service: 'ssm',
+      resource: 'parameter',
+      resourceName: `${AWS_SECRET_ROOT}/*`,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+    const parameters = [parameter];
     role.addToPolicy(new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: secrets }));
     role.addToPolicy(new PolicyStatement({ actions: ['ssm:GetParameter'], resources: parameters }));
+    // SecureString values: KMS decrypts them for Parameter Store with the parameter's ARN as
+    // encryption context, so only parameters under notebook-jobs/ and only through Parameter Store
+    // (keys of this account; a customer managed key's policy must also allow the runner role).
+    const keys = [stack.formatArn({ service: 'kms', resource: 'key', resourceName: '*' })];
+    role.addToPolicy(
+      new PolicyStatement({
+        actions: ['kms:Decrypt'],
+        resources: keys,
+        conditions: {
+          StringEquals: { 'kms:ViaService': `ssm.${stack.region}.${stack.urlSuffix}` },
+          StringLike: { 'kms:EncryptionContext:PARAMETER_ARN': parameter },
+        },
+      }),
+    );
     role.addToPolicy(eventPublishStatement(props.eventBus));
     // Tenants' notebook roles live in their own accounts and are configured after deployment.
     const anyRole = Stack.of(this).formatArn({
@@ -346,8 +359,8 @@ export class RunnerTask extends Construct {
     );
     acknowledgeWildcardResources(
       role,
-      [...secrets, ...parameters],
-      'Secret names are chosen by tenants (under notebook-jobs/<tenant>/, checked at submit); every read is a session whose policy names exactly one referenced secret of the job (job-credentials.ts secretReaderPolicy).',
+      [...secrets, ...parameters, ...keys],
+      'Secret names are chosen by tenants (under notebook-jobs/<tenant>/, checked at submit); every read is a session whose policy names exactly one referenced secret of the job (job-credentials.ts secretReaderPolicy). kms:Decrypt is limited to Parameter Store decrypting parameters under notebook-jobs/ (kms:ViaService and the PARAMETER_ARN encryption context).',
     );
   }
 }

@@ -177,18 +177,41 @@ export function secretReaderPolicy(
     throw new Error(`secret ${checked.target} is not in this deployment's account`);
   if (isSecretsManagerArn(checked.target) && checked.target.split(':')[1] !== partition)
     throw new Error(`secret ${checked.target} is not in this deployment's partition`);
-  const statement: PolicyDocument['Statement'][number] =
-    checked.scheme === 'ssm'
-      ? { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: `${base}:parameter${checked.target}` }
-      : {
+  if (checked.scheme === 'ssm') {
+    const parameter = `${base}:parameter${checked.target}`;
+    return {
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: parameter },
+        // A SecureString value is decrypted by KMS on the caller's behalf, with the parameter's ARN
+        // as encryption context: only through Parameter Store, and only for this parameter.
+        {
           Effect: 'Allow',
-          Action: 'secretsmanager:GetSecretValue',
-          // A secret's ARN ends in "-" and six random characters that only Secrets Manager knows.
-          Resource: isSecretsManagerArn(checked.target)
-            ? checked.target
-            : `${base}:secret:${checked.target}-??????`,
-        };
-  return { Version: '2012-10-17', Statement: [statement] };
+          Action: 'kms:Decrypt',
+          Resource: `arn:${partition}:kms:${scope.region}:${account}:key/*`,
+          Condition: {
+            StringEquals: {
+              'kms:ViaService': `ssm.${scope.region}.${partition === 'aws-cn' ? 'amazonaws.com.cn' : 'amazonaws.com'}`,
+              'kms:EncryptionContext:PARAMETER_ARN': parameter,
+            },
+          },
+        },
+      ],
+    };
+  }
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: 'secretsmanager:GetSecretValue',
+        // A secret's ARN ends in "-" and six random characters that only Secrets Manager knows.
+        Resource: isSecretsManagerArn(checked.target)
+          ? checked.target
+          : `${base}:secret:${checked.target}-??????`,
+      },
+    ],
+  };
 }
 
 /** A runner role session that may read exactly one of the job's secrets. */

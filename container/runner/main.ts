@@ -43,7 +43,7 @@
  *   NOTEBOOK_JOBS_SECRET_ENV_PREFIX   local mode: the prefix of variables jobs may name as env:
  *                                     secrets (default NOTEBOOK_SECRET_)
  *   NOTEBOOK_JOBS_SECRETS_DIR         local mode: the folder file: secrets are read from (unset:
- *                                     none); AWS mode reads secretsmanager: secrets instead
+ *                                     none); AWS mode reads secretsmanager: and ssm: secrets instead
  *   AWS_REGION                        region of the AWS clients (set by ECS on Fargate; required in
  *                                     AWS mode)
  *   AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_EVENTBRIDGE  the AWS SDK's own endpoint overrides

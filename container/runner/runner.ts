@@ -197,7 +197,8 @@ export async function runJob(
   await logs.flush();
   await engineGone;
   await kernelAws.access?.stop();
-  await dropRedactedValues(job, deps.artifacts, log);
+  // An interrupted run (skipped) leaves the job to be requeued: its next attempt needs the values.
+  if (outcome.status !== 'skipped') await dropRedactedValues(job, deps.artifacts, log);
   return outcome;
 }
 

@@ -29,9 +29,9 @@ import {
 } from '../../lambda/notebook/parameters.ts';
 import type { Redactor } from './redact.ts';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { STSClient } from '@aws-sdk/client-sts';
 import { secretReaderSession, type JobScope } from './job-credentials.ts';
-import { jobFields, type LogFn } from '../../lambda/core/logging.ts';
 
 /** Where this runner can find secrets: what its deployment configured. */
 export interface SecretSources {
@@ -46,9 +46,9 @@ export interface SecretSources {
 }
 
 /**
- * AWS mode: Secrets Manager, each secret read with a runner role session whose policy names that
- * one secret (job-credentials.ts). `ssm:` is not resolved yet: it needs @aws-sdk/client-ssm, which
- * this build does not include, so the api does not accept ssm: references (lambda/aws).
+ * AWS mode: Secrets Manager secrets and Parameter Store parameters (SecureString values
+ * decrypted), each read with a runner role session whose policy names that one secret or
+ * parameter (job-credentials.ts secretReaderPolicy).
  */
 export function awsSecretSources(
   sts: STSClient,
@@ -60,6 +60,16 @@ export function awsSecretSources(
       const client = new SecretsManagerClient({ region: scope.region, credentials: session.provider });
       try {
         return (await client.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString;
+      } finally {
+        client.destroy();
+      }
+    },
+    ssm: async (name) => {
+      const session = secretReaderSession(sts, scope, { scheme: 'ssm', target: name });
+      const client = new SSMClient({ region: scope.region, credentials: session.provider });
+      try {
+        const out = await client.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
+        return out.Parameter?.Value;
       } finally {
         client.destroy();
       }
@@ -264,15 +274,5 @@ function joinedStreams(outputs: NonNullable<Notebook['cells'][number]['outputs']
   return joined;
 }
 
-/**
- * The values of a job's redacted parameters are kept only until it has run (secrets.ts); also
- * dropped when the runner finds the job already ended (cancelled while queued).
- */
-export async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
-  if (!job.redact_parameters?.length) return;
-  try {
-    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
-  } catch (error) {
-    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
-  }
-}
+/** Also used by the runner when a job ends, or is found already ended (lambda/core/secrets.ts). */
+export { dropRedactedValues } from '../../lambda/core/secrets.ts';

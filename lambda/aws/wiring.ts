@@ -128,14 +128,13 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     // Structured: job_id and tenant as keys, the error (with its cause) formatted by Powertools.
     log: (message, fields) => logger.warn(message, fields ?? {}),
-    // secretsmanager: only: ssm: needs @aws-sdk/client-ssm in the runner (container/runner/secrets.ts).
     config: {
       maxConcurrentJobs: config.maxConcurrentJobs,
       launchDeadlineSeconds: config.launchDeadlineSeconds,
       maxAttempts: config.maxAttempts,
       maxInputFiles: config.maxInputFiles,
       maxInputFilesBytes: config.maxInputFilesBytes,
-      secrets: { schemes: ['secretsmanager'], envPrefix: DEFAULT_SECRET_ENV_PREFIX },
+      secrets: { schemes: ['secretsmanager', 'ssm'], envPrefix: DEFAULT_SECRET_ENV_PREFIX },
     },
   };
 }

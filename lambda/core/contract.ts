@@ -215,12 +215,37 @@ export const CellCountsSchema = z.strictObject({
   raw: z.int().min(0),
 });
 
+export const InspectFilesSchema = z
+  .strictObject({
+    source: z.string().describe("Where the files were looked for: the notebook's folder, or files.uri."),
+    files: z
+      .array(z.strictObject({ path: z.string(), size: z.int().min(0) }))
+      .describe("The files a job would bring, by their path in its working folder (the notebook's folder)."),
+    count: z.int().min(0),
+    total_bytes: z.int().min(0),
+    max_files: z.int().min(0).describe('The most files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES).'),
+    max_bytes: z
+      .int()
+      .min(0)
+      .describe('The most bytes of files a job may bring (NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES).'),
+    refused: z
+      .array(z.strictObject({ path: z.string(), reason: z.string() }))
+      .describe(
+        'Files (or patterns, or an archive) a job submitted with these files would refuse: links leading outside what may be read, reserved names, past a cap, patterns matching nothing.',
+      ),
+    accepted: z
+      .boolean()
+      .describe('Whether a job submitted with these files would take them (nothing refused).'),
+  })
+  .describe('The input files a job would bring (inspect with files); nothing is stored.');
+
 export const InspectResultSchema = z.strictObject({
   name: z.string().nullable(),
   kernel: z.string(),
   language: z.string(),
   parameters: z.array(ParameterInfoSchema),
   cells: CellCountsSchema,
+  files: InspectFilesSchema.optional(),
 });
 
 export const CleanupResultSchema = z.strictObject({ deleted: z.array(z.string()), count: z.int().min(0) });
@@ -270,6 +295,7 @@ export type OutputFile = z.infer<typeof OutputFileSchema>;
 export type JobFiles = z.infer<typeof JobFilesSchema>;
 export type ParameterInfo = z.infer<typeof ParameterInfoSchema>;
 export type InspectResult = z.infer<typeof InspectResultSchema>;
+export type InspectFiles = z.infer<typeof InspectFilesSchema>;
 export type CleanupResult = z.infer<typeof CleanupResultSchema>;
 export type DeleteResult = z.infer<typeof DeleteResultSchema>;
 export type UploadSlot = z.infer<typeof UploadSlotSchema>;

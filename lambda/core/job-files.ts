@@ -251,14 +251,23 @@ export class InputFileSet {
     for (let i = 1; i < segments.length; i++) this.folders.add(segments.slice(0, i).join('/'));
   }
 
-  /** Adds bytes of a reserved file as they are read (an archive's actual output, not its header). */
+  /**
+   * Adds bytes of a reserved file as they are read (an archive's actual output, not its header).
+   * Bytes past the cap are refused without being counted, so inspection can go on listing the
+   * files that still fit.
+   */
   count(bytes: number): void {
-    this.bytes += bytes;
-    if (this.bytes > this.caps.maxBytes)
+    if (this.bytes + bytes > this.caps.maxBytes)
       throw new InvalidRequestError(
         `${this.source}: the files come to more than ${this.caps.maxBytes} bytes unpacked; a job may bring at most ${this.caps.maxBytes} bytes of files (NOTEBOOK_JOBS_MAX_INPUT_FILES_BYTES)`,
         { max_bytes: this.caps.maxBytes },
       );
+    this.bytes += bytes;
+  }
+
+  /** Undoes a successful `reserve` of a file that could not be read after all (inspection goes on). */
+  release(path: string, size: number): void {
+    if (this.paths.delete(path)) this.bytes -= size;
   }
 
   /** Records a reserved file's bytes. */

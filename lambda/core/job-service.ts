@@ -20,7 +20,7 @@ import type {
   ResultView,
   UploadSlot,
 } from './contract.ts';
-import type { ListJobsRequest, LogsRequest } from './schemas.ts';
+import type { InspectRequest, ListJobsRequest, LogsRequest } from './schemas.ts';
 import { JobViews } from './job-views.ts';
 import { Reconciler, type JobGauges, type RunnerStopped, type SweepResult } from './reconciliation.ts';
 import { Retention } from './retention.ts';
@@ -32,7 +32,7 @@ import {
   type JobServiceDeps,
   type ServiceContext,
 } from './service-context.ts';
-import { Submission, type NotebookSource } from './submission.ts';
+import { Submission } from './submission.ts';
 
 export { DEFAULT_SERVICE_CONFIG, type JobServiceConfig, type JobServiceDeps } from './service-context.ts';
 export type { JobGauges, RunnerStopped, SweepResult } from './reconciliation.ts';
@@ -63,7 +63,7 @@ export class JobService {
     return this.submission.create(tenant, input, idempotencyKey);
   }
 
-  inspect(tenant: string, input: { notebook: NotebookSource }): Promise<InspectResult> {
+  inspect(tenant: string, input: InspectRequest): Promise<InspectResult> {
     return this.submission.inspect(tenant, input);
   }
 

@@ -231,7 +231,18 @@ function backInQueue(job: Pick<JobRecord, 'priority'>, now: Date): JobChanges {
 
 /** Applies transitions: conditional write, then the published state change. */
 export class Lifecycle {
-  constructor(private readonly deps: { store: JobStore; events?: JobEventPublisher }) {}
+  /**
+   * `ended`, given by the service (not the runner): called after a transition it applied ended a
+   * job. Those ends (a queued job cancelled or never launched, a lost or timed-out runner) have no
+   * runner left to tidy up after the job, so the service does (the runner's own end does it itself).
+   */
+  constructor(
+    private readonly deps: {
+      store: JobStore;
+      events?: JobEventPublisher;
+      ended?: (job: JobRecord) => Promise<void>;
+    },
+  ) {}
 
   /** Records a submitted job (fails with ConflictError if the id exists) and publishes it. */
   async create(job: JobRecord): Promise<void> {
@@ -250,6 +261,7 @@ export class Lifecycle {
     const updated = await this.deps.store.update(job_id, transition.from, transition.changes, attempt);
     if (transition.changes.status !== undefined && transition.changes.status !== job.status)
       await this.deps.events?.publish(stateChange(updated, job.status));
+    if (isTerminal(updated.status) && !isTerminal(job.status)) await this.deps.ended?.(updated);
     return updated;
   }
 

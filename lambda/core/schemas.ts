@@ -192,7 +192,15 @@ export const UploadRequestSchema = z
   })
   .strict();
 
-export const InspectRequestSchema = z.object({ notebook: NotebookSourceSchema }).strict();
+export const InspectRequestSchema = z
+  .object({
+    notebook: NotebookSourceSchema,
+    files: FilesSourceSchema.optional().describe(
+      'Also list the input files a job with this files field would bring (names, sizes, total, caps, refusals), as submit would select them; nothing is stored.',
+    ),
+  })
+  .strict();
+export type InspectRequest = z.infer<typeof InspectRequestSchema>;
 
 export const OutputQuerySchema = z.object({ format: z.enum(['ipynb', 'html']).default('ipynb') }).strict();
 

@@ -14,6 +14,9 @@
  * credentials can read only the secrets its job names (job-credentials.ts).
  */
 import { InvalidRequestError } from './errors.ts';
+import { inputKey, type JobRecord } from './job.ts';
+import { jobFields, type LogFn } from './logging.ts';
+import type { Artifacts } from './ports.ts';
 
 export const SECRET_SCHEMES = ['env', 'file', 'secretsmanager', 'ssm'] as const;
 export type SecretScheme = (typeof SECRET_SCHEMES)[number];
@@ -147,8 +150,11 @@ const ENV_TARGET = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 const SM_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const SM_ARN =
   /^arn:(aws|aws-cn|aws-us-gov):secretsmanager:([a-z0-9-]+):(\d{12}):secret:([A-Za-z0-9/_+=.@-]{1,512})$/;
-/** Parameter Store names: letters, digits and _.-/ . */
-const SSM_PATH = /^\/[A-Za-z0-9_.\-/]{1,1010}$/;
+/**
+ * Parameter Store names: letters, digits and _.-/ ; at most 640 characters (Parameter Store takes
+ * 1,011), so the reader's session policy, which names the parameter twice, stays within STS's limit.
+ */
+const SSM_PATH = /^\/[A-Za-z0-9_.\-/]{1,639}$/;
 
 /** The secret's name inside a Secrets Manager reference (the ARN's resource part, with its suffix). */
 export function secretsManagerName(target: string): string {
@@ -301,6 +307,20 @@ export function redactedParameters(
 /**
  * Where a job's redacted parameter values wait for its runner: an object in the job's input folder
  * (readable by that job's runner only), never the job record. The runner deletes it when the job
- * ends; deleting the job removes it too.
+ * ends; the service when it ends a job itself (lifecycle.ts: a queued job cancelled or never
+ * launched, a lost runner); deleting the job removes it too.
  */
 export const REDACTED_PARAMETERS_FILE = 'redacted-parameters.json';
+
+/**
+ * Deletes a job's redacted parameter values (REDACTED_PARAMETERS_FILE), if it has any. A failure
+ * is logged, not thrown: the job's end stands, and the object goes with the job at the latest.
+ */
+export async function dropRedactedValues(job: JobRecord, artifacts: Artifacts, log: LogFn): Promise<void> {
+  if (!job.redact_parameters?.length) return;
+  try {
+    await artifacts.delete(inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE));
+  } catch (error) {
+    log('deleting the redacted parameter values failed', { ...jobFields(job), error });
+  }
+}

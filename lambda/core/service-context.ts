@@ -4,7 +4,7 @@
  * scheduling, reconciliation, retention) is built on one ServiceContext; JobService is their facade.
  */
 import { MAX_INLINE_NOTEBOOK_BYTES, SETTINGS } from './settings.ts';
-import { NO_SECRETS, type SecretPolicy } from './secrets.ts';
+import { dropRedactedValues, NO_SECRETS, type SecretPolicy } from './secrets.ts';
 import { NotFoundError } from './errors.ts';
 import { DEFAULT_MAX_OUTPUT_NOTEBOOK_BYTES, type JobRecord } from './job.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -114,11 +114,17 @@ export interface ServiceContext {
 }
 
 export function serviceContext(deps: JobServiceDeps): ServiceContext {
+  const log = deps.log ?? textLog();
   return {
     deps,
     config: { ...DEFAULT_SERVICE_CONFIG, ...deps.config },
-    lifecycle: new Lifecycle({ store: deps.store, events: deps.events }),
-    log: deps.log ?? textLog(),
+    lifecycle: new Lifecycle({
+      store: deps.store,
+      events: deps.events,
+      // A job the service ends no runner will end: its redacted parameter values go now.
+      ended: (job) => dropRedactedValues(job, deps.artifacts, log),
+    }),
+    log,
   };
 }
 

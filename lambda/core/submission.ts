@@ -16,11 +16,12 @@ import {
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
 import { nameFromUri } from './names.ts';
-import { readInputFiles, storeInputFiles } from './input-files.ts';
+import { inspectInputFiles, readInputFiles, storeInputFiles } from './input-files.ts';
 import {
   CreateJobRequestSchema,
   parseRequest,
   type CreateJobRequest,
+  type InspectRequest,
   UploadRequestSchema,
 } from './schemas.ts';
 import type { InspectResult, JobView, UploadSlot } from './contract.ts';
@@ -72,11 +73,7 @@ export class Submission {
     deps.launcher.checkResources?.({ cpu: request.cpu, memory: request.memory });
     // Read and checked before anything is written: a refused archive leaves nothing behind.
     const inputFiles = request.files
-      ? await readInputFiles(deps.artifacts, tenant, request.files, request.notebook, {
-          maxFiles: config.maxInputFiles,
-          maxBytes: config.maxInputFilesBytes,
-          maxArchiveBytes: config.maxNotebookBytes,
-        })
+      ? await readInputFiles(deps.artifacts, tenant, request.files, request.notebook, this.fileCaps())
       : null;
 
     const { wait_seconds: waitSeconds, ...stored } = request;
@@ -137,12 +134,16 @@ export class Submission {
     return this.views.waitForEnd(tenant, jobId, waitSeconds, arrived);
   }
 
-  async inspect(tenant: string, input: { notebook: NotebookSource }): Promise<InspectResult> {
+  async inspect(tenant: string, input: InspectRequest): Promise<InspectResult> {
     const { notebook, name } = await this.loadNotebook(tenant, input.notebook);
     const { kernel, language } = await this.resolveKernel(notebook, undefined);
     const count = (type: string) => notebook.cells.filter((cell) => cell.cell_type === type).length;
     const lang = languageForKernel(kernel, language);
+    const files = input.files
+      ? await inspectInputFiles(this.ctx.deps.artifacts, tenant, input.files, input.notebook, this.fileCaps())
+      : undefined;
     return {
+      ...(files ? { files } : {}),
       name,
       kernel,
       language,
@@ -153,6 +154,16 @@ export class Submission {
         markdown: count('markdown'),
         raw: count('raw'),
       },
+    };
+  }
+
+  /** The caps on a job's input files (an archive of them is capped like a notebook). */
+  private fileCaps() {
+    const { config } = this.ctx;
+    return {
+      maxFiles: config.maxInputFiles,
+      maxBytes: config.maxInputFilesBytes,
+      maxArchiveBytes: config.maxNotebookBytes,
     };
   }
 

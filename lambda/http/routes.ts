@@ -322,7 +322,10 @@ export const ROUTES: readonly Route[] = [
       summary: 'Inspect a notebook',
       body: InspectRequestSchema,
       responses: {
-        '200': jsonResponse("The notebook's kernel, parameters and cell counts", 'Inspection'),
+        '200': jsonResponse(
+          "The notebook's kernel, parameters and cell counts; with files, the input files a job would bring",
+          'Inspection',
+        ),
         '400': errorResponseDoc,
       },
     },

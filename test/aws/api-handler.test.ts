@@ -127,6 +127,40 @@ describe('POST /v1/jobs with the base64 fixture, then GET', () => {
     expect(aws.secrets.commandCalls(GetSecretValueCommand)).toHaveLength(1);
   });
 
+  it("takes ssm: secret references under the tenant's own path, storing only the reference", async () => {
+    const created = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: createBody('hello.ipynb', { secrets: { API_KEY: 'ssm:/notebook-jobs/acme/api/key' } }),
+      }),
+    );
+    expect(created.statusCode, created.body).toBe(201);
+    const job = body(created);
+    expect(job.secrets).toEqual({ API_KEY: 'ssm:/notebook-jobs/acme/api/key' });
+    expect((await db().store(table).get(job.job_id))?.secrets).toEqual({
+      API_KEY: 'ssm:/notebook-jobs/acme/api/key',
+    });
+  });
+
+  it.each([
+    ["another tenant's parameter", 'ssm:/notebook-jobs/globex/api/key', /only its own parameters/],
+    ['a parameter outside notebook-jobs/', 'ssm:/prod/db/password', /only its own parameters/],
+    ['a path climbing out', 'ssm:/notebook-jobs/acme/../globex/key', /only its own parameters/],
+  ])('answers 400 for an ssm: reference to %s, and creates nothing', async (_what, reference, message) => {
+    const result = await api(
+      proxyEvent({
+        method: 'POST',
+        path: '/v1/jobs',
+        body: createBody('hello.ipynb', { secrets: { API_KEY: reference } }),
+      }),
+    );
+    expect(result.statusCode).toBe(400);
+    expect(body(result).error.message).toMatch(message);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+  });
+
   it('answers 400 naming the problem for a bad body, and creates nothing', async () => {
     const result = await api(
       proxyEvent({ method: 'POST', path: '/v1/jobs', body: { notebook: { content: {} } } }),
@@ -419,6 +453,49 @@ describe('request size limits (Lambda payload 6 MB, bodies escaped inside the ev
     const payload = Buffer.byteLength(JSON.stringify(event));
     expect(payload).toBeGreaterThan(2 * MAX_REQUEST_BODY_BYTES);
     expect(payload).toBeLessThanOrEqual(LAMBDA_PAYLOAD_BYTES);
+  });
+});
+
+describe('inspect with files from an s3:// source prefix', () => {
+  it("lists the notebook's folder under the tenant's source with one prefix listing; another tenant is refused without one", async () => {
+    const sources = JSON.stringify({ acme: ['s3://acme-data/notebooks/'] });
+    const { handler } = await coldStart<ApiModule>(
+      'lambda/handlers/api.ts',
+      stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_TENANT_SOURCES: sources }),
+    );
+    const content = JSON.parse(JSON.stringify(createBody().notebook.content));
+    aws.objects.set('acme-data/notebooks/proj/nb.ipynb', Buffer.from(JSON.stringify(content)));
+    aws.objects.set('acme-data/notebooks/proj/data/a.csv', Buffer.from('x\n1\n'));
+    aws.objects.set('acme-data/notebooks/other/b.csv', Buffer.from('not this folder'));
+    const request = (tenant: string) =>
+      handler(
+        proxyEvent({
+          method: 'POST',
+          path: '/v1/notebooks/inspect',
+          tenant,
+          body: { notebook: { uri: 's3://acme-data/notebooks/proj/nb.ipynb' }, files: { paths: ['data/*'] } },
+        }),
+      );
+
+    const inspected = await request('acme');
+
+    expect(inspected.statusCode, inspected.body).toBe(200);
+    expect(body(inspected).files).toMatchObject({
+      source: 's3://acme-data/notebooks/proj/',
+      files: [{ path: 'data/a.csv', size: 4 }],
+      refused: [],
+      accepted: true,
+    });
+    expect(aws.s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
+      { Bucket: 'acme-data', Prefix: 'notebooks/proj/', ContinuationToken: undefined },
+    ]);
+    expect(aws.s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+
+    aws.s3.resetHistory();
+    const refused = await request('globex');
+    expect(refused.statusCode).toBe(400);
+    expect(body(refused).error.message).toMatch(/may not be submitted by this tenant/);
+    expect(aws.s3.commandCalls(ListObjectsV2Command)).toHaveLength(0);
   });
 });
 

@@ -314,7 +314,10 @@ describe('Lambda functions', () => {
   });
 
   it('lets only the api and mcp Lambdas read the notebook prefixes tenants may submit from', () => {
-    const sources = { acme: ['s3://acme-data/notebooks/'], '*': ['s3://shared-nb/public/'] };
+    const sources = {
+      acme: ['s3://acme-data/notebooks/', 's3://acme-data/shared/'],
+      '*': ['s3://shared-nb/public/'],
+    };
     const { template, stack } = synth({ tenantSources: JSON.stringify(sources) });
     const functions = template.findResources('AWS::Lambda::Function');
     const policies = Object.values(template.findResources('AWS::IAM::Policy'));
@@ -338,6 +341,34 @@ describe('Lambda functions', () => {
     expect(statement.Action).toBe('s3:GetObject');
     expect(JSON.stringify(statement.Resource)).toContain(':s3:::acme-data/notebooks/*');
     expect(JSON.stringify(statement.Resource)).toContain(':s3:::shared-nb/public/*');
+    // Listing (files.uri s3:// folders): each source bucket, only under its allowed prefixes.
+    const bucketArn = (bucket: string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${bucket}`]],
+    });
+    for (const name of names) {
+      const listings = statementsOf(template, stack.functions[name].function.role as IRole).filter(
+        (s: any) => s.Action === 's3:ListBucket' && s.Condition,
+      );
+      const reader = name === 'api' || name === 'mcp';
+      expect(listings, name).toEqual(
+        reader
+          ? [
+              {
+                Effect: 'Allow',
+                Action: 's3:ListBucket',
+                Resource: bucketArn('acme-data'),
+                Condition: { StringLike: { 's3:prefix': ['notebooks/*', 'shared/*'] } },
+              },
+              {
+                Effect: 'Allow',
+                Action: 's3:ListBucket',
+                Resource: bucketArn('shared-nb'),
+                Condition: { StringLike: { 's3:prefix': ['public/*'] } },
+              },
+            ]
+          : [],
+      );
+    }
   });
 
   it('give api, mcp, task-events and sweeper every service variable, and the authorizer only the table', () => {
@@ -665,6 +696,48 @@ describe('IAM scope', () => {
               ':parameter/notebook-jobs/*',
             ],
           ],
+        },
+      },
+      // SecureString values: decrypted only by Parameter Store, only for parameters under notebook-jobs/.
+      {
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':kms:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':key/*',
+            ],
+          ],
+        },
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': {
+              'Fn::Join': ['', ['ssm.', { Ref: 'AWS::Region' }, '.', { Ref: 'AWS::URLSuffix' }]],
+            },
+          },
+          StringLike: {
+            'kms:EncryptionContext:PARAMETER_ARN': {
+              'Fn::Join': [
+                '',
+                [
+                  'arn:',
+                  { Ref: 'AWS::Partition' },
+                  ':ssm:',
+                  { Ref: 'AWS::Region' },
+                  ':',
+                  { Ref: 'AWS::AccountId' },
+                  ':parameter/notebook-jobs/*',
+                ],
+              ],
+            },
+          },
         },
       },
       {

@@ -16,7 +16,8 @@ import type { LogFields } from '../../lambda/core/logging.ts';
 import { InvalidRequestError, PayloadTooLargeError } from '../../lambda/core/errors.ts';
 import { CursorCodec } from '../../lambda/core/cursor.ts';
 import { MonotonicJobIds } from '../../lambda/core/ids.ts';
-import type { JobRecord, JobStateChange } from '../../lambda/core/job.ts';
+import { inputKey, type JobRecord, type JobStateChange } from '../../lambda/core/job.ts';
+import { REDACTED_PARAMETERS_FILE } from '../../lambda/core/secrets.ts';
 import type { Artifacts, Launcher } from '../../lambda/core/ports.ts';
 import { createDocumentClient } from '../../lambda/adapters/dynamodb/client.ts';
 import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
@@ -142,6 +143,46 @@ describe('cancel', () => {
     expect((await service.cancel('t', a.job_id)).status).toBe('cancelled');
     expect(launcher.stopped).toEqual([a.job_id]);
     await expect(service.cancel('other-tenant', a.job_id)).rejects.toThrow(/not found/);
+  });
+});
+
+describe("a job's redacted parameter values", () => {
+  const sensitive = {
+    notebook: {
+      content: makeNotebook([
+        { ...codeCell('api_key = "default"'), metadata: { tags: ['parameters'] } },
+        codeCell('x = 1'),
+      ]),
+    },
+    parameters: { api_key: 'sk-live-12345' },
+    redact_parameters: ['api_key'],
+  };
+  const valuesOf = (job: { job_id: string }) =>
+    artifacts.exists(artifacts.uriFor(inputKey('t', job.job_id, REDACTED_PARAMETERS_FILE)));
+
+  it('are deleted when the service ends a job no runner will end: cancelled while queued, never launched, runner lost', async () => {
+    const running = await service.create('t', sensitive);
+    const other = await service.create('t', sensitive);
+    const queued = await service.create('t', sensitive);
+    expect((await service.get('t', queued.job_id)).status).toBe('queued');
+    expect(await valuesOf(queued)).toBe(true);
+
+    await service.cancel('t', queued.job_id);
+
+    expect(await valuesOf(queued)).toBe(false);
+    // The running jobs' runners still need theirs.
+    expect([await valuesOf(running), await valuesOf(other)]).toEqual([true, true]);
+
+    launcher.alive.set(`ref:${running.job_id}`, false);
+    await service.runnerStopped(running.job_id, 'runner exited with code 137');
+    expect((await service.get('t', running.job_id)).status).toBe('failed');
+    expect([await valuesOf(running), await valuesOf(other)]).toEqual([false, true]);
+
+    await service.cancel('t', other.job_id);
+    launcher.failNext = true;
+    const unlaunched = await service.create('t', sensitive);
+    expect((await service.get('t', unlaunched.job_id)).status).toBe('failed');
+    expect(await valuesOf(unlaunched)).toBe(false);
   });
 });
 

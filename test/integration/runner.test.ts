@@ -13,7 +13,14 @@ import { createJobTable } from '../../lambda/adapters/dynamodb/table.ts';
 import { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import { FileArtifacts } from '../../lambda/adapters/file-artifacts.ts';
 import { FileLogSink, jobLogPath } from '../../lambda/adapters/file-logs.ts';
-import { htmlOutputKey, type JobChanges, type JobRecord, type JobStatus } from '../../lambda/core/job.ts';
+import {
+  htmlOutputKey,
+  inputKey,
+  type JobChanges,
+  type JobRecord,
+  type JobStatus,
+} from '../../lambda/core/job.ts';
+import { REDACTED_PARAMETERS_FILE } from '../../lambda/core/secrets.ts';
 import { RunnerControl, runJob, type RunnerDeps } from '../../container/runner/runner.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { NotebookRenderer } from '../../lambda/core/ports.ts';
@@ -126,21 +133,31 @@ describe('runner', () => {
   });
 
   it('leaves a job whose task was stopped without a cancel (Spot interruption) to reconciliation, keeping the partial notebook', async () => {
+    // With a redacted parameter: its values stay for the attempt a requeue would start.
     const job = await runningJob(
-      makeNotebook([codeCell('print("started", flush=True)'), codeCell('import time\ntime.sleep(120)')]),
+      makeNotebook([
+        codeCell('api_key = "[redacted]"', ['injected-parameters']),
+        codeCell('print("started", flush=True)'),
+        codeCell('import time\ntime.sleep(120)'),
+      ]),
+      { input_parameterized: true, parameters: { api_key: '[redacted]' }, redact_parameters: ['api_key'] },
     );
+    const values = inputKey(job.tenant, job.job_id, REDACTED_PARAMETERS_FILE);
+    await artifacts.put(values, JSON.stringify({ api_key: 'sk-live-12345' }));
     const control = new RunnerControl();
     const running = run(job, 100, control);
-    for (let i = 0; i < 200 && (await store.get(job.job_id))?.progress.cells_executed !== 1; i++)
+    for (let i = 0; i < 200 && (await store.get(job.job_id))?.progress.cells_executed !== 2; i++)
       await new Promise((r) => setTimeout(r, 100));
     control.stop('interrupted');
     const outcome = await running;
+    expect(await artifacts.exists(artifacts.uriFor(values))).toBe(true);
     // Reconciliation requeues it (or fails it) from the task's stop code: the runner writes no ending.
     expect(outcome).toEqual({ status: 'skipped', error: null });
     const final = await store.get(job.job_id);
     expect(final).toMatchObject({ status: 'running', error: null });
     const saved = JSON.parse(readFileSync(new URL(final?.output_uri as string), 'utf8'));
-    expect(saved.cells[0].outputs[0].text.join('')).toBe('started\n');
+    expect(saved.cells[1].outputs[0].text.join('')).toBe('started\n');
+    expect(JSON.stringify(saved)).not.toContain('sk-live-12345');
   });
 
   it('saves an HTML copy beside the executed notebook when given a renderer; a failing one costs nothing else', async () => {

@@ -162,6 +162,11 @@ describe('secrets by reference', () => {
       { F: 'secretsmanager:notebook-jobs/local/db' },
       /not resolved by this deployment/,
     ],
+    [
+      'an ssm: reference locally',
+      { F: 'ssm:/notebook-jobs/local/db' },
+      /ssm: references are not resolved by this deployment; it resolves env:/,
+    ],
     ['no scheme', { F: 'hunter22' }, /not a secret reference/],
   ])('refuses %s with a 400 that does not create a job', async (_what, secrets, message) => {
     const before = await svc.request('GET', '/v1/jobs?limit=100');

@@ -206,6 +206,57 @@ describe('S3Artifacts: keys, put, read, exists', () => {
   });
 });
 
+describe('S3Artifacts.listSubmitted', () => {
+  it('lists an allowed prefix page by page, with paths relative to it, skipping folder markers and caches', async () => {
+    s3.on(ListObjectsV2Command, { Bucket: 'team-notebooks', Prefix: 'ml/run/', ContinuationToken: undefined })
+      .resolves({
+        Contents: [
+          { Key: 'ml/run/', Size: 0 },
+          { Key: 'ml/run/data/sales.csv', Size: 120 },
+          { Key: 'ml/run/__pycache__/utils.cpython-312.pyc', Size: 900 },
+        ],
+        IsTruncated: true,
+        NextContinuationToken: 'page-2',
+      })
+      .on(ListObjectsV2Command, { Bucket: 'team-notebooks', Prefix: 'ml/run/', ContinuationToken: 'page-2' })
+      .resolves({ Contents: [{ Key: 'ml/run/utils.py', Size: 42 }], IsTruncated: false });
+
+    const files = await artifacts.listSubmitted('acme', 's3://team-notebooks/ml/run/', 10);
+
+    expect(files).toEqual([
+      { path: 'data/sales.csv', uri: 's3://team-notebooks/ml/run/data/sales.csv', size: 120 },
+      { path: 'utils.py', uri: 's3://team-notebooks/ml/run/utils.py', size: 42 },
+    ]);
+    expect(s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input)).toEqual([
+      { Bucket: 'team-notebooks', Prefix: 'ml/run/', ContinuationToken: undefined },
+      { Bucket: 'team-notebooks', Prefix: 'ml/run/', ContinuationToken: 'page-2' },
+    ]);
+  });
+
+  it('refuses more files than the cap, naming the setting', async () => {
+    s3.on(ListObjectsV2Command).resolves({
+      Contents: [1, 2, 3].map((n) => ({ Key: `public/f${n}.csv`, Size: 1 })),
+      IsTruncated: false,
+    });
+    await expect(artifacts.listSubmitted('acme', 's3://shared-notebooks/public/', 2)).rejects.toThrow(
+      /more than 2 files.*NOTEBOOK_JOBS_MAX_INPUT_FILES/,
+    );
+  });
+
+  it.each([
+    ["another tenant's source prefix", 'globex', 's3://team-notebooks/ml/', InvalidRequestError],
+    ['a sibling of an allowed prefix', 'acme', 's3://team-notebooks/ml-private/', InvalidRequestError],
+    ['a bucket nobody allowed', 'acme', 's3://other-bucket/ml/', InvalidRequestError],
+    ['a path climbing out', 'acme', 's3://team-notebooks/ml/../secret/', InvalidRequestError],
+    ["the deployment's own job folders", 'acme', `s3://${BUCKET}/inputs/acme/`, InvalidRequestError],
+    ["another tenant's uploads", 'acme', `s3://${BUCKET}/uploads/globex/`, NotFoundError],
+    ['a URI not ending in "/"', 'acme', 's3://team-notebooks/ml/run', InvalidRequestError],
+  ])('refuses %s without calling S3', async (_what, tenant, uri, type) => {
+    await expect(artifacts.listSubmitted(tenant, uri, 10)).rejects.toThrow(type);
+    expect(s3.calls()).toHaveLength(0);
+  });
+});
+
 describe('S3Artifacts.deleteJob', () => {
   it('lists and deletes everything under the job inputs and outputs, page by page', async () => {
     const jobId = ids.jobId();

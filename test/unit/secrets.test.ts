@@ -5,12 +5,17 @@
  */
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkSecrets, secretEnvPrefixProblem, type SecretPolicy } from '../../lambda/core/secrets.ts';
 import { InvalidRequestError } from '../../lambda/core/errors.ts';
 import { Redactor } from '../../container/runner/redact.ts';
-import { secretReaderPolicy, secretReaderSession } from '../../container/runner/job-credentials.ts';
+import {
+  policyText,
+  secretReaderPolicy,
+  secretReaderSession,
+} from '../../container/runner/job-credentials.ts';
 import { awsSecretSources, resolveSecrets, SecretUnavailableError } from '../../container/runner/secrets.ts';
 import { kernelEnvironment } from '../../lambda/kernels/kernel-env.ts';
 
@@ -114,9 +119,11 @@ describe('redaction', () => {
 describe('AWS secrets', () => {
   const sts = mockClient(STSClient);
   const sm = mockClient(SecretsManagerClient);
+  const ssm = mockClient(SSMClient);
   afterEach(() => {
     sts.reset();
     sm.reset();
+    ssm.reset();
   });
 
   it('the session that reads a secret may read that secret only', () => {
@@ -130,13 +137,25 @@ describe('AWS secrets', () => {
         },
       ],
     });
+    const parameter = 'arn:aws:ssm:eu-west-1:123456789012:parameter/notebook-jobs/acme/k';
     expect(secretReaderPolicy(SCOPE, { scheme: 'ssm', target: '/notebook-jobs/acme/k' }).Statement).toEqual([
+      { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: parameter },
+      // SecureString: decrypted by KMS for Parameter Store, for this parameter only.
       {
         Effect: 'Allow',
-        Action: 'ssm:GetParameter',
-        Resource: 'arn:aws:ssm:eu-west-1:123456789012:parameter/notebook-jobs/acme/k',
+        Action: 'kms:Decrypt',
+        Resource: 'arn:aws:kms:eu-west-1:123456789012:key/*',
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': 'ssm.eu-west-1.amazonaws.com',
+            'kms:EncryptionContext:PARAMETER_ARN': parameter,
+          },
+        },
       },
     ]);
+    expect(() => secretReaderPolicy(SCOPE, { scheme: 'ssm', target: '/notebook-jobs/other/k' })).toThrow(
+      /only its own parameters/,
+    );
     // Another tenant's secret, or a secret of another account, never reaches a policy.
     expect(() =>
       secretReaderPolicy(SCOPE, { scheme: 'secretsmanager', target: 'notebook-jobs/other/db' }),
@@ -217,5 +236,77 @@ describe('AWS secrets', () => {
       ),
     ).rejects.toThrow(/only its own secrets/);
     expect(sm.commandCalls(GetSecretValueCommand).length).toBe(calls);
+  });
+
+  it('the longest parameter path a tenant may name still fits a session policy', () => {
+    const tenant = 't'.repeat(128);
+    const longest = `/notebook-jobs/${tenant}/${'p'.repeat(639 - 15 - tenant.length)}`;
+    const scope = { ...SCOPE, tenant, runnerRoleArn: 'arn:aws-us-gov:iam::123456789012:role/runner' };
+    checkSecrets(tenant, { K: `ssm:${longest}` }, AWS);
+    expect(() => policyText(secretReaderPolicy(scope, { scheme: 'ssm', target: longest }))).not.toThrow();
+    expect(() => checkSecrets(tenant, { K: `ssm:${longest}x` }, AWS)).toThrow(InvalidRequestError);
+  });
+
+  it('resolves an ssm: parameter decrypted, with a session naming it; a missing one fails naming the reference', async () => {
+    sts.on(AssumeRoleCommand).resolves({
+      Credentials: {
+        AccessKeyId: 'AK',
+        SecretAccessKey: 'SK',
+        SessionToken: 'ST',
+        Expiration: new Date(Date.now() + 3_600_000),
+      },
+    });
+    ssm.on(GetParameterCommand, { Name: '/notebook-jobs/acme/api/key' }).resolves({
+      Parameter: { Name: '/notebook-jobs/acme/api/key', Type: 'SecureString', Value: 'api-Key-42' },
+    });
+    const notFound = Object.assign(new Error('Parameter /notebook-jobs/acme/gone not found.'), {
+      name: 'ParameterNotFound',
+    });
+    ssm.on(GetParameterCommand, { Name: '/notebook-jobs/acme/gone' }).rejects(notFound);
+    const sources = awsSecretSources(new STSClient({ region: 'eu-west-1' }), SCOPE);
+    const redactor = new Redactor();
+
+    const values = await resolveSecrets(
+      { tenant: 'acme', secrets: { API_KEY: 'ssm:/notebook-jobs/acme/api/key' } },
+      sources,
+      redactor,
+    );
+
+    expect(values).toEqual({ API_KEY: 'api-Key-42' });
+    expect(ssm.commandCalls(GetParameterCommand).map((c) => c.args[0].input)).toEqual([
+      { Name: '/notebook-jobs/acme/api/key', WithDecryption: true },
+    ]);
+    // Read with a runner role session whose policy names that parameter (and its decryption) only.
+    const client = ssm.commandCalls(GetParameterCommand)[0]?.thisValue as SSMClient;
+    await client.config.credentials();
+    expect(sts.commandCalls(AssumeRoleCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        RoleArn: ROLE,
+        RoleSessionName: SCOPE.jobId,
+        DurationSeconds: 3600,
+        Policy: JSON.stringify(
+          secretReaderPolicy(SCOPE, { scheme: 'ssm', target: '/notebook-jobs/acme/api/key' }),
+        ),
+      },
+    ]);
+    // Redacted like every other secret, in its encodings too.
+    expect(redactor.text('key=api-Key-42')).toBe('key=[redacted:API_KEY]');
+    expect(redactor.text(Buffer.from('api-Key-42').toString('base64'))).toBe('[redacted:API_KEY]');
+
+    const failing = resolveSecrets(
+      { tenant: 'acme', secrets: { GONE: 'ssm:/notebook-jobs/acme/gone' } },
+      sources,
+      redactor,
+    );
+    await expect(failing).rejects.toThrow(SecretUnavailableError);
+    await expect(failing).rejects.toThrow(
+      'secret GONE (ssm:/notebook-jobs/acme/gone): cannot be read (ParameterNotFound)',
+    );
+    // Another tenant's parameter in a record written around the api: refused before any call.
+    const calls = ssm.commandCalls(GetParameterCommand).length;
+    await expect(
+      resolveSecrets({ tenant: 'acme', secrets: { X: 'ssm:/notebook-jobs/other/key' } }, sources, redactor),
+    ).rejects.toThrow(/only its own parameters/);
+    expect(ssm.commandCalls(GetParameterCommand).length).toBe(calls);
   });
 });
