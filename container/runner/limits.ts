@@ -6,6 +6,7 @@
 import type { JobError } from '../../lambda/core/job.ts';
 import { SETTINGS } from '../../lambda/core/settings.ts';
 import type { LogLine, LogSink } from '../../lambda/core/ports.ts';
+import { jsonLineBytes } from '../../lambda/adapters/stdout-log-sink.ts';
 import type { Notebook } from '../../lambda/notebook/notebook.ts';
 import { removedOutputNote, truncateOutputs } from '../../lambda/notebook/truncate-outputs.ts';
 
@@ -131,7 +132,7 @@ export class BoundedLogSink implements FlowControlledLogSink {
   }
 
   private add(line: LogLine, lifecycle: boolean): void {
-    const bytes = Buffer.byteLength(JSON.stringify(line)) + 1;
+    const bytes = jsonLineBytes(line);
     if (!this.full && this.written + bytes <= this.limits.maxLogBytes) {
       this.written += bytes;
       this.sink.write(line);
@@ -182,10 +183,16 @@ export class LineSplitter {
     if (!state) this.partial.set(stream, (state = { parts: [], units: 0, dropping: false }));
     for (let from = 0; ;) {
       const newline = chunk.indexOf('\n', from);
-      this.add(stream, state, newline < 0 ? chunk.slice(from) : chunk.slice(from, newline));
-      if (newline < 0) return;
-      if (!state.dropping) this.emit(stream, state.parts.join(''), false);
-      this.reset(state);
+      const piece = newline < 0 ? chunk.slice(from) : chunk.slice(from, newline);
+      if (newline >= 0 && state.units === 0 && !state.dropping && piece.length <= this.maxUnits) {
+        // A whole line with nothing pending (nearly every line): emitted as it is, no parts kept.
+        this.emit(stream, piece, false);
+      } else {
+        this.add(stream, state, piece);
+        if (newline < 0) return;
+        if (!state.dropping) this.emit(stream, state.parts.join(''), false);
+        this.reset(state);
+      }
       from = newline + 1;
     }
   }
@@ -211,7 +218,7 @@ export class LineSplitter {
   }
 
   private reset(state: PendingLine): void {
-    state.parts = [];
+    if (state.parts.length > 0) state.parts = [];
     state.units = 0;
     state.dropping = false;
   }

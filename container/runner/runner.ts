@@ -276,9 +276,10 @@ async function execute(
       );
   engine.stdin?.end();
   const limits = deps.limits ?? DEFAULT_LIMITS;
+  const ts = timestamps();
   const lines = new LineSplitter(
     (stream, text, truncated) =>
-      deps.logs.write({ ts: new Date().toISOString(), stream, text, ...(truncated ? { truncated } : {}) }),
+      deps.logs.write(truncated ? { ts: ts(), stream, text, truncated } : { ts: ts(), stream, text }),
     limits.maxLogLineBytes,
   );
   // While the log sink is behind, the engine's output waits in its pipes, not in this process.
@@ -426,6 +427,20 @@ const ERROR_MARKER_TAG = 'papermill-error-cell-tag';
 function withoutErrorMarkers(nb: Notebook): Notebook {
   const cells = nb.cells.filter((cell) => !cellTags(cell).includes(ERROR_MARKER_TAG));
   return cells.length === nb.cells.length ? nb : { ...nb, cells };
+}
+
+/**
+ * The time now as an ISO string, made once per millisecond: one engine read is thousands of log
+ * lines, and a Date and a string per line were a good part of what the runner allocated per line.
+ */
+function timestamps(): () => string {
+  let ms = -1;
+  let iso = '';
+  return () => {
+    const now = Date.now();
+    if (now !== ms) iso = new Date((ms = now)).toISOString();
+    return iso;
+  };
 }
 
 /**

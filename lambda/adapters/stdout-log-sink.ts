@@ -16,6 +16,21 @@ const SAFE_CHUNK_UNITS = 2000;
 
 const STREAMS: ReadonlySet<string> = new Set<LogLine['stream']>(['stdout', 'stderr', 'output', 'runner']);
 
+/** Printable ASCII but `"` and `\\`: text that JSON writes as it is, one byte a character. */
+export const PLAIN_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/**
+ * The UTF-8 bytes of a line as the sinks write it (`JSON.stringify(line)` and a newline), counted
+ * without serializing a line whose time and text need no escaping (nearly every line).
+ */
+export function jsonLineBytes(line: LogLine): number {
+  const { ts, stream, text, truncated } = line;
+  if ((truncated !== undefined && truncated !== true) || !PLAIN_JSON.test(text) || !PLAIN_JSON.test(ts))
+    return Buffer.byteLength(JSON.stringify(line)) + 1;
+  // {"ts":"…","stream":"…","text":"…"}, ,"truncated":true when cut, and the newline
+  return 32 + ts.length + stream.length + text.length + (truncated ? 17 : 0);
+}
+
 function serialize(line: LogLine): string {
   const { ts, stream, text } = line;
   return JSON.stringify(line.truncated ? { ts, stream, text, truncated: true } : { ts, stream, text });

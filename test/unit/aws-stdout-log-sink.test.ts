@@ -5,7 +5,7 @@
 import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseLogLine, StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
+import { jsonLineBytes, parseLogLine, StdoutLogSink } from '../../lambda/adapters/stdout-log-sink.ts';
 import type { LogLine } from '../../lambda/core/ports.ts';
 
 function capture(): { sink: StdoutLogSink; written: string[] } {
@@ -44,6 +44,24 @@ describe('StdoutLogSink + parseLogLine', () => {
         sink.write(line);
         expect(written).toHaveLength(1);
         expect(parseLogLine(written[0]!)).toEqual(line);
+      }),
+    );
+  });
+
+  it('counts the bytes of a line as JSON.stringify writes it, for any text, plain or escaped', () => {
+    const texts = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 200 }),
+      fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)) }),
+    );
+    fc.assert(
+      fc.property(texts, streams, fc.constantFrom(undefined, true), (text, stream, truncated) => {
+        const line: LogLine = {
+          ts: '2026-05-01T10:00:00.123Z',
+          stream,
+          text,
+          ...(truncated ? { truncated } : {}),
+        };
+        expect(jsonLineBytes(line)).toBe(Buffer.byteLength(JSON.stringify(line)) + 1);
       }),
     );
   });

@@ -2,7 +2,7 @@
  * Job logs as JSON-lines files (local mode): FileLogSink writes them, FileLogReader pages through
  * them by byte offset. Real files in a temp folder; no server.
  */
-import { appendFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -367,6 +367,40 @@ describe('FileLogSink', () => {
     await new Promise((r) => setTimeout(r, 30)); // well under flushMs; the size flushed them
     expect((await reader.read(logOfJob(jobId), { limit: 10 })).lines).toHaveLength(4);
     await sink.close();
+  });
+
+  it('writes every line byte for byte as JSON.stringify does: plain and escaped, cut, across buffers', async () => {
+    const texts = fc.oneof(
+      fc.string({
+        unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
+        maxLength: 300,
+      }),
+      fc.string({ unit: 'binary', maxLength: 300 }),
+      fc.constant('z'.repeat(1500)), // longer than a buffer
+    );
+    const lines = fc.array(
+      fc.record(
+        {
+          ts: fc.constantFrom('2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.679Z'),
+          stream: fc.constantFrom<LogLine['stream']>('stdout', 'stderr', 'output', 'runner'),
+          text: texts,
+          truncated: fc.constant(true as const),
+        },
+        { requiredKeys: ['ts', 'stream', 'text'] },
+      ),
+      { maxLength: 40 },
+    );
+    await fc.assert(
+      fc.asyncProperty(lines, async (written) => {
+        const path = jobLogPath(folder, newJob());
+        const sink = new FileLogSink(path, 10_000, 1024);
+        for (const l of written) sink.write(l);
+        await sink.close();
+        const expected = written.map((l) => `${JSON.stringify(l)}\n`).join('');
+        expect(await readFile(path, 'utf8').catch(() => '')).toBe(expected);
+      }),
+      { numRuns: 60 },
+    );
   });
 
   it('creates the log folder and appends to an existing log', async () => {
