@@ -29,6 +29,18 @@ export const ESM_REQUIRE_BANNER =
 /** Prefer packages' ES module builds (the AWS SDK ships them): better tree shaking. */
 export const MAIN_FIELDS = ['module', 'main'];
 
+/**
+ * How node runs the runner bundle, locally and in the image (container/Dockerfile's ENTRYPOINT
+ * repeats it; test/unit/runner-bundle.test.ts holds them together). Not `--enable-source-maps`:
+ * it makes node read and keep the bundle's 3-6 MB source map at every start, which doubled the
+ * runner's start-up CPU and its memory (65 MB -> 139 MB peak, farm-bench); the map stays beside
+ * the bundle for NODE_OPTIONS=--enable-source-maps when a stack trace needs the TypeScript lines.
+ * A small young generation (2 MB semi-spaces): a job that prints a lot allocates ~180 bytes a line,
+ * nearly all garbage at once, and V8's default growth of the young generation under that rate was
+ * the runner's remaining memory step (bench/README.md, "Runner, second pass": 1.10x -> 1.01-1.03x).
+ */
+export const RUNNER_NODE_FLAGS = ['--max-semi-space-size=2'];
+
 /** The runner's entry point (container/runner/main.ts): a file to bundle, not a module imported here. */
 export const RUNNER_ENTRY = fileURLToPath(new URL('../../container/runner/main.ts', import.meta.url));
 

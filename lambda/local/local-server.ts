@@ -38,6 +38,7 @@ import type { ApiResponse } from '../http/types.ts';
 import { findPython, staticKernelCatalog, type EngineName } from '../kernels/python.ts';
 import { ENGINES_DIR } from '../kernels/engines.ts';
 import { bundleRunner } from './runner-bundle.ts';
+import { RUNNER_NODE_FLAGS } from '../bundle/esbuild-config.ts';
 import {
   MAX_REQUEST_BODY_BYTES,
   readIntSetting,
@@ -187,7 +188,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     void work.finally(() => inFlight.delete(work));
   };
   const launcher = new LocalProcessLauncher({
-    command: [process.execPath, '--enable-source-maps', await bundleRunner(join(dataDir, 'runner'))],
+    command: [process.execPath, ...RUNNER_NODE_FLAGS, await bundleRunner(join(dataDir, 'runner'))],
     cwd: dataDir,
     stderrDir: join(dataDir, 'runners'),
     stopGraceMs: options.stopGraceMs ?? 10_000,

@@ -6,9 +6,9 @@ import { build } from 'esbuild';
 import { join } from 'node:path';
 import { runnerBuildOptions } from '../bundle/esbuild-config.ts';
 
-/** Bundles the runner into `folder`/runner.mjs and returns its path. */
+/** Bundles the runner into `folder`/runner.mjs (its source map beside it) and returns its path. */
 export async function bundleRunner(folder: string): Promise<string> {
   const outfile = join(folder, 'runner.mjs');
-  await build(runnerBuildOptions(outfile, 'inline'));
+  await build(runnerBuildOptions(outfile, 'linked'));
   return outfile;
 }

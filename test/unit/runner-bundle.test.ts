@@ -6,7 +6,8 @@
  */
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { runnerBuildOptions } from '../../lambda/bundle/esbuild-config.ts';
+import { readFileSync } from 'node:fs';
+import { RUNNER_NODE_FLAGS, runnerBuildOptions } from '../../lambda/bundle/esbuild-config.ts';
 
 describe('runner bundle', () => {
   it('takes in no package the runner does not run', async () => {
@@ -21,5 +22,14 @@ describe('runner bundle', () => {
       /node_modules\/(zod|jose|@modelcontextprotocol|yauzl|tar-stream|oidc-provider)\//.test(path),
     );
     expect(unwanted).toEqual([]);
+  });
+});
+
+describe('how node runs the runner', () => {
+  it('the image runs it with the same node flags as the local server', () => {
+    const dockerfile = readFileSync(new URL('../../container/Dockerfile', import.meta.url), 'utf8');
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+    expect(entrypoint && JSON.parse(entrypoint)).toEqual(['node', ...RUNNER_NODE_FLAGS, '/app/runner.mjs']);
+    expect(RUNNER_NODE_FLAGS).not.toContain('--enable-source-maps');
   });
 });
