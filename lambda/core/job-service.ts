@@ -187,4 +187,10 @@ export class JobService {
   gauges(): Promise<JobGauges> {
     return this.reconciler.gauges();
   }
+
+  /** Idle warm runners with a fresh heartbeat; null when this deployment has no warm pool. */
+  async idleWarmRunners(): Promise<number | null> {
+    const { warm, clock } = this.ctx.deps;
+    return warm ? warm.countIdle(clock.now()) : null;
+  }
 }

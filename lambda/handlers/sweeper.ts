@@ -1,7 +1,7 @@
 /**
  * Scheduled sweep (every minute): JobService.sweep() stops jobs past their deadline plus grace,
  * fails jobs whose task is gone, frees leaked slots and dispatches queued jobs. Then it publishes
- * the gauges JobsQueued and JobsRunning (namespace NotebookJobs, no dimensions) as CloudWatch
+ * the gauges JobsQueued and JobsRunning (and WarmRunnersIdle with a warm pool; namespace NotebookJobs, no dimensions) as CloudWatch
  * embedded metric format on stdout.
  *
  * The EMF document is written here rather than with Powertools Metrics: Powertools always adds a
@@ -29,7 +29,13 @@ export async function handler(_event?: unknown, context?: Context): Promise<Swee
   const { service } = await ready();
   const swept = await service.sweep();
   const { queued, running } = await service.gauges();
-  writeEmf({ JobsQueued: queued, JobsRunning: running });
+  // WarmRunnersIdle only where the stack has a warm pool (NOTEBOOK_JOBS_WARM_KERNEL).
+  const warmIdle = await service.idleWarmRunners();
+  writeEmf({
+    JobsQueued: queued,
+    JobsRunning: running,
+    ...(warmIdle === null ? {} : { WarmRunnersIdle: warmIdle }),
+  });
   const outcome = { ...swept, queued, running };
   if (swept.timed_out.length + swept.lost.length + swept.released.length > 0)
     logger.info('sweep repaired jobs', outcome);
