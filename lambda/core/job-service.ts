@@ -173,6 +173,11 @@ export class JobService {
     return this.reconciler.runnerStopped(jobId, reason, runnerRef, options);
   }
 
+  /** The id of the job a runner (an ECS task ARN) took, or null (a warm runner that had none). */
+  async jobOfRunner(runnerRef: string): Promise<string | null> {
+    return (await this.ctx.deps.store.findByRunnerRef(runnerRef))?.job_id ?? null;
+  }
+
   /** Ends every running job whose runner this process can no longer hear (local restart). */
   abandonRunning(message: string): Promise<string[]> {
     return this.reconciler.abandonRunning(message);

@@ -58,6 +58,8 @@ export interface JobStore {
   countQueued(): Promise<number>;
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
+  /** The job a runner ref (an ECS task ARN) is recorded on, or null (a keys-only index Query). */
+  findByRunnerRef(runnerRef: string): Promise<JobRecord | null>;
   /**
    * Claims an idempotency key for a tenant (conditional put), or returns the existing claim. `now`
    * is the service's clock: claims are stamped and aged by one clock.
