@@ -18,6 +18,8 @@ import {
  * (docs/deploy.md, "Warm runners"); a claim then comes within about 0.3 s of the offer.
  */
 export const WARM_POLL_MS = 300;
+/** Failed polls in a row (about 6 s) after which a warm runner gives up and its task ends. */
+const MAX_FAILURES = 20;
 
 export interface WarmWaitOptions {
   /** The runner's own item, reached with its warm session (WARM#<kernel> items only). */
@@ -39,29 +41,45 @@ export async function awaitWarmJob(options: WarmWaitOptions): Promise<WarmOffer 
   const pollMs = options.pollMs ?? WARM_POLL_MS;
   const heartbeatMs = options.heartbeatMs ?? WARM_HEARTBEAT_MS;
   let stop = false;
+  let beat = Date.now();
+  /** One poll: the claimed offer, or null (nothing offered, or the offer was not ours to take). */
+  const step = async (): Promise<WarmOffer | null> => {
+    const item = await registry.read(runnerId);
+    if (!item) {
+      // Removed under it (by hand, or TTL after a long stall): register again.
+      await registry.register(runnerId, new Date());
+      beat = Date.now();
+    } else if (item.offer) {
+      const offer = item.offer;
+      if (await options.claim(offer)) {
+        log(`claimed job ${offer.job_id}`);
+        return offer;
+      }
+      log(`job ${offer.job_id} was no longer ours to take (withdrawn or cancelled); idle again`);
+      await registry.release(runnerId, offer.job_id, new Date());
+    }
+    if (Date.now() - beat >= heartbeatMs) {
+      beat = Date.now();
+      if (!(await registry.heartbeat(runnerId, new Date()))) await registry.register(runnerId, new Date());
+    }
+    return null;
+  };
   void options.stopped.then(() => (stop = true));
   await registry.register(runnerId, new Date());
   log(`warm runner ${runnerId} is idle, waiting for a ${registry.kernel} job`);
-  let beat = Date.now();
+  let failures = 0;
   try {
     while (!stop) {
-      const item = await registry.read(runnerId);
-      if (!item) {
-        // Removed under it (by hand, or TTL after a long stall): register again.
-        await registry.register(runnerId, new Date());
-        beat = Date.now();
-      } else if (item.offer) {
-        const offer = item.offer;
-        if (await options.claim(offer)) {
-          log(`claimed job ${offer.job_id}`);
-          return offer;
-        }
-        log(`job ${offer.job_id} was no longer ours to take (withdrawn or cancelled); idle again`);
-        await registry.release(runnerId, offer.job_id, new Date());
-      }
-      if (Date.now() - beat >= heartbeatMs) {
-        beat = Date.now();
-        if (!(await registry.heartbeat(runnerId, new Date()))) await registry.register(runnerId, new Date());
+      try {
+        const offer = await step();
+        if (offer) return offer;
+        failures = 0;
+      } catch (error) {
+        // A throttled or failed call: try again at the next poll; only a lasting failure ends the
+        // task (ECS then starts a fresh one).
+        failures += 1;
+        log(`warm runner: ${errorMessage(error)} (${failures} failure(s) in a row)`);
+        if (failures >= MAX_FAILURES) throw error;
       }
       await Promise.race([options.stopped, new Promise((resolve) => setTimeout(resolve, pollMs))]);
     }

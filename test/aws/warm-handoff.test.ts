@@ -12,7 +12,7 @@ import { ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { DynamoDbWarmRunners, type WarmOffer } from '../../lambda/adapters/dynamodb/warm-runners.ts';
 import { readAwsConfig } from '../../lambda/aws/config.ts';
 import { createAwsDeps } from '../../lambda/aws/wiring.ts';
@@ -21,7 +21,7 @@ import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import type { JobRecord } from '../../lambda/core/job.ts';
 import { fitsWarmRunner } from '../../lambda/core/scheduling.ts';
 import { jobRecord } from '../helpers/jobs.ts';
-import { dynaliteForThisFile, expectedRunTask, mockAws, REGION, stackEnv } from './aws-harness.ts';
+import { coldStart, dynaliteForThisFile, expectedRunTask, mockAws, REGION, stackEnv } from './aws-harness.ts';
 
 const db = dynaliteForThisFile();
 const aws = mockAws();
@@ -134,7 +134,7 @@ describe('handing a started job to a warm runner', () => {
     expect(await service.idleWarmRunners()).toBe(1);
   });
 
-  it('launches a job whose offer a stopped dispatcher left behind at the next sweep', async () => {
+  it('launches a job whose offer a stopped dispatcher left behind at the next sweep, even if its runner died', async () => {
     await warm().register(RUNNER, new Date());
     const job = await queuedJob();
     const store = db().store(table);
@@ -145,8 +145,10 @@ describe('handing a started job to a warm runner', () => {
       started_at: new Date().toISOString(),
       attempt: 1,
     });
-    // The dispatcher offered it and was frozen before its deadline came.
+    // The dispatcher offered it and was frozen before its deadline came; the runner died too (its
+    // heartbeat is stale): the offer must still be found.
     expect(await warm().offer(started, new Date(Date.now() - 1), new Date())).toBe(RUNNER);
+    expect(await warm().heartbeat(RUNNER, new Date(Date.now() - 60_000))).toBe(true);
 
     await (await dispatcher()).sweep();
     expect(runTasks()).toEqual([expectedRunTask(job.job_id, 'acme')]);
@@ -182,5 +184,46 @@ describe('handing a started job to a warm runner', () => {
 
   it('fits a plain job of the kernel', () => {
     expect(fitsWarmRunner(jobRecord('job_x'), 'python3')).toBe(true);
+  });
+});
+
+describe('the idle-runner gauge', () => {
+  it('is published by the sweeper as WarmRunnersIdle, counting idle runners with a fresh heartbeat', async () => {
+    const { handler: sweep } = await coldStart<typeof import('../../lambda/handlers/sweeper.ts')>(
+      'lambda/handlers/sweeper.ts',
+      stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_WARM_KERNEL: 'python3' }),
+    );
+    await warm().register(RUNNER, new Date());
+    await warm().register(`${RUNNER.slice(0, -1)}0`, new Date());
+    await warm().register(`${RUNNER.slice(0, -1)}1`, new Date(Date.now() - 60_000)); // gone quiet
+    const lines: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      await sweep();
+    } finally {
+      write.mockRestore();
+    }
+    const emf = lines.filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line));
+    expect(emf).toEqual([
+      expect.objectContaining({
+        _aws: expect.objectContaining({
+          CloudWatchMetrics: [
+            {
+              Namespace: 'NotebookJobs',
+              Dimensions: [[]],
+              Metrics: [
+                { Name: 'JobsQueued', Unit: 'Count' },
+                { Name: 'JobsRunning', Unit: 'Count' },
+                { Name: 'WarmRunnersIdle', Unit: 'Count' },
+              ],
+            },
+          ],
+        }),
+        WarmRunnersIdle: 2,
+      }),
+    ]);
   });
 });

@@ -114,7 +114,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   async expiredOffers(now: Date): Promise<Array<{ job_id: string; runner_id: string }>> {
-    const offered = await this.queryRunners(now, 'offered');
+    // Stale runners too: an offer whose runner died must still be withdrawn and launched.
+    const offered = await this.queryRunners(now, 'offered', false);
     return offered
       .filter((item) => Number(item.offer_deadline) < now.getTime())
       .map((item) => ({ job_id: String(item.job_id), runner_id: String(item[SORT_KEY]) }));
@@ -182,7 +183,21 @@ export class DynamoDbWarmRunners implements WarmRunners {
    * attempt, still offered to this runner, and has no runner. False when the offer was withdrawn,
    * the job was cancelled or moved on: the runner must not run it.
    */
-  claim(offer: WarmOffer, runnerId: string): Promise<boolean> {
+  async claim(offer: WarmOffer, runnerId: string): Promise<boolean> {
+    try {
+      return await this.claimOnce(offer, runnerId);
+    } catch (error) {
+      // The answer may have been lost after the write applied: the job says whether it is ours
+      // (a claimed job whose runner thinks otherwise would wait for its deadline).
+      const { Item: job } = await this.client.send(
+        new GetCommand({ TableName: this.tableName, Key: jobKey(offer.job_id), ConsistentRead: true }),
+      );
+      if (job?.runner_ref === runnerId && job.status === 'running') return true;
+      throw error;
+    }
+  }
+
+  private claimOnce(offer: WarmOffer, runnerId: string): Promise<boolean> {
     return this.conditional(
       new UpdateCommand({
         TableName: this.tableName,
@@ -234,7 +249,7 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   /** Runners of this kernel in a state, with a fresh heartbeat (one Query: the pool is small). */
-  private async queryRunners(now: Date, state: 'idle' | 'offered'): Promise<Item[]> {
+  private async queryRunners(now: Date, state: 'idle' | 'offered', fresh = true): Promise<Item[]> {
     const items: Item[] = [];
     let startKey: Item | undefined;
     do {
@@ -242,12 +257,12 @@ export class DynamoDbWarmRunners implements WarmRunners {
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: '#pk = :pk',
-          FilterExpression: '#state = :state AND heartbeat_at >= :fresh',
+          FilterExpression: fresh ? '#state = :state AND heartbeat_at >= :fresh' : '#state = :state',
           ExpressionAttributeNames: { '#pk': PARTITION_KEY, '#state': 'state' },
           ExpressionAttributeValues: {
             ':pk': warmPartitionKey(this.kernel),
             ':state': state,
-            ':fresh': now.getTime() - WARM_STALE_MS,
+            ...(fresh ? { ':fresh': now.getTime() - WARM_STALE_MS } : {}),
           },
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
