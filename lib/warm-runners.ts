@@ -3,15 +3,18 @@
  * runner task definition, started without a job. Each starts the default kernel, registers itself
  * idle in the job table and waits for the dispatcher's offer (container/runner/warm-runner.ts,
  * docs/architecture.md "Warm runners (AWS)"); it runs one job and exits, and the service starts a
- * replacement. The Lambdas learn the pool's kernel from NOTEBOOK_JOBS_WARM_KERNEL and offer matching
+ * replacement; while it runs its job it is protected from scale-in (a deployment waits for it). The
+ * Lambdas learn the pool's kernel from NOTEBOOK_JOBS_WARM_KERNEL and offer matching
  * jobs before they call RunTask.
  */
+import { Stack } from 'aws-cdk-lib';
 import { FargateService } from 'aws-cdk-lib/aws-ecs';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { WARM_KERNEL_VARIABLE, warmPartitionKey } from '../lambda/adapters/dynamodb/warm-runners.ts';
 import type { HouseFunction } from './house-function.ts';
+import { acknowledgeWildcardResources } from './nag-acknowledgements.ts';
 import type { Network } from './network.ts';
 import type { RunnerTask } from './runner-task.ts';
 
@@ -47,6 +50,25 @@ export class WarmRunners extends Construct {
         },
       }),
     );
+    // Scale-in protection while a warm task runs its job (container/runner/warm-runner.ts
+    // protectTask): the agent endpoint acts with the task role. Tasks of this cluster only.
+    const tasks = Stack.of(this).formatArn({
+      service: 'ecs',
+      resource: 'task',
+      resourceName: `${runner.cluster.clusterName}/*`,
+    });
+    runner.taskRole.addToPolicy(
+      new PolicyStatement({
+        actions: ['ecs:UpdateTaskProtection'],
+        resources: [tasks],
+        conditions: { ArnEquals: { 'ecs:cluster': runner.cluster.clusterArn } },
+      }),
+    );
+    acknowledgeWildcardResources(
+      runner.taskRole,
+      [tasks],
+      'A warm task protects itself from scale-in while it runs a job; its task id is only known at run time, so the grant covers tasks of this one cluster.',
+    );
     this.service = new FargateService(this, 'Service', {
       cluster: runner.cluster,
       taskDefinition: runner.taskDefinition,
@@ -59,9 +81,8 @@ export class WarmRunners extends Construct {
       capacityProviderStrategies: [
         { capacityProvider: props.useFargateSpot ? 'FARGATE_SPOT' : 'FARGATE', weight: 1 },
       ],
-      // A deployment starts the new tasks before it stops old ones, so the pool never runs dry.
-      // It does stop old tasks running a job: such a job is requeued as a new attempt
-      // (ServiceSchedulerInitiated is an infrastructure stop: lambda/handlers/task-events.ts).
+      // A deployment starts the new tasks before it stops old ones, so the pool never runs dry; it
+      // does not stop a task running a job (scale-in protection) unless the protection (48 h) ends.
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
       // A deployment that keeps failing (tasks die before their kernel is ready) stops retrying.

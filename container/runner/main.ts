@@ -79,7 +79,7 @@ import {
   warmSession,
   type AssumedRole,
 } from './job-credentials.ts';
-import { awaitWarmJob, ecsTaskArn } from './warm-runner.ts';
+import { awaitWarmJob, ecsTaskArn, protectTask } from './warm-runner.ts';
 import { DynamoDbWarmRunners, WARM_KERNEL_VARIABLE } from '../../lambda/adapters/dynamodb/warm-runners.ts';
 import { notebookRoleCredentials, type KernelAwsAccess } from './kernel-credentials.ts';
 import { findPython } from '../../lambda/kernels/python.ts';
@@ -323,6 +323,8 @@ async function claimWarmJob(
         });
         if (!(await registryOf(session).claim(offer, runnerId))) return false;
         claimed = { jobId: offer.job_id, tenant: offer.tenant, session };
+        // Now a deployment or a lower warmRunners must not stop this task until its job is done.
+        await protectTask(process.env.ECS_AGENT_URI, say);
         return true;
       },
     });

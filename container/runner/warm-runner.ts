@@ -109,3 +109,29 @@ export async function ecsTaskArn(metadataUri: string | undefined): Promise<strin
     throw new Error(`the task metadata endpoint gave no task ARN: ${JSON.stringify(arn)}`);
   return arn;
 }
+
+/** The longest scale-in protection ECS grants (48 h); the task's end lifts it anyway. */
+export const PROTECTION_MINUTES = 2880;
+
+/**
+ * Asks ECS not to stop this task for a scale-in or a deployment while it runs its job (task
+ * scale-in protection, through the agent endpoint ECS sets in ECS_AGENT_URI). Best effort: without
+ * it a deployment may stop the task, and the job is then requeued as a new attempt.
+ */
+export async function protectTask(agentUri: string | undefined, log: (text: string) => void): Promise<void> {
+  if (!agentUri) {
+    log('ECS_AGENT_URI is not set: the task runs its job without scale-in protection');
+    return;
+  }
+  try {
+    const response = await fetch(`${agentUri}/task-protection/v1/state`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ProtectionEnabled: true, ExpiresInMinutes: PROTECTION_MINUTES }),
+    });
+    if (!response.ok)
+      throw new Error(`the agent answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
+  } catch (error) {
+    log(`could not protect the task from scale-in: ${errorMessage(error)}`);
+  }
+}

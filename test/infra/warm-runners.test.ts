@@ -40,6 +40,7 @@ describe('warm runners in the stack', () => {
     expect(text).not.toContain('NOTEBOOK_JOBS_WARM_KERNEL');
     expect(text).not.toContain('WARM#');
     expect(text).not.toContain('WarmRunnersIdle');
+    expect(text).not.toContain('ecs:UpdateTaskProtection');
   });
 
   it('runs that many runner tasks as a service of the job task definition, without a public IP on private egress', () => {
@@ -87,6 +88,18 @@ describe('warm runners in the stack', () => {
     // The dashboard plots the sweeper's idle-runner gauge.
     const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
     expect(JSON.stringify(dashboards)).toContain('WarmRunnersIdle');
+    // The task role may protect its task (and only tasks of this cluster) while it runs a job.
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [ref(stack.runner.taskRole)],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: 'ecs:UpdateTaskProtection',
+            Condition: { ArnEquals: { 'ecs:cluster': Match.anyValue() } },
+          }),
+        ]),
+      },
+    });
     // The runner role may reach the pool's items (each waiting runner narrows it to them).
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [ref(stack.runner.runnerRole)],

@@ -117,6 +117,7 @@ function startRunner(jobId: string, tenant = 'acme', warm?: { metadataUri: strin
     ? {
         NOTEBOOK_JOBS_WARM_KERNEL: 'python3',
         ECS_CONTAINER_METADATA_URI_V4: warm.metadataUri,
+        ECS_AGENT_URI: warm.metadataUri.replace('/v4/abc', '/agent'),
         NOTEBOOK_JOBS_ENGINE: 'papermill',
       }
     : { NOTEBOOK_JOBS_JOB_ID: jobId, NOTEBOOK_JOBS_TENANT: tenant, NOTEBOOK_JOBS_ENGINE: 'nbclient' };
@@ -364,13 +365,25 @@ describe('warm runner in AWS mode (a task of the warm runner service)', () => {
   const TASK_ARN = 'arn:aws:ecs:us-east-1:111122223333:task/nbj/0123456789abcdef0123456789abcdef';
   let metadata: Server;
   let metadataUri: string;
+  const protections: unknown[] = [];
   let dispatcher: DynamoDbWarmRunners;
   let documents: ReturnType<typeof createDocumentClient>;
   beforeAll(async () => {
     // The ECS task metadata endpoint (v4) a Fargate container finds in ECS_CONTAINER_METADATA_URI_V4.
+    // ... and the agent endpoint (ECS_AGENT_URI) a warm task asks for scale-in protection.
     metadata = createServer((req, res) => {
-      res.writeHead(req.url === '/v4/abc/task' ? 200 : 404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ TaskARN: TASK_ARN, Cluster: 'nbj' }));
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        if (req.method === 'PUT' && req.url === '/agent/task-protection/v1/state') {
+          protections.push(JSON.parse(body) as unknown);
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ protection: { ProtectionEnabled: true, TaskArn: TASK_ARN } }));
+          return;
+        }
+        res.writeHead(req.url === '/v4/abc/task' ? 200 : 404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ TaskARN: TASK_ARN, Cluster: 'nbj' }));
+      });
     });
     await new Promise<void>((r) => metadata.listen(0, '127.0.0.1', () => r()));
     metadataUri = `http://127.0.0.1:${(metadata.address() as AddressInfo).port}/v4/abc`;
@@ -405,8 +418,11 @@ describe('warm runner in AWS mode (a task of the warm runner service)', () => {
     await waitUntil(idle, 'the warm runner to register');
     const job = await startedJob(makeNotebook([codeCell('print("warm hello", 6 * 7)')]));
     const signersBefore = dynamo.signers.length;
+    protections.length = 0;
     expect(await dispatcher.offer(job, new Date(Date.now() + 5000), new Date())).toBe(TASK_ARN);
     expect(await runner.exited).toBe(0);
+    // Protected from scale-in once it had the job (not while idle).
+    expect(protections).toEqual([{ ProtectionEnabled: true, ExpiresInMinutes: 2880 }]);
 
     expect(await store.get(job.job_id)).toMatchObject({
       status: 'completed',
@@ -501,8 +517,10 @@ describe('warm runner in AWS mode (a task of the warm runner service)', () => {
   it('deregisters and exits 0 on a SIGTERM while idle (scale-in, deploy)', async () => {
     const runner = startRunner('', 'acme', { metadataUri });
     await waitUntil(idle, 'the warm runner to register');
+    protections.length = 0;
     runner.child.kill('SIGTERM');
     expect(await runner.exited).toBe(0);
     expect(await dispatcher.read(TASK_ARN)).toBeNull();
+    expect(protections).toEqual([]);
   });
 });
