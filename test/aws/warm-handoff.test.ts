@@ -96,6 +96,31 @@ describe('handing a started job to a warm runner', () => {
     expect((await store.slotHolders()).sort()).toEqual([x.job_id, y.job_id].sort());
   });
 
+  it('two offers racing for the one idle runner: exactly one reserves it, the other job is left unoffered', async () => {
+    await warm().register(RUNNER, new Date());
+    const store = db().store(table);
+    const started = await Promise.all(
+      [await queuedJob(), await queuedJob()].map((job) =>
+        store.update(job.job_id, ['queued'], {
+          status: 'running',
+          stage: 'provisioning',
+          started_at: new Date().toISOString(),
+          attempt: 1,
+        }),
+      ),
+    );
+    const deadline = new Date(Date.now() + 5000);
+    const results = await Promise.all(started.map((job) => warm().offer(job, deadline, new Date())));
+    expect(results.filter((r) => r === RUNNER)).toHaveLength(1);
+    expect(results.filter((r) => r === null)).toHaveLength(1);
+    const offer = (await warm().read(RUNNER))?.offer as WarmOffer;
+    const [won, lost] = results[0] === RUNNER ? started : [...started].reverse();
+    expect(offer.job_id).toBe(won?.job_id);
+    // The loser's mark was withdrawn: even a runner that somehow read its id could not claim it.
+    expect(await warm().claim({ ...offer, job_id: lost?.job_id as string }, RUNNER)).toBe(false);
+    expect(await warm().claim(offer, RUNNER)).toBe(true);
+  });
+
   it('never runs a job cancelled while it is offered: the claim fails, no RunTask, the slot is freed', async () => {
     await warm().register(RUNNER, new Date());
     const job = await queuedJob();
