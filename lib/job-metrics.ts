@@ -53,7 +53,12 @@ export const JOB_METRIC_FILTERS = {
   },
 } as const;
 
-export type JobMetricName = keyof typeof JOB_METRIC_FILTERS | 'JobsQueued' | 'JobsRunning';
+export type JobMetricName =
+  | keyof typeof JOB_METRIC_FILTERS
+  | 'JobsQueued'
+  | 'JobsRunning'
+  /** Idle warm runners (the sweeper's gauge, only with `warmRunners` > 0). */
+  | 'WarmRunnersIdle';
 
 export interface JobMetricsProps {
   readonly logRetention: RetentionDays;

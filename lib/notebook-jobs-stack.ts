@@ -20,6 +20,7 @@ import { Observability } from './observability.ts';
 import { createTaskEventsDeadLetterQueue, Reconciliation } from './reconciliation.ts';
 import { NotebookJobsApi } from './rest-api.ts';
 import { RunnerTask } from './runner-task.ts';
+import { WarmRunners } from './warm-runners.ts';
 import type { StackConfig } from './stack-config.ts';
 import { ALLOWED_ORIGINS, OAUTH_SETTINGS, SETTINGS } from '../lambda/core/settings.ts';
 import { CognitoAuthorization } from './auth.ts';
@@ -121,7 +122,18 @@ export class NotebookJobsStack extends Stack {
       this.functions['task-events'],
       this.functions.sweeper,
     ];
+    const warmRunners =
+      config.warmRunners > 0
+        ? new WarmRunners(this, 'WarmRunners', {
+            runner: this.runner,
+            network,
+            table: this.table.table,
+            count: config.warmRunners,
+            useFargateSpot: config.useFargateSpot,
+          })
+        : undefined;
     for (const fn of services) {
+      warmRunners?.bindDispatcher(fn);
       fn.bindTable(this.table.table)
         .bindBucket(this.artifacts.bucket, Object.values(ARTIFACT_PREFIXES))
         .bindSecret(cursorSecret, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN')
@@ -194,6 +206,7 @@ export class NotebookJobsStack extends Stack {
       deadLetterQueue,
       maxConcurrentJobs: config.maxConcurrentJobs,
       alarmEmail: config.alarmEmail,
+      warmRunners: config.warmRunners,
     });
 
     new CfnOutput(this, 'ApiUrl', { description: 'REST API base URL', value: this.api.restApi.url });

@@ -71,6 +71,8 @@ export interface ObservabilityProps {
   readonly deadLetterQueue: IQueue;
   readonly maxConcurrentJobs: number;
   readonly alarmEmail: string | undefined;
+  /** Warm runner tasks (stack setting warmRunners): with any, the idle-runner gauge is plotted. */
+  readonly warmRunners?: number;
 }
 
 /** The dashboard, the alarms and (with an alarm email) their SNS topic. */
@@ -283,8 +285,13 @@ export class Observability extends Construct {
         left: [
           jobMetric('JobsQueued', 'Maximum', one, 'queued'),
           jobMetric('JobsRunning', 'Maximum', one, 'running'),
+          // Minimum: the pool ran dry at some point of the minute (jobs then start cold).
+          ...(props.warmRunners ? [jobMetric('WarmRunnersIdle', 'Minimum', one, 'idle warm runners')] : []),
         ],
-        leftAnnotations: [{ value: props.maxConcurrentJobs, label: 'max concurrent jobs' }],
+        leftAnnotations: [
+          { value: props.maxConcurrentJobs, label: 'max concurrent jobs' },
+          ...(props.warmRunners ? [{ value: props.warmRunners, label: 'warm runners' }] : []),
+        ],
       }),
     );
     dashboard.addWidgets(

@@ -36,6 +36,11 @@ export interface StackConfig {
   /** Days Lambda, task and API logs are kept. */
   readonly logRetentionDays: RetentionDays;
   readonly useFargateSpot: boolean;
+  /**
+   * Warm runner tasks kept started with the default kernel, each taking one job in about a second
+   * instead of a task launch (lib/warm-runners.ts); 0 (default): none.
+   */
+  readonly warmRunners: number;
   /** Browser origins the MCP endpoint accepts (empty: only clients that send no Origin). */
   readonly mcpAllowedOrigins: readonly string[];
   /** API Gateway stage throttling: steady requests per second and burst. */
@@ -146,6 +151,7 @@ export function readStackConfig(node: Node): StackConfig {
     retentionDays,
     logRetentionDays: logRetention as RetentionDays,
     useFargateSpot: boolean(get, 'useFargateSpot', false),
+    warmRunners: integer(get, 'warmRunners', 0, 0, 100),
     mcpAllowedOrigins: origins(get, 'mcpAllowedOrigins'),
     throttleRate: integer(get, 'throttleRate', 50, 1, 10000),
     throttleBurst: integer(get, 'throttleBurst', 100, 1, 5000),

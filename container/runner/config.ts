@@ -76,8 +76,14 @@ function readLimits(env: Env): RunnerLimits {
  * Reads and checks the runner's environment; throws ConfigError naming the first missing or
  * malformed variable. `args` are the command line arguments after the script (a job id may be one).
  */
-export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = process.cwd()): RunnerConfig {
-  const jobId = args[0] ?? requireEnv(env, 'NOTEBOOK_JOBS_JOB_ID');
+export function readRunnerConfig(
+  env: Env,
+  args: readonly string[] = [],
+  cwd = process.cwd(),
+  awaitingJob = false,
+): RunnerConfig {
+  // A warm runner on AWS learns its job and tenant from the offer it claims (main.ts fills them in).
+  const jobId = awaitingJob ? '' : (args[0] ?? requireEnv(env, 'NOTEBOOK_JOBS_JOB_ID'));
   const mode = oneOfEnv(env, 'NOTEBOOK_JOBS_ARTIFACTS', ['file', 's3'] as const, 'file');
   const table = requireEnv(env, 'NOTEBOOK_JOBS_TABLE');
   let storage: RunnerConfig['storage'];
@@ -89,7 +95,7 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
       eventBus: optionalEnv(env, 'NOTEBOOK_JOBS_EVENT_BUS'),
       s3Endpoint: optionalEnv(env, 'NOTEBOOK_JOBS_S3_ENDPOINT'),
       runnerRoleArn: requireEnv(env, 'NOTEBOOK_JOBS_RUNNER_ROLE_ARN'),
-      tenant: requireEnv(env, 'NOTEBOOK_JOBS_TENANT'),
+      tenant: awaitingJob ? '' : requireEnv(env, 'NOTEBOOK_JOBS_TENANT'),
       region: requireEnv(env, 'AWS_REGION'),
     };
     workRoot = join(optionalEnv(env, 'NOTEBOOK_JOBS_DATA') ?? tmpdir(), 'work');
@@ -108,7 +114,7 @@ export function readRunnerConfig(env: Env, args: readonly string[] = [], cwd = p
       throw new ConfigError(
         `NOTEBOOK_JOBS_RUNNER_ROLE_ARN is not an IAM role ARN: "${storage.runnerRoleArn}"`,
       );
-    if (!TENANT_PATTERN.test(storage.tenant))
+    if (!awaitingJob && !TENANT_PATTERN.test(storage.tenant))
       throw new ConfigError(`NOTEBOOK_JOBS_TENANT is not a tenant name: "${storage.tenant}"`);
   }
   const kernelUser = optionalEnv(env, 'NOTEBOOK_JOBS_KERNEL_USER');

@@ -15,6 +15,7 @@
 import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
 import { JOB_ID_PATTERN } from '../../lambda/core/ids.ts';
 import { jobPartitionKey } from '../../lambda/adapters/dynamodb/table.ts';
+import { WARM_KERNEL_PATTERN, warmPartitionKey } from '../../lambda/adapters/dynamodb/warm-runners.ts';
 import { tenantSettingsPartition } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
 import { TENANT_PATTERN } from '../../lambda/adapters/dynamodb/token-store.ts';
 import { DETAIL_TYPE, EVENT_SOURCE } from '../../lambda/adapters/aws/eventbridge-publisher.ts';
@@ -309,6 +310,59 @@ function runnerRoleSession(
 /** The runner's data session: the runner role, limited to its job. */
 export function runnerSession(sts: STSClient, scope: JobScope, now?: () => number): AssumedRole {
   return runnerRoleSession(sts, scope, runnerSessionPolicy(scope), now);
+}
+
+/** What a warm runner's session names before it has a job: its kernel's warm runner items. */
+export interface WarmScope {
+  runnerRoleArn: string;
+  region: string;
+  table: string;
+  kernel: string;
+  /** The STS session name (the runner's task id): CloudTrail then tells warm runners apart. */
+  sessionName: string;
+}
+
+/**
+ * The session policy of a warm runner waiting for a job: read and write the `WARM#<kernel>` items
+ * (its registration, heartbeat and offers), nothing else. Once offered a job it claims and runs it
+ * with that job's own data session (runnerSession), as a cold runner does.
+ */
+export function warmSessionPolicy(scope: WarmScope): PolicyDocument {
+  const { partition, account } = deployment(scope as unknown as JobScope);
+  if (!REGION.test(scope.region))
+    throw new Error(`cannot scope a warm session: bad region "${scope.region}"`);
+  if (!TABLE.test(scope.table)) throw new Error(`cannot scope a warm session: bad table "${scope.table}"`);
+  if (!WARM_KERNEL_PATTERN.test(scope.kernel))
+    throw new Error(`cannot scope a warm session: bad kernel "${scope.kernel}"`);
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+        Resource: `arn:${partition}:dynamodb:${scope.region}:${account}:table/${scope.table}`,
+        Condition: {
+          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [warmPartitionKey(scope.kernel)] },
+        },
+      },
+    ],
+  };
+}
+
+/** A warm runner's session while it waits for a job (warmSessionPolicy). */
+export function warmSession(sts: STSClient, scope: WarmScope, now?: () => number): AssumedRole {
+  if (!/^[\w+=,.@-]{2,64}$/.test(scope.sessionName))
+    throw new Error(`not an STS session name: "${scope.sessionName}"`);
+  return new AssumedRole(
+    sts,
+    {
+      RoleArn: scope.runnerRoleArn,
+      RoleSessionName: scope.sessionName,
+      DurationSeconds: SESSION_SECONDS,
+      Policy: policyText(warmSessionPolicy(scope)),
+    },
+    now,
+  );
 }
 
 /** The session that may assume only the tenant's notebook role (a separate runner role session). */

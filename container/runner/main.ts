@@ -52,6 +52,7 @@
  * awslogs driver ships to CloudWatch Logs, and as pages under logs/<tenant>/<job>/ in the bucket,
  * which the API and MCP read (lambda/adapters/aws/s3-log-pages.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -70,8 +71,16 @@ import { S3LogPageSink } from '../../lambda/adapters/aws/s3-log-page-sink.ts';
 import { TeeLogSink } from '../../lambda/adapters/tee-log-sink.ts';
 import { NbconvertRenderer } from '../../lambda/adapters/nbconvert-renderer.ts';
 import type { Artifacts, JobEventPublisher, JobStore, LogSink } from '../../lambda/core/ports.ts';
-import { readRunnerConfig, type S3StorageConfig } from './config.ts';
-import { notebookBrokerSession, notebookRoleSession, runnerSession } from './job-credentials.ts';
+import { readRunnerConfig, type RunnerConfig, type S3StorageConfig } from './config.ts';
+import {
+  notebookBrokerSession,
+  notebookRoleSession,
+  runnerSession,
+  warmSession,
+  type AssumedRole,
+} from './job-credentials.ts';
+import { awaitWarmJob, ecsTaskArn, protectTask } from './warm-runner.ts';
+import { DynamoDbWarmRunners, WARM_KERNEL_VARIABLE } from '../../lambda/adapters/dynamodb/warm-runners.ts';
 import { notebookRoleCredentials, type KernelAwsAccess } from './kernel-credentials.ts';
 import { findPython } from '../../lambda/kernels/python.ts';
 import { ENGINES_DIR, engineScript } from '../../lambda/kernels/engines.ts';
@@ -86,33 +95,55 @@ const SIGTERM_LOOKUP_MS = 3000;
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const warmArgs = argv[0] === '--warm' ? parseWarmArgs(argv) : null;
-  const config = readRunnerConfig(process.env, warmArgs ? [warmArgs.slot] : argv);
+  // A task of the warm runner service (lib/warm-runners.ts): the runner task definition started
+  // without a job (RunTask always names one), with the pool's kernel in its environment.
+  const awsWarmKernel =
+    !warmArgs &&
+    argv.length === 0 &&
+    !process.env.NOTEBOOK_JOBS_JOB_ID &&
+    process.env.NOTEBOOK_JOBS_ARTIFACTS === 's3'
+      ? process.env[WARM_KERNEL_VARIABLE]
+      : undefined;
+  let config = readRunnerConfig(process.env, warmArgs ? [warmArgs.slot] : argv, undefined, !!awsWarmKernel);
+  // A warm runner on AWS runs the nbclient driver (the papermill driver has no warm start); both
+  // engines end a run by the same rules (container/engines/outcome.py).
+  const engine = awsWarmKernel ? 'nbclient' : config.engine;
   const python =
-    config.python && config.engine !== 'auto'
-      ? { python: config.python, engine: config.engine }
-      : await findPython({ configured: config.python, engine: config.engine });
+    config.python && engine !== 'auto'
+      ? { python: config.python, engine }
+      : await findPython({ configured: config.python, engine });
   let warm: WarmEngine | undefined;
   let jobId = config.jobId;
-  if (warmArgs) {
+  const warmKernel = warmArgs?.kernel ?? awsWarmKernel;
+  const warmSlot = warmArgs?.slot ?? `warm_${randomBytes(8).toString('hex')}`;
+  if (warmKernel) {
     if (python.engine !== 'nbclient') throw new Error(`the ${python.engine} engine has no warm start`);
-    warm = await WarmEngine.start(warmArgs.kernel, {
+    warm = await WarmEngine.start(warmKernel, {
       python: python.python,
       engine: python.engine,
       driver: engineScript(python.engine, config.enginesDir),
       enginesDir: config.enginesDir ?? ENGINES_DIR,
-      workDir: join(config.workRoot, warmArgs.slot),
+      workDir: join(config.workRoot, warmSlot),
       kernelUser: config.kernelUser,
       kernelEnvPass: config.kernelEnvPass,
       stopGraceMs: 20_000,
     });
+  }
+  const sts = config.storage.mode === 's3' ? new STSClient({ region: config.region }) : null;
+  let session: AssumedRole | null = null;
+  if (warm && warmArgs) {
     const job = await jobFromStdin(warm);
     if (!job) return 0;
     jobId = job;
+  } else if (warm && awsWarmKernel && sts && config.storage.mode === 's3') {
+    const claimed = await claimWarmJob(config, config.storage, sts, warm, awsWarmKernel);
+    if (!claimed) return 0;
+    ({ session, jobId } = claimed);
+    config = { ...config, jobId, storage: { ...config.storage, tenant: claimed.tenant } };
   }
 
   // AWS mode: every call below is made with credentials scoped to this job, never the task role's.
-  const sts = config.storage.mode === 's3' ? new STSClient({ region: config.region }) : null;
-  const session =
+  session ??=
     sts && config.storage.mode === 's3'
       ? runnerSession(sts, {
           runnerRoleArn: config.storage.runnerRoleArn,
@@ -225,6 +256,84 @@ async function main(): Promise<number> {
     await (logs.close ? logs.close() : logs.flush());
     await rm(workDir, { recursive: true, force: true });
     await rm(`${workDir}.aws`, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A warm runner on AWS: once its kernel is ready it registers idle and waits (warm-runner.ts) with a
+ * session allowed only the warm runner items; an offered job is claimed with that job's own data
+ * session, which the runner then keeps for the job. Null when a SIGTERM (scale-in, a deploy) came
+ * before a job; throws when its engine died first (ECS then replaces the failed task).
+ */
+async function claimWarmJob(
+  config: RunnerConfig,
+  storage: S3StorageConfig,
+  sts: STSClient,
+  warm: WarmEngine,
+  kernel: string,
+): Promise<{ jobId: string; tenant: string; session: AssumedRole } | null> {
+  // The task's own lines (CloudWatch Logs, its stream) until it has a job.
+  const out = new StdoutLogSink();
+  const say = (text: string) => out.write({ ts: new Date().toISOString(), stream: 'runner', text });
+  await warm.ready;
+  const runnerId = await ecsTaskArn(process.env.ECS_CONTAINER_METADATA_URI_V4);
+  const registryOf = (credentials: AssumedRole) =>
+    new DynamoDbWarmRunners({
+      client: createDocumentClient({
+        endpoint: config.dynamodbEndpoint,
+        region: config.region,
+        credentials: credentials.provider,
+      }),
+      tableName: config.table,
+      kernel,
+    });
+  const idle = warmSession(sts, {
+    runnerRoleArn: storage.runnerRoleArn,
+    region: storage.region,
+    table: config.table,
+    kernel,
+    sessionName: `warm-${runnerId.split('/').at(-1)}`,
+  });
+  let claimed: { jobId: string; tenant: string; session: AssumedRole } | null = null;
+  let onSigterm: () => void = () => undefined;
+  let engineGone = false;
+  const stopped = new Promise<void>((resolve) => {
+    onSigterm = resolve;
+    process.once('SIGTERM', onSigterm);
+    warm.process.child.once('close', () => {
+      engineGone = true;
+      resolve();
+    });
+  });
+  try {
+    const offer = await awaitWarmJob({
+      registry: registryOf(idle),
+      runnerId,
+      stopped,
+      log: say,
+      claim: async (offer) => {
+        const session = runnerSession(sts, {
+          runnerRoleArn: storage.runnerRoleArn,
+          region: storage.region,
+          table: config.table,
+          bucket: storage.bucket,
+          eventBus: storage.eventBus,
+          jobId: offer.job_id,
+          tenant: offer.tenant,
+        });
+        if (!(await registryOf(session).claim(offer, runnerId))) return false;
+        claimed = { jobId: offer.job_id, tenant: offer.tenant, session };
+        // Now a deployment or a lower warmRunners must not stop this task until its job is done.
+        await protectTask(process.env.ECS_AGENT_URI, say);
+        return true;
+      },
+    });
+    // An engine that died while idle is a failed task (ECS starts another); a SIGTERM is not.
+    if (!offer && engineGone) throw new Error('the warm engine exited while the runner waited for a job');
+    if (!offer) await warm.dispose();
+    return offer ? claimed : null;
+  } finally {
+    process.off('SIGTERM', onSigterm);
   }
 }
 

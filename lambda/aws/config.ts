@@ -3,6 +3,7 @@
  * the CDK stack sets. Every cloud setting is required: a missing or malformed one fails at start-up
  * with the variable's name, never later as a confusing AWS error.
  */
+import { WARM_KERNEL_PATTERN, WARM_KERNEL_VARIABLE } from '../adapters/dynamodb/warm-runners.ts';
 import { ConfigError, optionalEnv, requireEnv, type Env } from '../core/config.ts';
 import { readIntSetting, SETTINGS } from '../core/settings.ts';
 import type { EcsLauncherConfig } from '../adapters/aws/ecs-launcher.ts';
@@ -33,6 +34,11 @@ export interface AwsConfig {
   maxInputFiles: number;
   maxInputFilesBytes: number;
   cursorSecretArn: string;
+  /**
+   * The kernel of the warm runner pool (NOTEBOOK_JOBS_WARM_KERNEL, set by the stack when
+   * `warmRunners` > 0): started jobs of that kernel are offered to its idle runners first.
+   */
+  warmKernel: string | undefined;
 }
 
 /** What the authorizer and the `tokens` CLI need: only the table. */
@@ -73,7 +79,16 @@ export function readAwsConfig(env: Env, warn?: (message: string) => void): AwsCo
     maxInputFiles: readIntSetting(env, SETTINGS.maxInputFiles, warn),
     maxInputFilesBytes: readIntSetting(env, SETTINGS.maxInputFilesBytes, warn),
     cursorSecretArn: requireEnv(env, 'NOTEBOOK_JOBS_CURSOR_SECRET_ARN'),
+    warmKernel: warmKernel(env),
   };
+}
+
+/** NOTEBOOK_JOBS_WARM_KERNEL: a kernel name (it becomes part of a key and an IAM condition). */
+function warmKernel(env: Env): string | undefined {
+  const kernel = optionalEnv(env, WARM_KERNEL_VARIABLE);
+  if (kernel !== undefined && !WARM_KERNEL_PATTERN.test(kernel))
+    throw new ConfigError(`${WARM_KERNEL_VARIABLE} is not a kernel name: "${kernel}"`);
+  return kernel;
 }
 
 /** Reads the table settings alone (authorizer Lambda, `notebook-jobs tokens`). */

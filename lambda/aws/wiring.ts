@@ -18,6 +18,7 @@ import { S3Artifacts, S3UploadUrls } from '../adapters/aws/s3-artifacts.ts';
 import { S3LogPageReader } from '../adapters/aws/s3-log-page-reader.ts';
 import { createDocumentClient } from '../adapters/dynamodb/client.ts';
 import { DynamoDbJobStore } from '../adapters/dynamodb/dynamodb-job-store.ts';
+import { DynamoDbWarmRunners } from '../adapters/dynamodb/warm-runners.ts';
 import { ConfigError } from '../core/config.ts';
 import { CursorCodec } from '../core/cursor.ts';
 import { InvalidRequestError } from '../core/errors.ts';
@@ -115,6 +116,15 @@ export async function createAwsDeps(config: AwsConfig, clients: AwsClients): Pro
     }),
     artifacts: new S3Artifacts(clients.s3, { bucket: config.bucket, tenantSources: config.tenantSources }),
     launcher: new EcsLauncher(clients.ecs, config.ecs),
+    ...(config.warmKernel
+      ? {
+          warm: new DynamoDbWarmRunners({
+            client: clients.dynamodb,
+            tableName: config.table,
+            kernel: config.warmKernel,
+          }),
+        }
+      : {}),
     logs: jobLogs(config, clients),
     kernels: staticKernelCatalog([...IMAGE_KERNELS]),
     clock: { now: () => new Date() },

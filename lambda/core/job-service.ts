@@ -173,6 +173,11 @@ export class JobService {
     return this.reconciler.runnerStopped(jobId, reason, runnerRef, options);
   }
 
+  /** The id of the job a runner (an ECS task ARN) took, or null (a warm runner that had none). */
+  async jobOfRunner(runnerRef: string): Promise<string | null> {
+    return (await this.ctx.deps.store.findByRunnerRef(runnerRef))?.job_id ?? null;
+  }
+
   /** Ends every running job whose runner this process can no longer hear (local restart). */
   abandonRunning(message: string): Promise<string[]> {
     return this.reconciler.abandonRunning(message);
@@ -186,5 +191,11 @@ export class JobService {
   /** How many jobs are queued and running, across tenants. */
   gauges(): Promise<JobGauges> {
     return this.reconciler.gauges();
+  }
+
+  /** Idle warm runners with a fresh heartbeat; null when this deployment has no warm pool. */
+  async idleWarmRunners(): Promise<number | null> {
+    const { warm, clock } = this.ctx.deps;
+    return warm ? warm.countIdle(clock.now()) : null;
   }
 }

@@ -58,6 +58,8 @@ export interface JobStore {
   countQueued(): Promise<number>;
   /** All running jobs across tenants (reconciliation). */
   listRunning(): Promise<JobRecord[]>;
+  /** The job a runner ref (an ECS task ARN) is recorded on, or null (a keys-only index Query). */
+  findByRunnerRef(runnerRef: string): Promise<JobRecord | null>;
   /**
    * Claims an idempotency key for a tenant (conditional put), or returns the existing claim. `now`
    * is the service's clock: claims are stamped and aged by one clock.
@@ -234,4 +236,29 @@ export interface UploadUrls {
 export interface NotebookRenderer {
   /** HTML for an .ipynb; throws InvalidRequestError when this deployment cannot render. */
   html(notebook: Buffer): Promise<Buffer>;
+}
+
+/**
+ * Warm runners (AWS: a service of runner tasks whose kernel is already started) and the hand-off
+ * of a started job to one (docs/architecture.md, "Warm runners (AWS)"). Every step is a conditional
+ * write on the job item, so an offer is either taken by its runner or withdrawn, never both.
+ */
+export interface WarmRunners {
+  /** The kernel the warm runners have started. */
+  readonly kernel: string;
+  /**
+   * Offers a started job (running, no runner yet) to an idle runner with a fresh heartbeat: marks
+   * the job offered to it, then reserves the runner (idle -> offered). Returns the runner's id, or
+   * null when no runner is idle or every reservation lost its race (the job is then not offered).
+   */
+  offer(job: JobRecord, deadline: Date, now: Date): Promise<string | null>;
+  /**
+   * Withdraws an offer its runner has not taken. True when withdrawn (the job may now be launched
+   * cold); false when the runner took it or someone else withdrew it first.
+   */
+  withdraw(jobId: string, runnerId: string): Promise<boolean>;
+  /** Offers whose deadline passed (the dispatcher that made them gave up or stopped). */
+  expiredOffers(now: Date): Promise<Array<{ job_id: string; runner_id: string }>>;
+  /** Idle runners with a fresh heartbeat (the dashboard's gauge). */
+  countIdle(now: Date): Promise<number>;
 }

@@ -7,7 +7,7 @@ import { errorMessage, LaunchUnavailableError, StateConflictError } from './erro
 import { transitions } from './lifecycle.ts';
 import { jobFields } from './logging.ts';
 import type { JobRecord } from './job.ts';
-import type { ServiceContext } from './service-context.ts';
+import { sleep, type ServiceContext } from './service-context.ts';
 
 export class Scheduler {
   private dispatching: Promise<void> | null = null;
@@ -53,6 +53,7 @@ export class Scheduler {
 
   private async dispatchOnce(): Promise<void> {
     const { store, clock } = this.ctx.deps;
+    await this.settleExpiredOffers();
     // Jobs whose launch was deferred in this pass: the queue index may still show them as they
     // were (no retry time yet), and they must not be tried again at once.
     const deferred = new Set<string>();
@@ -78,6 +79,17 @@ export class Scheduler {
 
   /** Launches a started job's runner; false when the launch was deferred (the job waits queued). */
   private async launch(job: JobRecord): Promise<boolean> {
+    const { store } = this.ctx.deps;
+    const handed = await this.handToWarmRunner(job);
+    if (handed !== 'launch') {
+      if (handed === 'ended') await store.releaseSlot(job.job_id); // cancelled while offered
+      return true;
+    }
+    return this.launchCold(job);
+  }
+
+  /** Launches the job's runner with the launcher; false when the launch was deferred. */
+  private async launchCold(job: JobRecord): Promise<boolean> {
     const { launcher, clock, store } = this.ctx.deps;
     try {
       const { runner_ref } = await launcher.launch(job);
@@ -98,6 +110,75 @@ export class Scheduler {
       // Nothing runs for it (waiting, failed, or cancelled meanwhile): its slot is free at once.
       await store.releaseSlot(job.job_id);
       return !waiting;
+    }
+  }
+
+  /**
+   * Offers a started job to an idle warm runner and waits (polling the job) until the runner claims
+   * it, the job ends (cancelled while offered), or the offer deadline passes; then the offer is
+   * withdrawn, conditionally, and the job is launched as usual. 'launch' when the job still needs a
+   * runner; 'taken' when a warm runner has it (or another dispatcher withdrew the offer and
+   * launches); 'ended' when the job ended meanwhile and nothing will run for it.
+   */
+  private async handToWarmRunner(job: JobRecord): Promise<'launch' | 'taken' | 'ended'> {
+    const { warm, store, clock } = this.ctx.deps;
+    if (!warm || !fitsWarmRunner(job, warm.kernel)) return 'launch';
+    const offerMs = this.ctx.config.warmOfferMs;
+    const deadline = new Date(clock.now().getTime() + offerMs);
+    let runnerId: string | null;
+    try {
+      runnerId = await warm.offer(job, deadline, clock.now());
+    } catch (error) {
+      this.ctx.log('offering the job to a warm runner failed; launching it', { ...jobFields(job), error });
+      return 'launch';
+    }
+    if (!runnerId) {
+      const current = await store.get(job.job_id);
+      return current?.status === 'running' && current.attempt === job.attempt ? 'launch' : 'ended';
+    }
+    // Wall-clock time, not clock.now(): this is a wait, and tests drive the service's clock.
+    const end = Date.now() + offerMs;
+    for (;;) {
+      const current = await store.get(job.job_id);
+      if (current?.runner_ref) return 'taken';
+      if (current?.status !== 'running' || current.attempt !== job.attempt) break;
+      if (Date.now() >= end) break;
+      await sleep(this.ctx.config.waitPollMs);
+    }
+    return this.withdrawOffer(job.job_id, runnerId);
+  }
+
+  /** Withdraws an untaken offer; 'launch' when the job, still running, now needs a cold launch. */
+  private async withdrawOffer(jobId: string, runnerId: string): Promise<'launch' | 'taken' | 'ended'> {
+    const { warm, store } = this.ctx.deps;
+    const withdrawn = await warm?.withdraw(jobId, runnerId);
+    // Not withdrawn: the runner claimed it at the last moment, or another dispatcher (the sweep)
+    // withdrew it first and launches it.
+    if (!withdrawn) return 'taken';
+    const current = await store.get(jobId);
+    if (current?.status === 'running' && !current.runner_ref) {
+      this.ctx.log('no warm runner took the job in time; launching it', jobFields(current));
+      return 'launch';
+    }
+    return current?.status === 'running' ? 'taken' : 'ended';
+  }
+
+  /**
+   * Offers whose deadline passed while nobody waited for them (the dispatching Lambda was frozen or
+   * stopped): withdrawn and launched here, so such a job starts cold at the next dispatch (the sweep
+   * runs one every minute) instead of waiting for the launch grace to fail it.
+   */
+  private async settleExpiredOffers(): Promise<void> {
+    const { warm, store, clock } = this.ctx.deps;
+    if (!warm) return;
+    for (const offer of await warm.expiredOffers(clock.now())) {
+      const outcome = await this.withdrawOffer(offer.job_id, offer.runner_id);
+      const job = outcome === 'taken' ? null : await store.get(offer.job_id);
+      if (outcome === 'ended') {
+        if (job && job.status !== 'running') await store.releaseSlot(offer.job_id);
+      } else if (outcome === 'launch' && job) {
+        await this.launchCold(job);
+      }
     }
   }
 
@@ -146,4 +227,20 @@ const QUEUE_LOOKAHEAD = 10;
 /** Whether a queued job may be launched now (it is not waiting for a launch retry). */
 function retryDue(job: JobRecord, now: number): boolean {
   return !job.launch_retry_at || Date.parse(job.launch_retry_at) <= now;
+}
+
+/**
+ * Whether a warm runner may take the job: its kernel, the task's default size, and nothing that is
+ * fixed when a kernel starts and differs per job (secrets in its environment, input files in its
+ * folder before it starts). A tenant's notebook role is also such a setting; the dispatcher does not
+ * read tenant settings, so the warm runner itself starts a fresh kernel for such a job.
+ */
+export function fitsWarmRunner(job: JobRecord, kernel: string): boolean {
+  return (
+    job.kernel === kernel &&
+    job.cpu === null &&
+    job.memory === null &&
+    !job.secrets &&
+    (job.input_files?.count ?? 0) === 0
+  );
 }

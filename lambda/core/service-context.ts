@@ -20,6 +20,7 @@ import type {
   LogReader,
   NotebookRenderer,
   UploadUrls,
+  WarmRunners,
 } from './ports.ts';
 import type { CursorCodec } from './cursor.ts';
 import { JobIdSchema, parseRequest } from './schemas.ts';
@@ -59,6 +60,8 @@ export interface JobServiceConfig {
   maxInputFilesBytes: number;
   /** Which secret references jobs may name (lambda/core/secrets.ts); default: none. */
   secrets: SecretPolicy;
+  /** How long a warm runner has to claim a job offered to it before the job is launched cold. */
+  warmOfferMs: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
@@ -82,6 +85,8 @@ export const DEFAULT_SERVICE_CONFIG: JobServiceConfig = {
   maxInputFiles: SETTINGS.maxInputFiles.default,
   maxInputFilesBytes: SETTINGS.maxInputFilesBytes.default,
   secrets: NO_SECRETS,
+  // A warm runner polls its item every 300 ms (container/runner/warm-runner.ts): 3 s is ten polls.
+  warmOfferMs: 3000,
 };
 
 export interface JobServiceDeps {
@@ -95,6 +100,8 @@ export interface JobServiceDeps {
   cursors: CursorCodec;
   uploads: UploadUrls;
   renderer: NotebookRenderer;
+  /** Warm runners a started job is offered to before a launch (AWS warm pool; default: none). */
+  warm?: WarmRunners;
   /** Where state changes are published (default: nowhere). */
   events?: JobEventPublisher;
   /**

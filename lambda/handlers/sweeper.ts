@@ -2,8 +2,9 @@
  * Scheduled sweep (every minute): JobService.sweep() stops jobs past their deadline plus grace,
  * settles jobs whose task is gone (DescribeTasks' stop code, by the same rule as task-events: a run
  * lost to infrastructure is requeued, any other stop fails the job), frees leaked slots and
- * dispatches queued jobs. Then it publishes the gauges JobsQueued and JobsRunning (namespace
- * NotebookJobs, no dimensions) as CloudWatch embedded metric format on stdout.
+ * dispatches queued jobs. Then it publishes the gauges JobsQueued and JobsRunning (and
+ * WarmRunnersIdle with a warm pool; namespace NotebookJobs, no dimensions) as CloudWatch embedded
+ * metric format on stdout.
  *
  * The EMF document is written here rather than with Powertools Metrics: Powertools always adds a
  * `service` dimension, and clearing it yields `"Dimensions": []`, which the EMF schema does not allow
@@ -31,7 +32,13 @@ export async function handler(_event?: unknown, context?: Context): Promise<Swee
   const { service } = await ready();
   const swept = await service.sweep();
   const { queued, running } = await service.gauges();
-  writeEmf({ JobsQueued: queued, JobsRunning: running });
+  // WarmRunnersIdle only where the stack has a warm pool (NOTEBOOK_JOBS_WARM_KERNEL).
+  const warmIdle = await service.idleWarmRunners();
+  writeEmf({
+    JobsQueued: queued,
+    JobsRunning: running,
+    ...(warmIdle === null ? {} : { WarmRunnersIdle: warmIdle }),
+  });
   const outcome = { ...swept, queued, running };
   if (swept.timed_out.length + swept.lost.length + swept.requeued.length + swept.released.length > 0)
     logger.info('sweep repaired jobs', outcome);

@@ -5,8 +5,11 @@
  * the task (a Spot interruption: the rule in adapters/aws/ecs-task-stop.ts, which the sweep applies
  * too), releases its slot and dispatches the next queued job.
  *
+ * A task of the warm runner service was not started for a job: its job is the one that records the
+ * task as its runner (none: it stopped while idle).
+ *
  * Ignored, with a log line: other statuses, tasks of another cluster, tasks not started for a job
- * (startedBy is not a job id), unknown jobs, and a task of an older attempt while the job's current
+ * (startedBy is not a job id) that no job names as its runner, unknown jobs, and a task of an older attempt while the job's current
  * runner is another task (its stop says nothing about the job as it runs now).
  */
 import type { Context, EventBridgeEvent } from 'aws-lambda';
@@ -51,7 +54,11 @@ async function reconcile(event: EcsTaskStateChangeEvent): Promise<TaskEventOutco
   if (event['detail-type'] !== 'ECS Task State Change' || !detail?.taskArn)
     return { action: 'ignored', reason: `not an ECS task state change (${event['detail-type']})` };
   if (detail.lastStatus !== 'STOPPED') return { action: 'ignored', reason: `task is ${detail.lastStatus}` };
-  const jobId = detail.startedBy ?? '';
+  let jobId = detail.startedBy ?? '';
+  // A task of the warm runner service (startedBy "ecs-svc/..."): the job it claimed, if any, has
+  // its task ARN as runner ref (lambda/adapters/dynamodb/warm-runners.ts).
+  if (!JOB_ID_PATTERN.test(jobId) && jobId.startsWith('ecs-svc/'))
+    jobId = (await (await ready()).service.jobOfRunner(detail.taskArn)) ?? jobId;
   if (!JOB_ID_PATTERN.test(jobId))
     return { action: 'ignored', reason: `task was not started for a job (startedBy "${jobId}")` };
 

@@ -275,10 +275,26 @@ describe('a STOPPED task of a job that already ended', () => {
   });
 });
 
+describe('a STOPPED task of the warm runner service', () => {
+  it('reconciles the job that records the task as its runner (the job it claimed)', async () => {
+    const first = await createJob();
+    const second = await createJob();
+    const task = aws.tasks.get(first) as string;
+    const event = stopped('ecs-task-stopped-137-stoptask.json', first, task);
+    event.detail.startedBy = 'ecs-svc/9223370545345641169'; // a service task, not RunTask's
+
+    expect(await onEvent(event)).toEqual({ action: 'reconciled', job_id: first, tenant: 'acme' });
+    expect((await store.get(first))?.status).toBe('failed');
+    expect(await store.slotHolders()).toEqual([second]);
+  });
+});
+
 describe('events that are not about a current job', () => {
-  it('ignores a task not started for a job, with a log line', async () => {
+  it('ignores a task not started for a job that no job names as its runner, with a log line', async () => {
     const job = await createJob();
-    const event = stopped('ecs-task-stopped-exit-0.json', job, aws.tasks.get(job) as string);
+    // A warm runner service task that stopped while idle: no job records it as its runner.
+    const idleTask = 'arn:aws:ecs:us-west-2:111122223333:task/notebook-jobs/ffffffffffffffffffffffffffffffff';
+    const event = stopped('ecs-task-stopped-exit-0.json', job, idleTask);
     event.detail.startedBy = 'ecs-svc/9223370545345641169';
     const info = vi.spyOn(await handlerLogger(), 'info');
 

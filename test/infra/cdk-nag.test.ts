@@ -44,6 +44,11 @@ describe('cdk-nag AwsSolutions', () => {
     ['x86_64 tasks on Fargate Spot', { taskArchitecture: 'x86_64', useFargateSpot: true }],
     ['MCP browser origins (CORS preflight)', { mcpAllowedOrigins: 'https://app.example.com' }],
     ['X-Ray tracing', { tracing: 'true' }],
+    ['warm runners', { warmRunners: 2 }],
+    [
+      'warm runners with private egress on Fargate Spot',
+      { warmRunners: '3', egress: 'private', useFargateSpot: true },
+    ],
     ['tenant notebook sources', { tenantSources: '{"acme": ["s3://acme-data/notebooks/"]}' }],
     [
       'a WAF web ACL',

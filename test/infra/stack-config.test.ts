@@ -20,6 +20,7 @@ describe('readStackConfig', () => {
       retentionDays: 30,
       logRetentionDays: 30,
       useFargateSpot: false,
+      warmRunners: 0,
       mcpAllowedOrigins: [],
       throttleRate: 50,
       throttleBurst: 100,

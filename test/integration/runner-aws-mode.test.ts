@@ -29,8 +29,15 @@ import { TEST_PYTHON } from '../helpers/local-service.ts';
 import { jobRecord } from '../helpers/jobs.ts';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.ts';
 import { startFakeAws, startRecordingProxy, type FakeAws } from '../helpers/fake-aws.ts';
-import { runnerSessionPolicy, notebookBrokerPolicy } from '../../container/runner/job-credentials.ts';
+import {
+  runnerSessionPolicy,
+  notebookBrokerPolicy,
+  warmSessionPolicy,
+} from '../../container/runner/job-credentials.ts';
 import { DynamoDbTenantSettings } from '../../lambda/adapters/dynamodb/tenant-settings.ts';
+import { DynamoDbWarmRunners, warmPartitionKey } from '../../lambda/adapters/dynamodb/warm-runners.ts';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { createServer, type Server } from 'node:http';
 
 const BUCKET = 'nbj-test-artifacts';
 const TABLE = 'runner-aws';
@@ -49,6 +56,7 @@ const NOTEBOOK_ROLE = 'arn:aws:iam::444455556666:role/globex-notebooks';
 /** Which session an AssumeRole call opens, by what it asks for. */
 function sessionKey(params: Record<string, string>): string {
   if (params.RoleArn === NOTEBOOK_ROLE) return 'ASIANOTEBOOK';
+  if (params.Policy?.includes('WARM#')) return 'ASIAWARM';
   return params.Policy?.includes('sts:AssumeRole') ? 'ASIABROKER' : 'ASIAJOBDATA';
 }
 
@@ -98,13 +106,24 @@ interface Runner {
   exited: Promise<number | null>;
 }
 
-/** Starts the entry point the way the task definition and RunTask do (environment only). */
-function startRunner(jobId: string, tenant = 'acme'): Runner {
+/**
+ * Starts the entry point the way the task definition and RunTask do (environment only); with
+ * `warm`, the way the warm runner service does: no job, the pool's kernel and the task metadata
+ * endpoint in the environment, and the image's engine setting (papermill).
+ */
+function startRunner(jobId: string, tenant = 'acme', warm?: { metadataUri: string }): Runner {
   let out = '';
+  const job = warm
+    ? {
+        NOTEBOOK_JOBS_WARM_KERNEL: 'python3',
+        ECS_CONTAINER_METADATA_URI_V4: warm.metadataUri,
+        ECS_AGENT_URI: warm.metadataUri.replace('/v4/abc', '/agent'),
+        NOTEBOOK_JOBS_ENGINE: 'papermill',
+      }
+    : { NOTEBOOK_JOBS_JOB_ID: jobId, NOTEBOOK_JOBS_TENANT: tenant, NOTEBOOK_JOBS_ENGINE: 'nbclient' };
   const child = spawn(process.execPath, ['--import', 'tsx', 'container/runner/main.ts'], {
     env: {
       PATH: process.env.PATH,
-      NOTEBOOK_JOBS_JOB_ID: jobId,
       NOTEBOOK_JOBS_TABLE: TABLE,
       NOTEBOOK_JOBS_DYNAMODB_ENDPOINT: dynamo.url,
       NOTEBOOK_JOBS_ARTIFACTS: 's3',
@@ -112,10 +131,9 @@ function startRunner(jobId: string, tenant = 'acme'): Runner {
       NOTEBOOK_JOBS_S3_ENDPOINT: s3.url,
       NOTEBOOK_JOBS_EVENT_BUS: 'default',
       NOTEBOOK_JOBS_RUNNER_ROLE_ARN: RUNNER_ROLE,
-      NOTEBOOK_JOBS_TENANT: tenant,
+      ...job,
       AWS_ENDPOINT_URL_STS: aws.url,
       AWS_ENDPOINT_URL_EVENTBRIDGE: aws.url,
-      NOTEBOOK_JOBS_ENGINE: 'nbclient',
       NOTEBOOK_JOBS_PYTHON: TEST_PYTHON,
       NOTEBOOK_JOBS_DATA: scratch,
       NOTEBOOK_JOBS_PROGRESS_INTERVAL_MS: '200',
@@ -340,5 +358,169 @@ describe('runner entry point in AWS mode', () => {
     });
     expect(outputText(job.job_id)).toBe('started\n');
     expect(runner.stdout()).toContain('job cancelled');
+  });
+});
+
+describe('warm runner in AWS mode (a task of the warm runner service)', () => {
+  const TASK_ARN = 'arn:aws:ecs:us-east-1:111122223333:task/nbj/0123456789abcdef0123456789abcdef';
+  let metadata: Server;
+  let metadataUri: string;
+  const protections: unknown[] = [];
+  let dispatcher: DynamoDbWarmRunners;
+  let documents: ReturnType<typeof createDocumentClient>;
+  beforeAll(async () => {
+    // The ECS task metadata endpoint (v4) a Fargate container finds in ECS_CONTAINER_METADATA_URI_V4.
+    // ... and the agent endpoint (ECS_AGENT_URI) a warm task asks for scale-in protection.
+    metadata = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        if (req.method === 'PUT' && req.url === '/agent/task-protection/v1/state') {
+          protections.push(JSON.parse(body) as unknown);
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ protection: { ProtectionEnabled: true, TaskArn: TASK_ARN } }));
+          return;
+        }
+        res.writeHead(req.url === '/v4/abc/task' ? 200 : 404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ TaskARN: TASK_ARN, Cluster: 'nbj' }));
+      });
+    });
+    await new Promise<void>((r) => metadata.listen(0, '127.0.0.1', () => r()));
+    metadataUri = `http://127.0.0.1:${(metadata.address() as AddressInfo).port}/v4/abc`;
+    documents = createDocumentClient({ endpoint });
+    dispatcher = new DynamoDbWarmRunners({ client: documents, tableName: TABLE, kernel: 'python3' });
+  });
+  afterAll(() => new Promise<void>((r) => metadata.close(() => r())));
+
+  /** A started job without a runner, as the dispatcher leaves it before its hand-off. */
+  async function startedJob(notebook: object): Promise<JobRecord> {
+    const jobId = ids.jobId();
+    s3.objects.set(`${BUCKET}/inputs/acme/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
+    await store.create(
+      jobRecord(jobId, {
+        tenant: 'acme',
+        notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/acme/${jobId}/nb.ipynb` },
+        output_uri: `s3://${BUCKET}/outputs/acme/${jobId}/nb.ipynb`,
+        output_saved: false,
+      }),
+    );
+    return store.update(jobId, ['queued'], {
+      status: 'running',
+      stage: 'provisioning',
+      started_at: new Date().toISOString(),
+      attempt: 1,
+    });
+  }
+  const idle = async () => (await dispatcher.read(TASK_ARN))?.state === 'idle';
+
+  it('starts its kernel, registers idle, claims an offered job with that job session and runs it warm', async () => {
+    const runner = startRunner('', 'acme', { metadataUri });
+    await waitUntil(idle, 'the warm runner to register');
+    const job = await startedJob(makeNotebook([codeCell('print("warm hello", 6 * 7)')]));
+    const signersBefore = dynamo.signers.length;
+    protections.length = 0;
+    expect(await dispatcher.offer(job, new Date(Date.now() + 5000), new Date())).toBe(TASK_ARN);
+    expect(await runner.exited).toBe(0);
+    // Protected from scale-in once it had the job (not while idle).
+    expect(protections).toEqual([{ ProtectionEnabled: true, ExpiresInMinutes: 2880 }]);
+
+    expect(await store.get(job.job_id)).toMatchObject({
+      status: 'completed',
+      runner_ref: TASK_ARN,
+      output_saved: true,
+    });
+    expect(outputText(job.job_id)).toBe('warm hello 42\n');
+    expect(runner.stdout()).toContain('using a warm kernel');
+    expect(await dispatcher.read(TASK_ARN)).toBeNull(); // deregistered once it had its job
+    // Waiting: a session allowed only the warm runner items; the job: its own data session.
+    const warmCalls = aws.assumeRoleCalls.filter(
+      (call) => call.params.RoleSessionName === 'warm-0123456789abcdef0123456789abcdef',
+    );
+    expect(warmCalls).toEqual([
+      {
+        signedBy: TASK_KEY,
+        params: {
+          Action: 'AssumeRole',
+          Version: '2011-06-15',
+          RoleArn: RUNNER_ROLE,
+          RoleSessionName: 'warm-0123456789abcdef0123456789abcdef',
+          DurationSeconds: '3600',
+          Policy: JSON.stringify(
+            warmSessionPolicy({
+              runnerRoleArn: RUNNER_ROLE,
+              region: 'us-east-1',
+              table: TABLE,
+              kernel: 'python3',
+              sessionName: 'warm-0123456789abcdef0123456789abcdef',
+            }),
+          ),
+        },
+      },
+    ]);
+    const jobCalls = aws.assumeRoleCalls.filter((call) => call.params.RoleSessionName === job.job_id);
+    expect(jobCalls.map((call) => [call.signedBy, call.params.Policy])).toEqual([
+      [
+        TASK_KEY,
+        JSON.stringify(
+          runnerSessionPolicy({
+            runnerRoleArn: RUNNER_ROLE,
+            region: 'us-east-1',
+            table: TABLE,
+            bucket: BUCKET,
+            eventBus: 'default',
+            jobId: job.job_id,
+            tenant: 'acme',
+          }),
+        ),
+      ],
+    ]);
+    expect(new Set(dynamo.signers.slice(signersBefore))).toEqual(new Set(['ASIAWARM', 'ASIAJOBDATA']));
+    expect(s3RequestsOf(job.job_id).every((r) => r.signedBy === 'ASIAJOBDATA')).toBe(true);
+  });
+
+  it('never runs a job cancelled while offered to it: the claim fails, it goes idle and takes the next job', async () => {
+    const runner = startRunner('', 'acme', { metadataUri });
+    await waitUntil(idle, 'the warm runner to register');
+    // Offered, then cancelled before the runner's next poll: the offer still names the job.
+    const cancelled = await startedJob(makeNotebook([codeCell('print("must not run")')]));
+    await store.update(cancelled.job_id, ['running'], {
+      status: 'cancelled',
+      ended_at: new Date().toISOString(),
+    });
+    await documents.send(
+      new UpdateCommand({
+        TableName: TABLE,
+        Key: { pk: warmPartitionKey('python3'), sk: TASK_ARN },
+        UpdateExpression: 'SET #s = :o, job_id = :j, tenant = :t, attempt = :a, offer_deadline = :d',
+        ExpressionAttributeNames: { '#s': 'state' },
+        ExpressionAttributeValues: {
+          ':o': 'offered',
+          ':j': cancelled.job_id,
+          ':t': 'acme',
+          ':a': 1,
+          ':d': Date.now() + 5000,
+        },
+      }),
+    );
+    await waitUntil(idle, 'the runner to give the offer up');
+    expect(runner.stdout()).toContain(`job ${cancelled.job_id} was no longer ours to take`);
+    expect(await store.get(cancelled.job_id)).toMatchObject({ status: 'cancelled', runner_ref: null });
+    expect(s3RequestsOf(cancelled.job_id)).toEqual([]); // its notebook was never even read
+
+    const next = await startedJob(makeNotebook([codeCell('print("next")')]));
+    expect(await dispatcher.offer(next, new Date(Date.now() + 5000), new Date())).toBe(TASK_ARN);
+    expect(await runner.exited).toBe(0);
+    expect(await store.get(next.job_id)).toMatchObject({ status: 'completed', runner_ref: TASK_ARN });
+    expect(await store.get(cancelled.job_id)).toMatchObject({ status: 'cancelled', output_saved: false });
+  });
+
+  it('deregisters and exits 0 on a SIGTERM while idle (scale-in, deploy)', async () => {
+    const runner = startRunner('', 'acme', { metadataUri });
+    await waitUntil(idle, 'the warm runner to register');
+    protections.length = 0;
+    runner.child.kill('SIGTERM');
+    expect(await runner.exited).toBe(0);
+    expect(await dispatcher.read(TASK_ARN)).toBeNull();
+    expect(protections).toEqual([]);
   });
 });

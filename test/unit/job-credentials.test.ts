@@ -19,6 +19,8 @@ import {
   policyText,
   runnerSession,
   runnerSessionPolicy,
+  warmSession,
+  warmSessionPolicy,
   type JobScope,
 } from '../../container/runner/job-credentials.ts';
 import { credentialsFileText, notebookRoleCredentials } from '../../container/runner/kernel-credentials.ts';
@@ -164,6 +166,43 @@ describe('the session policy of a runner', () => {
       `${NOTEBOOK_ROLE}\n`,
     ])
       expect(() => notebookBrokerPolicy(hostile), hostile).toThrow(InvalidRequestError);
+  });
+});
+
+describe('the session policy of a warm runner waiting for a job', () => {
+  const warm = {
+    runnerRoleArn: 'arn:aws:iam::111122223333:role/NotebookJobs-RunnerRole',
+    region: 'us-east-1',
+    table: 'notebook-jobs',
+    kernel: 'python3',
+    sessionName: 'warm-0123456789abcdef0123456789abcdef',
+  };
+
+  it("allows the kernel's warm runner items only: no job, tenant or bucket", () => {
+    expect(warmSessionPolicy(warm)).toEqual({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+          Resource: 'arn:aws:dynamodb:us-east-1:111122223333:table/notebook-jobs',
+          Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['WARM#python3'] } },
+        },
+      ],
+    });
+  });
+
+  it.each(['py*', 'a/b', '', 'WARM#x'])(
+    'refuses the kernel name %j (a wildcard or separator would widen it)',
+    (kernel) => {
+      expect(() => warmSessionPolicy({ ...warm, kernel })).toThrow(/bad kernel/);
+    },
+  );
+
+  it('refuses a session name STS would refuse', () => {
+    expect(() => warmSession(new STSClient({}), { ...warm, sessionName: 'arn:aws:ecs:task/x' })).toThrow(
+      /not an STS session name/,
+    );
   });
 });
 

@@ -368,8 +368,8 @@ export class DynamoDbJobStore implements JobStore {
   }
 
   /**
-   * The job a runner ref (ECS task ARN, local pid ref) belongs to, or null. Not part of the port
-   * yet; task state change events will need it.
+   * The job a runner ref (ECS task ARN, local pid ref) belongs to, or null: how a stopped warm
+   * runner task, which was not started for a job, is traced to the job it claimed.
    */
   async findByRunnerRef(runnerRef: string): Promise<JobRecord | null> {
     const result = await this.client.send(
