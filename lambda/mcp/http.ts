@@ -152,7 +152,7 @@ export async function handleMcpRequest(
     {
       taskTtlMs: endpoint.taskTtlMs,
       maxResourceBytes: endpoint.maxResourceBytes,
-      tasks: tasksFor(messages),
+      tasks: tasksFor(messages, request.headers.get('mcp-protocol-version')),
       ...(streamed && {
         stream: { signal: stop.signal, stopReason: () => String(stop.signal.reason ?? 'the stream closed') },
       }),
@@ -198,16 +198,22 @@ function streamedCall(body: unknown, accept: string | null): { id: string | numb
 }
 
 /**
- * Whether to offer tasks: for an initialize, by the version it will be answered with (the one asked
- * for when supported, else the latest); every other request keeps them, so that a task made under
- * 2025-11-25 can be followed.
+ * Whether this request's protocol version has tasks (TASK_PROTOCOL_VERSIONS): an initialize is
+ * answered with the version it asks for when supported, else the latest; any other request names
+ * its version in MCP-Protocol-Version, and without that header the spec has the server assume
+ * 2025-03-26, which has none. A 2025-06-18 client so never sees tasks: not in the capabilities,
+ * not as `execution` in tools/list.
  */
-function tasksFor(messages: unknown[]): boolean {
+function tasksFor(messages: unknown[], header: string | null): boolean {
   const init = messages.find((m) => (m as { method?: unknown }).method === 'initialize') as
     { params: { protocolVersion: string } } | undefined;
-  if (!init) return true;
-  const asked = init.params.protocolVersion;
-  const version = SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+  const asked = init?.params.protocolVersion;
+  const version =
+    asked === undefined
+      ? (header ?? '2025-03-26')
+      : SUPPORTED_PROTOCOL_VERSIONS.includes(asked)
+        ? asked
+        : LATEST_PROTOCOL_VERSION;
   return TASK_PROTOCOL_VERSIONS.includes(version);
 }
 

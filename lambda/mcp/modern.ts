@@ -35,7 +35,7 @@ import {
   readOutputResource,
 } from './resources.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
-import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST } from './server.ts';
+import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST_WITHOUT_TASKS } from './server.ts';
 import { detailedTaskOf, extensionTaskOf, TASKS_EXTENSION } from './tasks-extension.ts';
 import {
   callTool,
@@ -111,8 +111,7 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
   });
 
   // Tasks are server-directed on 2026-07-28: no `execution.taskSupport` in the tool list.
-  const tools = TOOL_LIST.map(({ execution: _ignored, ...tool }) => tool);
-  server.setRequestHandler('tools/list', () => ({ tools }) as never);
+  server.setRequestHandler('tools/list', () => ({ tools: TOOL_LIST_WITHOUT_TASKS }) as never);
 
   server.setRequestHandler('tools/call', async (request, call) => {
     const tool = TOOLS.find((t) => t.name === request.params.name);
