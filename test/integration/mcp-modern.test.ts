@@ -248,6 +248,24 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
       expect(refused.body.error).toMatchObject({ code: -32602, message: `no task ${other.job_id}` });
     }
     await svc.server.service.cancel('someone-else', other.job_id);
+    // The extension's "Protocol Errors": an invalid or nonexistent taskId is -32602 (Invalid
+    // params), MUST for tasks/get, SHOULD for tasks/update and tasks/cancel: a well-formed id
+    // nobody has, a malformed one, and one over the length limit alike, with the request's id.
+    const unknownIds = ['job_01KAB3C4D5E6F7G8H9JKMNPQRSTV', '../jobs/x', 'job_'.padEnd(300, 'A')];
+    for (const method of ['tasks/get', 'tasks/cancel', 'tasks/update']) {
+      for (const [n, unknownId] of unknownIds.entries()) {
+        const refused = await raw(
+          method,
+          { taskId: unknownId, ...(method === 'tasks/update' && { inputResponses: {} }) },
+          { id: 700 + n },
+        );
+        expect(refused.body, `${method} ${unknownId}`).toMatchObject({
+          id: 700 + n,
+          error: { code: -32602 },
+        });
+        expect(refused.body.result).toBeUndefined();
+      }
+    }
 
     const cancel = await raw('tasks/cancel', { taskId });
     expect(cancel.body.result).toEqual(expect.objectContaining({ resultType: 'complete' }));
@@ -299,6 +317,38 @@ describe('wire rules of 2026-07-28', () => {
 });
 
 describe('the 2025 eras on the same endpoint', () => {
+  it.each([
+    ['2025-11-25', true],
+    ['2025-06-18', false],
+  ])(
+    'an SDK client pinned to %s sees tasks (capability, execution.taskSupport): %s',
+    async (version, tasks) => {
+      // The wire body of each tools/list, as sent: a client-side parse must not hide a stray field.
+      const listed: any[] = [];
+      const recording: typeof fetch = async (input, init) => {
+        const response = await fetch(input, init);
+        if (typeof init?.body === 'string' && JSON.parse(init.body).method === 'tools/list') {
+          listed.push(await response.clone().json());
+        }
+        return response;
+      };
+      const pinned = new Client({ name: 'pinned', version: '1' }, { supportedProtocolVersions: [version] });
+      const transport = new StreamableHTTPClientTransport(new URL(`${svc.server.url}/mcp`), {
+        fetch: recording,
+      });
+      await pinned.connect(transport);
+      expect(transport.protocolVersion).toBe(version);
+      expect(pinned.getServerCapabilities()?.tasks !== undefined).toBe(tasks);
+      const { tools } = await pinned.listTools();
+      expect(tools).toHaveLength(3);
+      expect(listed).toHaveLength(1);
+      const execute = listed[0].result.tools.find((t: any) => t.name === 'execute_notebook');
+      if (tasks) expect(execute.execution).toEqual({ taskSupport: 'optional' });
+      else expect(/taskSupport|"execution"/.test(JSON.stringify(listed[0].result))).toBe(false);
+      await pinned.close();
+    },
+  );
+
   it.each(['2025-11-25', '2025-06-18'])('a v1 client on %s connects and calls a tool', async (version) => {
     const v1 = new V1Client({ name: 'v1', version: '1' });
     const transport = new V1Transport(new URL(`${svc.server.url}/mcp`));
