@@ -72,6 +72,8 @@ export function handleModernRequest(
   parsedBody: unknown,
   tenant: string,
 ): Promise<Response> {
+  const refused = undeclaredTaskSubscription(parsedBody);
+  if (refused) return Promise.resolve(refused);
   let handler = handlers.get(key);
   if (!handler) {
     handler = createMcpHandler(
@@ -96,6 +98,33 @@ export function handleModernRequest(
     // Passed through to the factory only: the caller was authenticated before this point.
     authInfo: { token: '', clientId: tenant, scopes: [], extra: { tenant } },
   });
+}
+
+/**
+ * The tasks extension defines task status notifications (`notifications/tasks`) on a
+ * `subscriptions/listen` stream that names `taskIds`, and says a server MUST answer -32021 to a
+ * client asking for them without declaring the extension. The SDK's listen router owns
+ * subscriptions/listen and knows only its list-changed and resource-updated kinds: it acknowledges
+ * a `taskIds` filter without them (we agree to send no task notifications; clients poll tasks/get,
+ * see docs/mcp.md), but it would not refuse an undeclared one. That refusal is made here.
+ */
+function undeclaredTaskSubscription(body: unknown): Response | null {
+  const { id, method, params } = body as {
+    id?: string | number;
+    method?: unknown;
+    params?: { notifications?: { taskIds?: unknown }; _meta?: Record<string, unknown> };
+  };
+  if (method !== 'subscriptions/listen' || params?.notifications?.taskIds === undefined) return null;
+  const capabilities = params._meta?.[CLIENT_CAPABILITIES_META_KEY] as
+    { extensions?: Record<string, unknown> } | undefined;
+  if (capabilities?.extensions?.[TASKS_EXTENSION] !== undefined) return null;
+  const error = new MissingRequiredClientCapabilityError({
+    requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } },
+  });
+  return Response.json(
+    { jsonrpc: '2.0', id: id ?? null, error: { code: error.code, message: error.message, data: error.data } },
+    { status: 400 },
+  );
 }
 
 const TaskIdParams = z.object({ taskId: z.string().min(1).max(200) });

@@ -286,6 +286,49 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
   });
 });
 
+describe('task status notifications (tasks extension, subscriptions/listen with taskIds)', () => {
+  const listen = (extensions: Record<string, object>) =>
+    fetch(`${svc.server.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': VERSION,
+        'mcp-method': 'subscriptions/listen',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 31,
+        method: 'subscriptions/listen',
+        params: {
+          notifications: { taskIds: ['job_01KAB3C4D5E6F7G8H9JKMNPQRSTV'] },
+          _meta: envelope(extensions),
+        },
+      }),
+    });
+
+  it('refuses a client that asks for them without declaring the extension (-32021)', async () => {
+    const response = await listen({});
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({
+      id: 31,
+      error: { code: -32021, data: { requiredCapabilities: { extensions: { [TASKS]: {} } } } },
+    });
+  });
+
+  it('acknowledges a declaring client without taskIds: none are agreed, the client polls tasks/get', async () => {
+    const response = await listen({ [TASKS]: {} });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = (await response.text())
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => JSON.parse(line.slice(6)));
+    const ack = events.find((e) => e.method === 'notifications/subscriptions/acknowledged');
+    expect(ack.params.notifications).toEqual({});
+    expect(events.find((e) => e.id === 31)?.result).toBeDefined();
+  });
+});
+
 describe('wire rules of 2026-07-28', () => {
   it('checks the standard headers against the body, answering with the request id', async () => {
     const mismatch = await raw('tools/list', {}, { headers: { 'mcp-method': 'tools/call' }, id: 41 });
