@@ -28,9 +28,13 @@ import { AppError, errorDetail } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
 import {
+  FILE_RESOURCE,
+  FILE_RESOURCE_TEMPLATE,
   JOB_RESOURCE,
   listJobResources,
   OUTPUT_RESOURCE,
+  parseFileResourceUri,
+  readFileResource,
   readJobResource,
   readOutputResource,
 } from './resources.ts';
@@ -182,10 +186,14 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
     resourceTemplates: [
       { uriTemplate: jobResourceUri('{job_id}'), ...JOB_RESOURCE },
       { uriTemplate: outputResourceUri('{job_id}'), ...OUTPUT_RESOURCE },
+      { uriTemplate: FILE_RESOURCE_TEMPLATE, ...FILE_RESOURCE },
     ],
   }));
   server.setRequestHandler('resources/read', async (request) => {
     const { uri } = request.params;
+    if (parseFileResourceUri(uri)) {
+      return asProtocolError(ctx, () => readFileResource(ctx, uri, endpoint.maxResourceBytes));
+    }
     const match = /^notebook-jobs:\/\/jobs\/([^/]+)(\/output)?$/.exec(uri);
     if (!match?.[1]) {
       throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });

@@ -20,9 +20,12 @@ import { AppError, errorDetail } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
 import {
+  FILE_RESOURCE,
+  FILE_RESOURCE_TEMPLATE,
   JOB_RESOURCE,
   listJobResources,
   OUTPUT_RESOURCE,
+  readFileResource,
   readJobResource,
   readOutputResource,
 } from './resources.ts';
@@ -146,6 +149,13 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     OUTPUT_RESOURCE,
     (uri, { job_id }) =>
       asProtocolError(ctx, () => readOutputResource(ctx, uri.href, String(job_id), options.maxResourceBytes)),
+  );
+
+  mcp.registerResource(
+    FILE_RESOURCE.name,
+    new ResourceTemplate(FILE_RESOURCE_TEMPLATE, { list: undefined }),
+    FILE_RESOURCE,
+    (uri) => asProtocolError(ctx, () => readFileResource(ctx, uri.href, options.maxResourceBytes)),
   );
   return mcp;
 }

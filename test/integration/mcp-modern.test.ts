@@ -129,7 +129,11 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     const listed = await client.listResources();
     expect(listed.resources.map((r) => r.uri)).toContain(`notebook-jobs://jobs/${s.job.job_id}`);
     const templates = await client.listResourceTemplates();
-    expect(templates.resourceTemplates).toHaveLength(2);
+    expect(templates.resourceTemplates.map((t) => t.uriTemplate).sort()).toEqual([
+      'notebook-jobs://jobs/{job_id}',
+      'notebook-jobs://jobs/{job_id}/files/{+path}',
+      'notebook-jobs://jobs/{job_id}/output',
+    ]);
   });
 
   it('streams progress for a waiting call with a progressToken, which keeps a short client timeout alive', async () => {

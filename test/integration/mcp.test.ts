@@ -104,6 +104,7 @@ describe('tools', () => {
     const templates = await client.listResourceTemplates();
     expect(templates.resourceTemplates.map((t) => t.uriTemplate).sort()).toEqual([
       'notebook-jobs://jobs/{job_id}',
+      'notebook-jobs://jobs/{job_id}/files/{+path}',
       'notebook-jobs://jobs/{job_id}/output',
     ]);
     const listed = await client.listResources();
