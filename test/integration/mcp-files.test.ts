@@ -165,9 +165,7 @@ describe.each(ERAS)('output files over MCP, $name', (era) => {
     ['a file the job did not write', 'data/missing.csv'],
   ])('refuses %s (%s)', async (_what, encodedPath) => {
     const refused = client.readResource({ uri: fileUri(jobId, encodedPath) });
-    // A clear invalid-params (or resource-not-found) error, never contents and never an internal error.
-    await expect(refused).rejects.toMatchObject({
-      code: expect.toSatisfy((c: number) => c === -32602 || c === -32002),
-    });
+    // A clear invalid-params error, never contents and never an internal error.
+    await expect(refused).rejects.toMatchObject({ code: -32602 });
   });
 });
