@@ -113,6 +113,7 @@ export function handleModernRequest(
  * see docs/mcp.md), but it would not refuse an undeclared one. That refusal is made here.
  */
 function undeclaredTaskSubscription(body: unknown): Response | null {
+  if (typeof body !== 'object' || body === null) return null;
   const { id, method, params } = body as {
     id?: string | number;
     method?: unknown;
