@@ -22,6 +22,7 @@ import {
   PassthroughBehavior,
   MethodLoggingLevel,
   RequestAuthorizer,
+  ResponseTransferMode,
   ResponseType,
   RestApi,
   type MethodOptions,
@@ -189,7 +190,13 @@ export class NotebookJobsApi extends Construct {
     });
     const authorized: MethodOptions = { authorizer, authorizationType: AuthorizationType.CUSTOM };
     const api = new LambdaIntegration(props.api.function, { proxy: true, allowTestInvoke: false });
-    const mcp = new LambdaIntegration(props.mcp.function, { proxy: true, allowTestInvoke: false });
+    // /mcp streams (InvokeWithResponseStream; the handler is awslambda.streamifyResponse): a waiting
+    // execute_notebook sends progress as SSE while it waits, so clients' timeouts reset (docs/mcp.md).
+    const mcp = new LambdaIntegration(props.mcp.function, {
+      proxy: true,
+      allowTestInvoke: false,
+      responseTransferMode: ResponseTransferMode.STREAM,
+    });
 
     const v1 = this.restApi.root.addResource('v1');
     v1.addProxy({ defaultIntegration: api, defaultMethodOptions: authorized, anyMethod: true });

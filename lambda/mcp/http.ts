@@ -9,8 +9,9 @@
  * The SDK transport handles MCP-Protocol-Version (400 for versions it does not speak) and Accept.
  *
  * Answers are JSON, except one case: a lone execute_notebook tools/call with a progressToken, from
- * a client that accepts text/event-stream, on an endpoint that can stream (locally; not behind API
- * Gateway, see docs/mcp.md). That one is an SSE stream of progress notifications, then the result;
+ * a client that accepts text/event-stream, on an endpoint that can stream (locally, and the Lambda
+ * behind API Gateway's streaming integration; see docs/mcp.md). That one is an SSE stream of
+ * progress notifications, then the result;
  * a notifications/cancelled for it (another POST, so another server) stops its wait.
  */
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
@@ -42,7 +43,7 @@ export interface McpEndpoint {
   maxResourceBytes: number;
   /**
    * Whether a tools/call with a progressToken may be answered as an SSE stream. False where the
-   * response is buffered anyway (the Lambda behind API Gateway without response streaming).
+   * response would be buffered anyway (a Lambda behind a buffered, non-streaming integration).
    */
   streamProgress: boolean;
   log: (message: string) => void;
@@ -152,7 +153,7 @@ export async function handleMcpRequest(
     {
       taskTtlMs: endpoint.taskTtlMs,
       maxResourceBytes: endpoint.maxResourceBytes,
-      tasks: tasksFor(messages),
+      tasks: tasksFor(messages, request.headers.get('mcp-protocol-version')),
       ...(streamed && {
         stream: { signal: stop.signal, stopReason: () => String(stop.signal.reason ?? 'the stream closed') },
       }),
@@ -198,16 +199,22 @@ function streamedCall(body: unknown, accept: string | null): { id: string | numb
 }
 
 /**
- * Whether to offer tasks: for an initialize, by the version it will be answered with (the one asked
- * for when supported, else the latest); every other request keeps them, so that a task made under
- * 2025-11-25 can be followed.
+ * Whether this request's protocol version has tasks (TASK_PROTOCOL_VERSIONS): an initialize is
+ * answered with the version it asks for when supported, else the latest; any other request names
+ * its version in MCP-Protocol-Version, and without that header the spec has the server assume
+ * 2025-03-26, which has none. A 2025-06-18 client so never sees tasks: not in the capabilities,
+ * not as `execution` in tools/list.
  */
-function tasksFor(messages: unknown[]): boolean {
+function tasksFor(messages: unknown[], header: string | null): boolean {
   const init = messages.find((m) => (m as { method?: unknown }).method === 'initialize') as
     { params: { protocolVersion: string } } | undefined;
-  if (!init) return true;
-  const asked = init.params.protocolVersion;
-  const version = SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+  const asked = init?.params.protocolVersion;
+  const version =
+    asked === undefined
+      ? (header ?? '2025-03-26')
+      : SUPPORTED_PROTOCOL_VERSIONS.includes(asked)
+        ? asked
+        : LATEST_PROTOCOL_VERSION;
   return TASK_PROTOCOL_VERSIONS.includes(version);
 }
 
@@ -256,7 +263,8 @@ function untilStreamEnds(response: Response, ended: (reason: string) => void): R
 // kept here per endpoint, by tenant and JSON-RPC request id. Request ids are only unique per client
 // connection, and there is no session to tell two clients of one tenant apart: a cancel stops a
 // wait only when exactly one of the tenant's streamed calls has that id (else each still ends at
-// its sync_timeout_seconds). In AWS nothing streams, so nothing is kept.
+// its sync_timeout_seconds). In AWS the cancel usually reaches another instance, which does not
+// see the wait: there the wait ends at sync_timeout_seconds, or when the client closes the stream.
 
 const waits = new WeakMap<McpEndpoint, Map<string, AbortController[]>>();
 const waitKey = (tenant: string, id: string | number) => `${tenant}\n${JSON.stringify(id)}`;

@@ -28,14 +28,18 @@ import { AppError, errorDetail } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
 import {
+  FILE_RESOURCE,
+  FILE_RESOURCE_TEMPLATE,
   JOB_RESOURCE,
   listJobResources,
   OUTPUT_RESOURCE,
+  parseFileResourceUri,
+  readFileResource,
   readJobResource,
   readOutputResource,
 } from './resources.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
-import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST } from './server.ts';
+import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST_WITHOUT_TASKS } from './server.ts';
 import { detailedTaskOf, extensionTaskOf, TASKS_EXTENSION } from './tasks-extension.ts';
 import {
   callTool,
@@ -72,6 +76,8 @@ export function handleModernRequest(
   parsedBody: unknown,
   tenant: string,
 ): Promise<Response> {
+  const refused = undeclaredTaskSubscription(parsedBody);
+  if (refused) return Promise.resolve(refused);
   let handler = handlers.get(key);
   if (!handler) {
     handler = createMcpHandler(
@@ -98,6 +104,34 @@ export function handleModernRequest(
   });
 }
 
+/**
+ * The tasks extension defines task status notifications (`notifications/tasks`) on a
+ * `subscriptions/listen` stream that names `taskIds`, and says a server MUST answer -32021 to a
+ * client asking for them without declaring the extension. The SDK's listen router owns
+ * subscriptions/listen and knows only its list-changed and resource-updated kinds: it acknowledges
+ * a `taskIds` filter without them (we agree to send no task notifications; clients poll tasks/get,
+ * see docs/mcp.md), but it would not refuse an undeclared one. That refusal is made here.
+ */
+function undeclaredTaskSubscription(body: unknown): Response | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const { id, method, params } = body as {
+    id?: string | number;
+    method?: unknown;
+    params?: { notifications?: { taskIds?: unknown }; _meta?: Record<string, unknown> };
+  };
+  if (method !== 'subscriptions/listen' || params?.notifications?.taskIds === undefined) return null;
+  const capabilities = params._meta?.[CLIENT_CAPABILITIES_META_KEY] as
+    { extensions?: Record<string, unknown> } | undefined;
+  if (capabilities?.extensions?.[TASKS_EXTENSION] !== undefined) return null;
+  const error = new MissingRequiredClientCapabilityError({
+    requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } },
+  });
+  return Response.json(
+    { jsonrpc: '2.0', id: id ?? null, error: { code: error.code, message: error.message, data: error.data } },
+    { status: 400 },
+  );
+}
+
 const TaskIdParams = z.object({ taskId: z.string().min(1).max(200) });
 const UpdateTaskParams = TaskIdParams.extend({
   inputResponses: z.record(z.string(), z.unknown()).optional(),
@@ -111,8 +145,7 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
   });
 
   // Tasks are server-directed on 2026-07-28: no `execution.taskSupport` in the tool list.
-  const tools = TOOL_LIST.map(({ execution: _ignored, ...tool }) => tool);
-  server.setRequestHandler('tools/list', () => ({ tools }) as never);
+  server.setRequestHandler('tools/list', () => ({ tools: TOOL_LIST_WITHOUT_TASKS }) as never);
 
   server.setRequestHandler('tools/call', async (request, call) => {
     const tool = TOOLS.find((t) => t.name === request.params.name);
@@ -154,10 +187,14 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
     resourceTemplates: [
       { uriTemplate: jobResourceUri('{job_id}'), ...JOB_RESOURCE },
       { uriTemplate: outputResourceUri('{job_id}'), ...OUTPUT_RESOURCE },
+      { uriTemplate: FILE_RESOURCE_TEMPLATE, ...FILE_RESOURCE },
     ],
   }));
   server.setRequestHandler('resources/read', async (request) => {
     const { uri } = request.params;
+    if (parseFileResourceUri(uri)) {
+      return asProtocolError(ctx, () => readFileResource(ctx, uri, endpoint.maxResourceBytes));
+    }
     const match = /^notebook-jobs:\/\/jobs\/([^/]+)(\/output)?$/.exec(uri);
     if (!match?.[1]) {
       throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });

@@ -1,9 +1,11 @@
 /**
- * The MCP resources, whatever the protocol era: a job (`notebook-jobs://jobs/{job_id}`) and its
- * executed notebook (`notebook-jobs://jobs/{job_id}/output`). Failures are typed errors (AppError);
- * each era's server turns them into its own protocol error.
+ * The MCP resources, whatever the protocol era: a job (`notebook-jobs://jobs/{job_id}`), its
+ * executed notebook (`notebook-jobs://jobs/{job_id}/output`) and its output files
+ * (`notebook-jobs://jobs/{job_id}/files/{path}`). Failures are typed errors (AppError); each era's
+ * server turns them into its own protocol error.
  */
 import { InvalidRequestError } from '../core/errors.ts';
+import { checkFilePath } from '../core/job-files.ts';
 import { IPYNB_MIME, jobResourceUri, type McpCallContext } from './tools.ts';
 
 export const JOB_RESOURCE = {
@@ -19,6 +21,69 @@ export const OUTPUT_RESOURCE = {
   description: "A job's executed notebook (partial for failed and cancelled jobs).",
   mimeType: IPYNB_MIME,
 };
+
+export const FILE_RESOURCE = {
+  name: 'job-file',
+  title: 'Output file',
+  description:
+    "A file a job's notebook created or changed in its working folder (text or base64 blob); results link each one.",
+};
+
+/** The URI template of output files ({+path}: the path keeps its '/'). */
+export const FILE_RESOURCE_TEMPLATE = 'notebook-jobs://jobs/{job_id}/files/{+path}';
+
+/**
+ * The job id and file path an output file URI names (segments percent-decoded), or null when it is
+ * not such a URI. The path is checked (and looked up in the job's list of files) by the reader.
+ */
+export function parseFileResourceUri(uri: string): { jobId: string; path: string } | null {
+  const match = /^notebook-jobs:\/\/jobs\/([^/?#]+)\/files\/([^?#]+)$/.exec(uri);
+  if (!match?.[1] || !match[2]) return null;
+  try {
+    return {
+      jobId: decodeURIComponent(match[1]),
+      path: match[2].split('/').map(decodeURIComponent).join('/'),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Media types served as text (when the bytes are UTF-8); anything else is a base64 blob. */
+const TEXT_MEDIA_TYPE = /^(text\/.*|application\/(json|xml|yaml|javascript)|.*\+(json|xml))$/;
+
+/**
+ * An output file's contents, tenant-checked by the service (another tenant's job is not found),
+ * only a path the job's file list has (a path is looked up, never joined onto a folder), up to
+ * `maxBytes` as served (base64 grows a blob by a third; larger: the error names the REST download).
+ */
+export async function readFileResource(ctx: McpCallContext, uri: string, maxBytes: number) {
+  const parsed = parseFileResourceUri(uri);
+  if (!parsed) throw new InvalidRequestError(`no resource ${uri}`);
+  const { jobId, path } = parsed;
+  checkFilePath(path);
+  const listed = (await ctx.service.files(ctx.tenant, jobId)).files.find((f) => f.path === path);
+  const served =
+    listed && (TEXT_MEDIA_TYPE.test(listed.media_type) ? listed.size : Math.ceil(listed.size / 3) * 4);
+  if (listed && served !== undefined && served > maxBytes) {
+    throw new InvalidRequestError(
+      `output file ${path} is ${listed.size} bytes, more than the ${maxBytes} served here; download it from ${listed.download}`,
+    );
+  }
+  // An unlisted path gets the service's own not-found answer.
+  const read = await ctx.service.file(ctx.tenant, jobId, path, { allowUrl: false });
+  if (!('body' in read)) throw new Error('unreachable: inline file asked for');
+  const { file, body } = read;
+  if (TEXT_MEDIA_TYPE.test(file.media_type)) {
+    try {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      return { contents: [{ uri, mimeType: file.media_type, text }] };
+    } catch {
+      // Not UTF-8 after all: served as bytes.
+    }
+  }
+  return { contents: [{ uri, mimeType: file.media_type, blob: body.toString('base64') }] };
+}
 
 /** The caller's 20 newest jobs, as resources/list shows them. */
 export async function listJobResources(ctx: McpCallContext) {

@@ -9,6 +9,7 @@ import {
   JobListSchema,
   JobViewSchema,
   LogPageSchema,
+  OutputFileSchema,
   ParameterInfoSchema,
   ResultSummarySchema,
   ResultViewSchema,
@@ -77,6 +78,13 @@ const NextCallSchema = z.strictObject({
   hint: z.string(),
 });
 
+/** An output file as MCP results list it: also the URI its resource_link and resources/read use. */
+const McpOutputFileSchema = OutputFileSchema.extend({
+  resource_uri: z
+    .string()
+    .describe('notebook-jobs://jobs/{job_id}/files/{path}: read it with resources/read.'),
+});
+
 const next = NextCallSchema.nullable().describe(
   'What to call next while the job is still queued or running.',
 );
@@ -85,7 +93,14 @@ export const ExecuteNotebookOutputSchema = z.strictObject({
   job: JobViewSchema,
   done: z.boolean().describe('True when the job has ended (completed, failed or cancelled).'),
   result: z
-    .strictObject({ output_available: z.boolean(), summary: ResultSummarySchema.nullable() })
+    .strictObject({
+      output_available: z.boolean(),
+      summary: ResultSummarySchema.nullable(),
+      files: z
+        .array(McpOutputFileSchema)
+        .describe('Files the notebook created or changed in its working folder.'),
+      files_note: ResultViewSchema.shape.files_note,
+    })
     .nullable()
     .describe('The result summary, once the job has ended.'),
   next,
@@ -95,7 +110,12 @@ export const ExecuteNotebookOutputSchema = z.strictObject({
 export const ManageAsyncJobOutputSchema = z.discriminatedUnion('action', [
   JobViewSchema.extend({ action: z.literal('status'), logs: LogPageSchema.optional(), next }),
   LogPageSchema.extend({ action: z.literal('logs'), job_id: z.string() }),
-  ResultViewSchema.extend({ action: z.literal('result'), output: JobViewSchema.shape.output, next }),
+  ResultViewSchema.extend({
+    action: z.literal('result'),
+    files: z.array(McpOutputFileSchema).describe(ResultViewSchema.shape.files.description ?? ''),
+    output: JobViewSchema.shape.output,
+    next,
+  }),
   JobViewSchema.extend({ action: z.literal('cancel') }),
   JobListSchema.extend({ action: z.literal('list') }),
   CleanupResultSchema.extend({ action: z.literal('cleanup') }),

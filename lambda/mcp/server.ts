@@ -20,9 +20,12 @@ import { AppError, errorDetail } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
 import {
+  FILE_RESOURCE,
+  FILE_RESOURCE_TEMPLATE,
   JOB_RESOURCE,
   listJobResources,
   OUTPUT_RESOURCE,
+  readFileResource,
   readJobResource,
   readOutputResource,
 } from './resources.ts';
@@ -45,8 +48,9 @@ export interface McpServerOptions {
   /** The largest executed notebook served inline as a resource; larger ones by download URL. */
   maxResourceBytes: number;
   /**
-   * Whether to advertise and serve MCP tasks: only for protocol versions that define them
-   * (TASK_PROTOCOL_VERSIONS), decided from the initialize request.
+   * Whether to advertise and serve MCP tasks (capability, `execution.taskSupport` in tools/list,
+   * task-augmented calls): only for protocol versions that define them (TASK_PROTOCOL_VERSIONS),
+   * decided from the initialize request or the MCP-Protocol-Version header.
    */
   tasks: boolean;
   /**
@@ -83,6 +87,9 @@ export const TOOL_LIST: Tool[] = TOOLS.map((tool) => ({
   execution: { taskSupport: tool.taskSupport },
 }));
 
+/** tools/list for versions without tasks (2025-06-18 and older): no `execution.taskSupport`. */
+export const TOOL_LIST_WITHOUT_TASKS: Tool[] = TOOL_LIST.map(({ execution: _ignored, ...tool }) => tool);
+
 export function createMcpServer(ctx: McpCallContext, options: McpServerOptions): McpServer {
   const mcp = new McpServer(SERVER_INFO, {
     capabilities: {
@@ -94,7 +101,9 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     instructions: INSTRUCTIONS,
   });
 
-  mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: TOOL_LIST }));
+  mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: options.tasks ? TOOL_LIST : TOOL_LIST_WITHOUT_TASKS,
+  }));
   mcp.server.setRequestHandler(
     CallToolRequestSchema,
     async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
@@ -105,7 +114,9 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
           `unknown tool "${request.params.name}"; this server has: ${TOOLS.map((t) => t.name).join(', ')}`,
         );
       }
-      if (request.params.task) return startTask(tool, ctx, request.params.arguments, options.taskTtlMs);
+      // Without tasks in this version, a `task` field is not ours to honour: the call runs as usual.
+      if (options.tasks && request.params.task)
+        return startTask(tool, ctx, request.params.arguments, options.taskTtlMs);
       const token = request.params._meta?.progressToken;
       const stream: ToolCallStream | undefined =
         options.stream && token !== undefined
@@ -138,6 +149,13 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     OUTPUT_RESOURCE,
     (uri, { job_id }) =>
       asProtocolError(ctx, () => readOutputResource(ctx, uri.href, String(job_id), options.maxResourceBytes)),
+  );
+
+  mcp.registerResource(
+    FILE_RESOURCE.name,
+    new ResourceTemplate(FILE_RESOURCE_TEMPLATE, { list: undefined }),
+    FILE_RESOURCE,
+    (uri) => asProtocolError(ctx, () => readFileResource(ctx, uri.href, options.maxResourceBytes)),
   );
   return mcp;
 }

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import type { CallToolResult, ResourceLink, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { AppError, InvalidRequestError, errorDetail } from '../core/errors.ts';
 import { isTerminal } from '../core/job.ts';
+import type { OutputFile } from '../core/contract.ts';
 import type { JobService, JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
 import {
@@ -56,6 +57,9 @@ export interface ToolDefinition {
 
 export const jobResourceUri = (jobId: string) => `notebook-jobs://jobs/${jobId}`;
 export const outputResourceUri = (jobId: string) => `notebook-jobs://jobs/${jobId}/output`;
+/** An output file's resource: each path segment percent-encoded (as in its REST download path). */
+export const fileResourceUri = (jobId: string, path: string) =>
+  `notebook-jobs://jobs/${jobId}/files/${path.split('/').map(encodeURIComponent).join('/')}`;
 
 export const TOOLS: ToolDefinition[] = [
   {
@@ -161,10 +165,11 @@ async function manageAsyncJob(ctx: McpCallContext, args: ManageAsyncJobInput): P
         {
           action,
           ...result,
+          files: withResourceUris(jobId, result.files),
           output: job.output,
           next: isTerminal(job.status) ? null : nextCall(ctx, job),
         },
-        outputLinks(job),
+        [...outputLinks(job), ...fileLinks(jobId, result.files)],
       );
     }
     case 'cancel':
@@ -193,10 +198,15 @@ export async function executeResult(ctx: McpCallContext, job: JobView): Promise<
     {
       job,
       done,
-      result: result && { output_available: result.output_available, summary: result.summary },
+      result: result && {
+        output_available: result.output_available,
+        summary: result.summary,
+        files: withResourceUris(job.job_id, result.files),
+        files_note: result.files_note,
+      },
       next: done ? null : nextCall(ctx, job),
     },
-    outputLinks(job),
+    [...outputLinks(job), ...(result ? fileLinks(job.job_id, result.files) : [])],
   );
 }
 
@@ -254,6 +264,23 @@ export function outputLinks(job: JobView): ResourceLink[] {
       }`,
     },
   ];
+}
+
+/** The output files as MCP results list them: each with the URI resources/read serves it at. */
+function withResourceUris(jobId: string, files: OutputFile[]) {
+  return files.map((file) => ({ ...file, resource_uri: fileResourceUri(jobId, file.path) }));
+}
+
+/** One resource_link per output file (resources/read returns its bytes, text or blob). */
+export function fileLinks(jobId: string, files: OutputFile[]): ResourceLink[] {
+  return files.map((file) => ({
+    type: 'resource_link',
+    uri: fileResourceUri(jobId, file.path),
+    name: file.path,
+    mimeType: file.media_type,
+    size: file.size,
+    description: `Output file of ${jobId}: ${file.path} (${file.size} bytes, sha256 ${file.sha256}); REST download: ${file.download}`,
+  }));
 }
 
 function nextCall(ctx: McpCallContext, job: JobView) {

@@ -1,10 +1,12 @@
 /**
  * The mcp Lambda driven by REST proxy events for POST /mcp (base64 JSON-RPC bodies, as API Gateway
  * sends them), with the table in dynalite and the AWS services mocked: the same endpoint code as
- * the local server, reached through event -> Request -> transport -> Response -> proxy result.
+ * the local server, reached through event -> Request -> transport -> Response -> the Lambda
+ * response stream (the /mcp integration streams: responseTransferMode STREAM).
  */
+import { Writable } from 'node:stream';
 import { RunTaskCommand } from '@aws-sdk/client-ecs';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   BUCKET,
@@ -20,17 +22,84 @@ import {
 } from './aws-harness.ts';
 import { sizedBody } from '../helpers/sized-body.ts';
 import { MAX_INLINE_NOTEBOOK_BYTES, MAX_REQUEST_BODY_BYTES } from '../../lambda/core/settings.ts';
+import type { LambdaStreamingRuntime } from '../../lambda/handlers/mcp.ts';
 
-type McpModule = typeof import('../../lambda/handlers/mcp.ts');
+type StreamingHandler = (event: APIGatewayProxyEvent, stream: Writable, context?: Context) => Promise<void>;
+
+/**
+ * The Lambda Node.js runtime's streaming globals, as documented for API Gateway's streaming
+ * Lambda proxy format: the handler gets a response stream; HttpResponseStream.from writes the
+ * metadata JSON (statusCode, headers, cookies) and a delimiter of 8 NUL bytes, then the payload
+ * follows as written.
+ */
+const DELIMITER = Buffer.alloc(8);
+const fakeRuntime: LambdaStreamingRuntime = {
+  streamifyResponse: (handler) => handler,
+  HttpResponseStream: {
+    from(stream, prelude) {
+      stream.write(JSON.stringify(prelude));
+      stream.write(DELIMITER);
+      return stream;
+    },
+  },
+};
+(globalThis as { awslambda?: LambdaStreamingRuntime }).awslambda = fakeRuntime;
+
+interface Streamed extends APIGatewayProxyResult {
+  /** The payload as it was written, chunk by chunk, with when (performance.now()). */
+  writes: { at: number; text: string }[];
+}
+
+/**
+ * Invokes the streaming handler as API Gateway does, and reads back what it wrote: the prelude's
+ * status and headers, and the payload. `onWrite` sees each payload write (and may close the stream).
+ */
+async function invoke(
+  handler: StreamingHandler,
+  event: APIGatewayProxyEvent,
+  onWrite?: (text: string, stream: Writable) => void,
+): Promise<Streamed> {
+  const raw: Buffer[] = [];
+  const writes: Streamed['writes'] = [];
+  let preludeDone = false;
+  const stream: Writable = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      raw.push(Buffer.from(chunk));
+      if (preludeDone) {
+        const text = Buffer.from(chunk).toString('utf8');
+        writes.push({ at: performance.now(), text });
+        onWrite?.(text, stream);
+      } else if (Buffer.from(chunk).equals(DELIMITER)) preludeDone = true;
+      done();
+    },
+  });
+  stream.on('error', () => undefined);
+  await handler(event, stream);
+  const all = Buffer.concat(raw);
+  const at = all.indexOf(DELIMITER);
+  expect(at).toBeGreaterThan(0);
+  const prelude = JSON.parse(all.subarray(0, at).toString('utf8')) as {
+    statusCode: number;
+    headers: Record<string, string>;
+  };
+  return {
+    statusCode: prelude.statusCode,
+    headers: prelude.headers,
+    body: all.subarray(at + DELIMITER.length).toString('utf8'),
+    isBase64Encoded: false,
+    writes,
+  };
+}
 
 const db = dynaliteForThisFile();
 const aws = mockAws();
-let mcp: McpModule['handler'];
+let streamingHandler: StreamingHandler;
+const mcp = (event: APIGatewayProxyEvent) => invoke(streamingHandler, event);
 
 beforeEach(async () => {
   aws.reset();
   const table = await db().newTable();
-  ({ handler: mcp } = await coldStart<McpModule>(
+  ({ handler: streamingHandler } = await coldStart<{ handler: StreamingHandler }>(
     'lambda/handlers/mcp.ts',
     stackEnv(table, db().endpoint, { NOTEBOOK_JOBS_ALLOWED_ORIGINS: 'https://console.example.com' }),
   ));
@@ -196,17 +265,62 @@ describe('POST /mcp through the Lambda', () => {
     expect(aws.ecs.commandCalls(RunTaskCommand)[0]?.args[0].input.startedBy).toBe(created.task.taskId);
   });
 
-  it('answers JSON even to a call with a progressToken (API Gateway buffers; no stream here)', async () => {
+  it('streams a waiting call with a progressToken as SSE: progress is written before the result', async () => {
     const { notebook } = createBody();
+    const started = performance.now();
     const response = await mcp(
       rpcEvent('tools/call', {
         name: 'execute_notebook',
-        arguments: { notebook, sync_timeout_seconds: 1 },
+        arguments: { notebook, sync_timeout_seconds: 1.5 },
         _meta: { progressToken: 'p1' },
       }),
     );
+    expect(response.statusCode).toBe(200);
+    expect(response.headers?.['content-type']).toMatch(/^text\/event-stream/);
+    const events = response.body
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => JSON.parse(line.slice(6)));
+    expect(events[0]).toMatchObject({ method: 'notifications/progress', params: { progressToken: 'p1' } });
+    const last = events.at(-1);
+    expect(last.result.structuredContent.job.status).toBe('running');
+    // Streamed, not buffered: the first progress went out at once, the result about 1.5 s later.
+    const progressAt = response.writes.find((w) => w.text.includes('notifications/progress'))?.at ?? Infinity;
+    const resultAt = response.writes.find((w) => w.text.includes('"result"'))?.at ?? -Infinity;
+    expect(progressAt - started).toBeLessThan(1000);
+    expect(resultAt - progressAt).toBeGreaterThan(1000);
+  });
+
+  it('stops waiting when the client goes away mid-stream (the job goes on)', async () => {
+    const { notebook } = createBody();
+    const error = vi.spyOn(await handlerLogger(), 'error');
+    const started = performance.now();
+    const response = await invoke(
+      streamingHandler,
+      rpcEvent('tools/call', {
+        name: 'execute_notebook',
+        arguments: { notebook, sync_timeout_seconds: 20 },
+        _meta: { progressToken: 'p2' },
+      }),
+      (text, stream) => {
+        if (text.includes('notifications/progress')) setImmediate(() => stream.destroy());
+      },
+    );
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(response.body).not.toContain('"result"');
+    expect(error).toHaveBeenCalledWith(
+      expect.stringMatching(/stopped waiting for job_\w+ \(.*closed the stream\)/),
+    );
+    expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
+  });
+
+  it('answers JSON to a call without a progressToken', async () => {
+    const { notebook } = createBody();
+    const response = await mcp(
+      rpcEvent('tools/call', { name: 'execute_notebook', arguments: { notebook, sync_timeout_seconds: 0 } }),
+    );
     expect(response.headers?.['content-type']).toMatch(/^application\/json/);
-    expect(result(response).structuredContent.job.status).toBe('running');
+    expect(JSON.parse(response.body).result.structuredContent.job.status).toBe('running');
   });
 
   it('advertises tasks only to a client that negotiates 2025-11-25', async () => {
@@ -288,9 +402,10 @@ describe('transport hygiene in the Lambda', () => {
       NOTEBOOK_JOBS_MCP_ALLOWED_ORIGINS: 'https://old.example.com',
     }) as Record<string, string>;
     delete env.NOTEBOOK_JOBS_ALLOWED_ORIGINS;
-    const { handler } = await coldStart<McpModule>('lambda/handlers/mcp.ts', env);
+    const { handler } = await coldStart<{ handler: StreamingHandler }>('lambda/handlers/mcp.ts', env);
     const warn = vi.spyOn(await handlerLogger(), 'warn').mockImplementation(() => undefined);
-    const response = await handler(
+    const response = await invoke(
+      handler,
       rpcEvent('tools/list', {}, { headers: { Origin: 'https://old.example.com' } }),
     );
     expect(response.statusCode).toBe(200);

@@ -129,7 +129,11 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     const listed = await client.listResources();
     expect(listed.resources.map((r) => r.uri)).toContain(`notebook-jobs://jobs/${s.job.job_id}`);
     const templates = await client.listResourceTemplates();
-    expect(templates.resourceTemplates).toHaveLength(2);
+    expect(templates.resourceTemplates.map((t) => t.uriTemplate).sort()).toEqual([
+      'notebook-jobs://jobs/{job_id}',
+      'notebook-jobs://jobs/{job_id}/files/{+path}',
+      'notebook-jobs://jobs/{job_id}/output',
+    ]);
   });
 
   it('streams progress for a waiting call with a progressToken, which keeps a short client timeout alive', async () => {
@@ -248,6 +252,24 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
       expect(refused.body.error).toMatchObject({ code: -32602, message: `no task ${other.job_id}` });
     }
     await svc.server.service.cancel('someone-else', other.job_id);
+    // The extension's "Protocol Errors": an invalid or nonexistent taskId is -32602 (Invalid
+    // params), MUST for tasks/get, SHOULD for tasks/update and tasks/cancel: a well-formed id
+    // nobody has, a malformed one, and one over the length limit alike, with the request's id.
+    const unknownIds = ['job_01KAB3C4D5E6F7G8H9JKMNPQRSTV', '../jobs/x', 'job_'.padEnd(300, 'A')];
+    for (const method of ['tasks/get', 'tasks/cancel', 'tasks/update']) {
+      for (const [n, unknownId] of unknownIds.entries()) {
+        const refused = await raw(
+          method,
+          { taskId: unknownId, ...(method === 'tasks/update' && { inputResponses: {} }) },
+          { id: 700 + n },
+        );
+        expect(refused.body, `${method} ${unknownId}`).toMatchObject({
+          id: 700 + n,
+          error: { code: -32602 },
+        });
+        expect(refused.body.result).toBeUndefined();
+      }
+    }
 
     const cancel = await raw('tasks/cancel', { taskId });
     expect(cancel.body.result).toEqual(expect.objectContaining({ resultType: 'complete' }));
@@ -265,6 +287,49 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     }
     // Cancelling an ended task is acknowledged (cancellation is cooperative).
     expect((await raw('tasks/cancel', { taskId })).body.result).toBeDefined();
+  });
+});
+
+describe('task status notifications (tasks extension, subscriptions/listen with taskIds)', () => {
+  const listen = (extensions: Record<string, object>) =>
+    fetch(`${svc.server.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': VERSION,
+        'mcp-method': 'subscriptions/listen',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 31,
+        method: 'subscriptions/listen',
+        params: {
+          notifications: { taskIds: ['job_01KAB3C4D5E6F7G8H9JKMNPQRSTV'] },
+          _meta: envelope(extensions),
+        },
+      }),
+    });
+
+  it('refuses a client that asks for them without declaring the extension (-32021)', async () => {
+    const response = await listen({});
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({
+      id: 31,
+      error: { code: -32021, data: { requiredCapabilities: { extensions: { [TASKS]: {} } } } },
+    });
+  });
+
+  it('acknowledges a declaring client without taskIds: none are agreed, the client polls tasks/get', async () => {
+    const response = await listen({ [TASKS]: {} });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = (await response.text())
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => JSON.parse(line.slice(6)));
+    const ack = events.find((e) => e.method === 'notifications/subscriptions/acknowledged');
+    expect(ack.params.notifications).toEqual({});
+    expect(events.find((e) => e.id === 31)?.result).toBeDefined();
   });
 });
 
@@ -299,6 +364,38 @@ describe('wire rules of 2026-07-28', () => {
 });
 
 describe('the 2025 eras on the same endpoint', () => {
+  it.each([
+    ['2025-11-25', true],
+    ['2025-06-18', false],
+  ])(
+    'an SDK client pinned to %s sees tasks (capability, execution.taskSupport): %s',
+    async (version, tasks) => {
+      // The wire body of each tools/list, as sent: a client-side parse must not hide a stray field.
+      const listed: any[] = [];
+      const recording: typeof fetch = async (input, init) => {
+        const response = await fetch(input, init);
+        if (typeof init?.body === 'string' && JSON.parse(init.body).method === 'tools/list') {
+          listed.push(await response.clone().json());
+        }
+        return response;
+      };
+      const pinned = new Client({ name: 'pinned', version: '1' }, { supportedProtocolVersions: [version] });
+      const transport = new StreamableHTTPClientTransport(new URL(`${svc.server.url}/mcp`), {
+        fetch: recording,
+      });
+      await pinned.connect(transport);
+      expect(transport.protocolVersion).toBe(version);
+      expect(pinned.getServerCapabilities()?.tasks !== undefined).toBe(tasks);
+      const { tools } = await pinned.listTools();
+      expect(tools).toHaveLength(3);
+      expect(listed).toHaveLength(1);
+      const execute = listed[0].result.tools.find((t: any) => t.name === 'execute_notebook');
+      if (tasks) expect(execute.execution).toEqual({ taskSupport: 'optional' });
+      else expect(/taskSupport|"execution"/.test(JSON.stringify(listed[0].result))).toBe(false);
+      await pinned.close();
+    },
+  );
+
   it.each(['2025-11-25', '2025-06-18'])('a v1 client on %s connects and calls a tool', async (version) => {
     const v1 = new V1Client({ name: 'v1', version: '1' });
     const transport = new V1Transport(new URL(`${svc.server.url}/mcp`));

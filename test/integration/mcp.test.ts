@@ -104,6 +104,7 @@ describe('tools', () => {
     const templates = await client.listResourceTemplates();
     expect(templates.resourceTemplates.map((t) => t.uriTemplate).sort()).toEqual([
       'notebook-jobs://jobs/{job_id}',
+      'notebook-jobs://jobs/{job_id}/files/{+path}',
       'notebook-jobs://jobs/{job_id}/output',
     ]);
     const listed = await client.listResources();
@@ -468,6 +469,14 @@ describe('transport hygiene', () => {
     const garbage = await post({}, '{not json');
     expect(garbage.status).toBe(400);
     expect((await garbage.json()).error.code).toBe(-32700);
+    // JSON that is no message at all (null, a number) is a client error too, never a 500.
+    for (const version of [undefined, '2025-11-25', '2026-07-28']) {
+      for (const body of ['null', '42', '"text"']) {
+        const notMessage = await post(version ? { 'mcp-protocol-version': version } : {}, body);
+        expect(notMessage.status, `${version} ${body}`).toBeGreaterThanOrEqual(400);
+        expect(notMessage.status, `${version} ${body}`).toBeLessThan(500);
+      }
+    }
   });
 });
 
