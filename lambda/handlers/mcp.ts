@@ -12,11 +12,12 @@ import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { optionalEnv, withRenamed } from '../core/config.ts';
 import { ALLOWED_ORIGINS, MAX_REQUEST_BODY_BYTES } from '../core/settings.ts';
-import { errorDetail } from '../core/errors.ts';
+
 import { handleMcpRequest, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { readAwsConfig } from '../aws/config.ts';
 import { createAwsService, logger, logInvocation, once } from '../aws/wiring.ts';
 import { authOf, toWebRequest } from '../http/apigw.ts';
+import type { LogFn } from '../core/logging.ts';
 
 /** An executed notebook or output file served inline as a resource: at most this many bytes. */
 const MAX_RESOURCE_BYTES = 4 * 1024 * 1024;
@@ -44,7 +45,7 @@ const candidate = (globalThis as { awslambda?: Partial<LambdaStreamingRuntime> }
 const runtime =
   typeof candidate?.streamifyResponse === 'function' ? (candidate as LambdaStreamingRuntime) : undefined;
 
-const logError = (message: string) => logger.error(message);
+const logError: LogFn = (message, fields) => logger.error(message, fields ?? {});
 const logWarning = (message: string) => logger.warn(message);
 
 const endpoint = once(async (): Promise<McpEndpoint> => {
@@ -80,7 +81,7 @@ async function respond(event: APIGatewayProxyEvent, lambdaContext?: Context): Pr
     return await handleMcpRequest(await endpoint(), toWebRequest(event), caller);
   } catch (error) {
     // Configuration and wiring failures: logged in full, answered without internals.
-    logError(`mcp handler failed: ${errorDetail(error)}`);
+    logError('mcp handler failed', { error });
     return rpcError(500, -32603, 'internal error; the function log has the details');
   }
 }
@@ -124,7 +125,7 @@ async function send(
       }
     }
   } catch (error) {
-    logError(`mcp: writing the response stream failed: ${errorDetail(error)}`);
+    logError('mcp: writing the response stream failed', { error });
   } finally {
     ended = true;
     out.end();

@@ -69,7 +69,7 @@ export async function mcpFailure(endpoint: McpEndpoint, error: unknown): Promise
       ),
     );
   }
-  endpoint.log(`mcp request failed: ${errorDetail(error)}`);
+  endpoint.log('mcp request failed', { error });
   return internalError(true);
 }
 

@@ -285,7 +285,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     taskTtlMs: null, // local jobs are kept until deleted or cleaned up
     maxResourceBytes: MAX_REQUEST_BODY_BYTES,
     streamProgress: true,
-    log,
+    log: serviceLog,
   };
   const http = createServer({ requireHostHeader: false });
   http.on('clientError', answerClientError);

@@ -22,13 +22,14 @@ import {
   SUPPORTED_PROTOCOL_VERSIONS,
   type JSONRPCMessage,
 } from '@modelcontextprotocol/sdk/types.js';
-import { errorDetail, InvalidRequestError } from '../core/errors.ts';
+import { InvalidRequestError } from '../core/errors.ts';
 import { JsonTooDeepError, parseJsonText } from '../core/json.ts';
 import { parseRequest } from '../core/schemas.ts';
 import type { JobService } from '../core/job-service.ts';
 import { createMcpServer, TASK_PROTOCOL_VERSIONS } from './server.ts';
 import { handleModernRequest } from './modern.ts';
 import { isLegacyRequest } from '@modelcontextprotocol/server';
+import type { LogFn } from '../core/logging.ts';
 
 export interface McpEndpoint {
   service: JobService;
@@ -46,7 +47,7 @@ export interface McpEndpoint {
    * response would be buffered anyway (a Lambda behind a buffered, non-streaming integration).
    */
   streamProgress: boolean;
-  log: (message: string) => void;
+  log: LogFn;
 }
 
 /** Who is calling: the tenant, or null when the request is not authenticated (answered 401). */
@@ -140,7 +141,7 @@ export async function handleMcpRequest(
       await transport.close();
       await server.close();
     } catch (error) {
-      endpoint.log(`mcp: closing a request's server failed: ${errorDetail(error)}`);
+      endpoint.log("mcp: closing a request's server failed", { tenant: caller.tenant, error });
     }
   });
   const server = createMcpServer(
@@ -307,9 +308,11 @@ function stopCancelledWait(endpoint: McpEndpoint, tenant: string, message: unkno
       `the client cancelled request ${JSON.stringify(id)}${typeof params?.reason === 'string' ? `: ${params.reason}` : ''}`,
     );
   } else if (matching.length > 1) {
-    endpoint.log(
-      `mcp: a cancel for request ${JSON.stringify(id)} matches ${matching.length} waits; none is stopped`,
-    );
+    endpoint.log('mcp: a cancel matches several waits; none is stopped', {
+      tenant,
+      request_id: id,
+      waits: matching.length,
+    });
   }
 }
 

@@ -76,7 +76,9 @@ export class JobTaskStore implements TaskStore {
    */
   async getTaskResult(taskId: string): Promise<Result> {
     const { ctx } = this;
-    return guarded(ctx, async () => executeResult(ctx, await ctx.service.get(ctx.tenant, taskId)));
+    return guarded(ctx, async () => executeResult(ctx, await ctx.service.get(ctx.tenant, taskId)), {
+      job_id: taskId,
+    });
   }
 
   /** tasks/cancel cancels the job (the SDK has already refused terminal tasks). */

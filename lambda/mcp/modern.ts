@@ -24,7 +24,7 @@ import {
   type ServerContext,
 } from '@modelcontextprotocol/server';
 import * as z from 'zod';
-import { AppError, errorDetail } from '../core/errors.ts';
+import { AppError } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
 import {
@@ -92,7 +92,7 @@ export function handleModernRequest(
         // buffering gateway) none sends progress, so every answer is JSON.
         responseMode: 'auto',
         maxRequestBodySize: endpoint.maxBodyBytes,
-        onerror: (error) => base.log(`mcp (2026-07-28): ${errorDetail(error)}`),
+        onerror: (error) => base.log('mcp (2026-07-28) failed', { error }),
       },
     );
     handlers.set(key, handler);
@@ -287,7 +287,7 @@ async function asProtocolError<T>(ctx: McpCallContext, run: () => Promise<T>): P
     if (error instanceof AppError) {
       throw new ProtocolError(ProtocolErrorCode.InvalidParams, `${error.code}: ${error.message}`);
     }
-    ctx.log(`mcp request failed: ${errorDetail(error)}`);
+    ctx.log('mcp request failed', { tenant: ctx.tenant, error });
     throw new ProtocolError(
       ProtocolErrorCode.InternalError,
       'internal error; the server log has the details',

@@ -66,7 +66,11 @@ export async function waitWithProgress(
     }
     if (ended || performance.now() >= until) return job;
     if (!(await pause(Math.min(POLL_MS, until - performance.now()), signal))) {
-      ctx.log(`mcp: stopped waiting for ${job.job_id} (${stopReason()}); the job goes on`);
+      ctx.log('mcp: stopped waiting; the job goes on', {
+        job_id: job.job_id,
+        tenant: ctx.tenant,
+        reason: stopReason(),
+      });
       return job;
     }
     job = await ctx.service.get(ctx.tenant, job.job_id);

@@ -16,7 +16,7 @@ import {
   type CreateTaskResult,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, errorDetail } from '../core/errors.ts';
+import { AppError } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
 import {
@@ -195,7 +195,7 @@ async function asProtocolError<T>(ctx: McpCallContext, run: () => Promise<T>): P
     if (error instanceof McpError) throw error;
     if (error instanceof AppError)
       throw new McpError(ErrorCode.InvalidParams, `${error.code}: ${error.message}`);
-    ctx.log(`mcp request failed: ${errorDetail(error)}`);
+    ctx.log('mcp request failed', { tenant: ctx.tenant, error });
     throw new McpError(ErrorCode.InternalError, 'internal error; the server log has the details');
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod';
 import type { CallToolResult, ResourceLink, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, InvalidRequestError, errorDetail } from '../core/errors.ts';
+import { AppError, InvalidRequestError } from '../core/errors.ts';
 import { isTerminal } from '../core/job.ts';
 import type { OutputFile } from '../core/contract.ts';
 import type { JobService, JobView } from '../core/job-service.ts';
@@ -21,6 +21,7 @@ import {
   type ManageAsyncJobInput,
 } from './schemas.ts';
 import { waitWithProgress, type ProgressReporter } from './progress.ts';
+import type { LogFields, LogFn } from '../core/logging.ts';
 
 export const IPYNB_MIME = 'application/x-ipynb+json';
 
@@ -31,7 +32,7 @@ export interface McpCallContext {
   /** Suggested seconds between status polls. */
   pollIntervalSeconds: number;
   /** Logs an unexpected failure (its details never reach the caller), or a stopped wait. */
-  log: (message: string) => void;
+  log: LogFn;
 }
 
 /** What a streamed tools/call adds (see progress.ts); absent when the answer is plain JSON. */
@@ -217,27 +218,30 @@ export function callTool(
   args: unknown,
   stream?: ToolCallStream,
 ): Promise<CallToolResult> {
-  return guarded(ctx, () => tool.run(ctx, args ?? {}, stream));
+  const jobId = (args as { job_id?: unknown } | undefined)?.job_id;
+  const fields = { tool: tool.name, ...(typeof jobId === 'string' ? { job_id: jobId.slice(0, 100) } : {}) };
+  return guarded(ctx, () => tool.run(ctx, args ?? {}, stream), fields);
 }
 
 /** Runs `work`; a failure becomes an `isError` result (see toolError). */
 export async function guarded(
   ctx: McpCallContext,
   work: () => Promise<CallToolResult>,
+  fields: LogFields = {},
 ): Promise<CallToolResult> {
   try {
     return await work();
   } catch (error) {
-    return toolError(ctx, error);
+    return toolError(ctx, error, fields);
   }
 }
 
-function toolError(ctx: McpCallContext, error: unknown): CallToolResult {
+function toolError(ctx: McpCallContext, error: unknown, fields: LogFields): CallToolResult {
   let text: string;
   if (error instanceof AppError) {
     text = `${error.code}: ${error.message}`;
   } else {
-    ctx.log(`mcp tool failed: ${errorDetail(error)}`);
+    ctx.log('mcp tool failed', { tenant: ctx.tenant, ...fields, error });
     text = 'internal error: the request could not be completed; try again later';
   }
   return { content: [{ type: 'text', text }], isError: true };

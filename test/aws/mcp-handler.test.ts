@@ -309,7 +309,11 @@ describe('POST /mcp through the Lambda', () => {
     expect(performance.now() - started).toBeLessThan(5000);
     expect(response.body).not.toContain('"result"');
     expect(error).toHaveBeenCalledWith(
-      expect.stringMatching(/stopped waiting for job_\w+ \(.*closed the stream\)/),
+      'mcp: stopped waiting; the job goes on',
+      expect.objectContaining({
+        job_id: expect.stringMatching(/^job_\w+$/),
+        reason: expect.stringMatching(/closed the stream/),
+      }),
     );
     expect(aws.ecs.commandCalls(RunTaskCommand)).toHaveLength(1);
   });

@@ -159,11 +159,11 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     await expect(call).rejects.toThrow(/enough/);
     const end = Date.now() + 10_000;
     let line: string | undefined;
-    while (!(line = serverLog.find((l) => l.startsWith('mcp: stopped waiting for ')))) {
+    while (!(line = serverLog.find((l) => l.startsWith('mcp: stopped waiting; the job goes on ')))) {
       expect(Date.now()).toBeLessThan(end);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const jobId = /stopped waiting for (\S+)/.exec(line)![1]!;
+    const jobId = /job_id="(job_\w+)"/.exec(line)![1]!;
     expect((await svc.request('GET', `/v1/jobs/${jobId}`)).body.status).not.toBe('cancelled');
     await svc.request('POST', `/v1/jobs/${jobId}/cancel`);
   });

@@ -165,7 +165,7 @@ describe('stopping the wait', () => {
         .poll(() => logged.join('\n'), { timeout: 3000 })
         .toMatch(
           new RegExp(
-            `stopped waiting for ${jobId} \\(the client cancelled request \\d+: the user pressed stop\\)`,
+            `stopped waiting; the job goes on job_id="${jobId}" tenant="local" reason="the client cancelled request \\d+: the user pressed stop"`,
           ),
         );
       await expect
@@ -202,7 +202,11 @@ describe('stopping the wait', () => {
     await closing;
     await expect
       .poll(() => logged.join('\n'), { timeout: 3000 })
-      .toMatch(new RegExp(`stopped waiting for ${jobId} \\(the client closed the stream\\)`));
+      .toMatch(
+        new RegExp(
+          `stopped waiting; the job goes on job_id="${jobId}" tenant="local" reason="the client closed the stream"`,
+        ),
+      );
     const status = await svc.waitFor(jobId!, (job) => job.status !== 'running' && job.status !== 'queued');
     expect(status.status).toBe('completed');
   }, 60_000);

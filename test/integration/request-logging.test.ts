@@ -1,7 +1,7 @@
 /**
- * Logging with correlation (issue 10): an internal error while answering a request about a job is
- * logged with the job's id, the caller's tenant, the method and the path, and with the error's
- * cause; the client gets a generic 500 that names none of it.
+ * Logging with correlation (issue 10): an internal error while answering a request about a job (REST
+ * or an MCP tool call) is logged with the job's id, the caller's tenant, the route or tool, and the
+ * error's cause; the client gets a generic error that names none of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestLogFields } from '../../lambda/http/routes.ts';
@@ -21,7 +21,7 @@ afterAll(() => svc?.close());
 
 describe('request logging', () => {
   it('logs an internal error with the job id, tenant, method, path and cause; answers a generic 500', async () => {
-    const id = 'job_01KBX0000000000000000000000';
+    const id = `job_${'01KBX0'.padEnd(30, '0')}`;
     const response = await svc.request('GET', `/v1/jobs/${id}`);
     expect(response.status).toBe(500);
     expect(JSON.stringify(response.body)).not.toMatch(/store unreachable|ECONNRESET/);
@@ -50,6 +50,33 @@ describe('request logging', () => {
         .split('\n')
         .some((l) => l.startsWith('forged')),
     ).toBe(false);
+  });
+
+  it('logs a failed MCP tool call with the tool, the job id, the tenant and the cause', async () => {
+    lines.length = 0;
+    const id = `job_${'01KBX1'.padEnd(30, '0')}`;
+    const response = await fetch(`${svc.server.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-11-25',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'tools/call',
+        params: { name: 'manage_async_job', arguments: { action: 'status', job_id: id } },
+      }),
+    });
+    const text = await response.text();
+    expect(text).toContain('"isError":true');
+    expect(text).not.toMatch(/store unreachable|ECONNRESET/);
+    const line = lines.find((l) => l.startsWith('mcp tool failed')) ?? '';
+    expect(line).toContain('tenant="local"');
+    expect(line).toContain('tool="manage_async_job"');
+    expect(line).toContain(`job_id="${id}"`);
+    expect(line).toMatch(/store unreachable: ECONNRESET/);
   });
 
   it('derives the fields from the request alone', () => {
