@@ -1,6 +1,7 @@
 /**
  * Restart safety: the server is SIGKILLed mid-job and started again on the same data folder. The
- * job must end in a terminal state with a reason, and its runner and kernel must not live on.
+ * job must end in a terminal state with a reason, and its runner and kernel must not live on, nor
+ * the killed server's warm runners and their kernels.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -74,6 +75,16 @@ describe('server killed mid-job', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    // The first server's warm pool (serve's default, one kernel) must not outlive it either.
+    // Only this server's: other test files run warm pools of their own meanwhile.
+    const ownWarm = () =>
+      processesMentioning('--warm').filter((pid) => processesMentioning(dataDir).includes(pid));
+    for (let i = 0; ownWarm().length === 0; i++) {
+      expect(i, 'no warm runner started').toBeLessThan(300);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const warmPids = ownWarm();
+
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
     await startServer(port);
@@ -89,6 +100,11 @@ describe('server killed mid-job', () => {
     expect(job.error.message).toMatch(/server (restarted|stopped)/);
     for (let i = 0; processesMentioning(id).length > 0; i++) {
       expect(i, `left over: ${processesMentioning(id).join(', ')}`).toBeLessThan(100);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const leftWarm = () => ownWarm().filter((pid) => warmPids.includes(pid));
+    for (let i = 0; leftWarm().length > 0; i++) {
+      expect(i, `warm runners left over: ${leftWarm().join(', ')}`).toBeLessThan(100);
       await new Promise((r) => setTimeout(r, 100));
     }
   });
