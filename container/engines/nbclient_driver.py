@@ -24,6 +24,7 @@ from engine_protocol import (
     EXIT_CODES,
     INTERRUPT_GRACE_SECONDS,
     KERNEL_START_ATTEMPTS,
+    kernel_start_failed,
     SHUTDOWN_WAIT_SECONDS,
     USAGE_ERROR,
     Events,
@@ -69,6 +70,8 @@ class Driver:
             # nbclient's timeout is an Integer trait
             timeout=math.ceil(args.cell_timeout) if args.cell_timeout else None,
             record_timing=True,
+            # nbclient's startup_timeout is an Integer trait
+            startup_timeout=math.ceil(args.startup_timeout),
             on_cell_execute=self.cell_started,
             on_cell_executed=self.cell_executed,
         )
@@ -129,8 +132,9 @@ class Driver:
     async def start_kernel(self) -> None:
         """Starts the kernel and its client. jupyter_client picks free ports and the kernel binds
         them a moment later; another process can take one in between, and the kernel then dies at
-        start ("ZMQError: Address already in use", "Kernel died before replying to kernel_info").
-        No cell has run then, so it is started again with new ports, up to KERNEL_START_ATTEMPTS."""
+        start ("ZMQError: Address already in use", "Kernel died before replying to kernel_info"), or
+        a kernel may not answer in time. No cell has run then, so it is started again with new
+        ports, up to KERNEL_START_ATTEMPTS."""
         c = self.client
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             # Started by hand rather than through async_setup_kernel, which installs its own
@@ -143,9 +147,9 @@ class Driver:
                 await c.async_start_new_kernel_client()  # on failure it has cleaned the kernel up
                 return
             except RuntimeError as e:
-                if attempt == KERNEL_START_ATTEMPTS or 'died' not in str(e) or self.cancelled:
+                if attempt == KERNEL_START_ATTEMPTS or not kernel_start_failed(e) or self.cancelled:
                     raise
-                print(f'kernel died while starting ({e}); starting a new one', file=sys.stderr)
+                print(f'kernel failed while starting ({e}); starting a new one', file=sys.stderr)
                 reap(self.proc)
 
     async def kernel_info(self) -> None:

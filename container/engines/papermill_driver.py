@@ -28,6 +28,7 @@ from engine_protocol import (
     EXIT_CODES,
     INTERRUPT_GRACE_SECONDS,
     KERNEL_START_ATTEMPTS,
+    kernel_start_failed,
     SHUTDOWN_WAIT_SECONDS,
     USAGE_ERROR,
     Events,
@@ -110,7 +111,7 @@ class StreamSink:
 
 
 class KernelStartFailed(Exception):
-    """The kernel died before it answered kernel_info, before any cell ran (see execute)."""
+    """The kernel died or stayed silent before it answered kernel_info, before any cell ran."""
 
 
 class Driver:
@@ -221,7 +222,7 @@ class Driver:
             except KernelStartFailed as e:
                 if attempt == KERNEL_START_ATTEMPTS or self.cancelled:
                     return (*outcome.after_exception(e.__cause__, None, self.args.cell_timeout), None)
-                print(f'kernel died while starting ({e.__cause__}); starting a new one', file=sys.stderr)
+                print(f'kernel failed while starting ({e.__cause__}); starting a new one', file=sys.stderr)
                 reap(self.proc)
         raise AssertionError('unreachable')
 
@@ -235,6 +236,7 @@ class Driver:
                 kernel_name=kernel_name_for(self.args, self.nb),
                 cwd=self.args.cwd or os.path.dirname(os.path.abspath(self.args.input)),
                 progress_bar=False,
+                start_timeout=math.ceil(self.args.startup_timeout),  # nbclient's Integer trait
                 stdout_file=StreamSink(self, 'stdout'),
                 stderr_file=StreamSink(self, 'stderr'),
                 # papermill's execution_timeout becomes nbclient's Integer timeout trait
@@ -257,7 +259,7 @@ class Driver:
         except Cancelled:
             return 'cancelled', None, None
         except Exception as e:  # papermill has already closed the cell (cell_complete)
-            if self.km is not None and self.last_started is None and 'died before replying to kernel_info' in str(e):
+            if self.km is not None and self.last_started is None and kernel_start_failed(e):
                 raise KernelStartFailed() from e  # the port race, before any cell: start again
             return (*outcome.after_exception(e, self.last_started, timeout), None)
         finally:
