@@ -186,6 +186,11 @@ export class FileArtifacts implements Artifacts {
   }
 
   private pathOfUri(uri: string): string {
+    // A NUL byte (%00) names no file: the fs calls throw a TypeError on it, which is not a 500.
+    if (/%00|\0/.test(uri))
+      throw new InvalidRequestError(`a file:// URI cannot contain a NUL byte (%00): ${uri.slice(0, 200)}`, {
+        uri,
+      });
     try {
       if (!uri.startsWith('file://')) throw new Error('scheme');
       return fileURLToPath(uri);

@@ -143,6 +143,17 @@ describe('what a caller may submit (readSubmitted)', () => {
       expect(error, uri).toBeInstanceOf(InvalidRequestError);
       expect(error.message).toMatch(/unsupported notebook URI/);
     }
+    // A NUL byte made the fs calls throw a TypeError (a 500; found by fuzz.test.ts).
+    for (const uri of [`${url(workspace)}/ok.ipynb%00.txt`, `${url(workspace)}/ok.ipynb\0`]) {
+      for (const read of [
+        () => artifacts.readSubmitted('local', uri, LIMIT),
+        () => artifacts.listSubmitted('local', uri, 10),
+      ]) {
+        const error = await rejection(read());
+        expect(error, uri).toBeInstanceOf(InvalidRequestError);
+        expect(error.message).toMatch(/NUL byte/);
+      }
+    }
   });
 
   it('refuses a named pipe in the workspace at once instead of waiting for a writer', async () => {
