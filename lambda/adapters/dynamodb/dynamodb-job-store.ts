@@ -28,18 +28,19 @@ import { SETTINGS } from '../../core/settings.ts';
 import {
   IDEMPOTENCY_SORT_KEY,
   INDEXES,
-  JOB_SORT_KEY,
   PARTITION_KEY,
   QUEUE_PARTITION,
   SLOTS_KEY,
   SORT_KEY,
   TTL_ATTRIBUTE,
   idempotencyPartitionKey,
-  jobPartitionKey,
   queueSortKey,
   statusSortKey,
   tenantPartitionKey,
   type IndexDefinition,
+  isConditionFailure,
+  jobKey,
+  sendConditional,
 } from './table.ts';
 
 /** Options for {@link DynamoDbJobStore}. */
@@ -438,22 +439,17 @@ export class DynamoDbJobStore implements JobStore {
     requestHash: string,
     now = new Date(),
   ): Promise<boolean> {
-    try {
-      await this.client.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: { ...idempotencyKey(tenant, key), ...this.claimAttributes(jobId, requestHash, now) },
-          // Only the stale claim we saw may be replaced; anyone else who replaced it first wins.
-          ConditionExpression: '#job = :stale',
-          ExpressionAttributeNames: { '#job': 'job_id' },
-          ExpressionAttributeValues: { ':stale': staleJobId },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    return sendConditional(
+      this.client,
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { ...idempotencyKey(tenant, key), ...this.claimAttributes(jobId, requestHash, now) },
+        // Only the stale claim we saw may be replaced; anyone else who replaced it first wins.
+        ConditionExpression: '#job = :stale',
+        ExpressionAttributeNames: { '#job': 'job_id' },
+        ExpressionAttributeValues: { ':stale': staleJobId },
+      }),
+    );
   }
 
   async releaseIdempotencyKey(tenant: string, key: string, jobId: string): Promise<void> {
@@ -484,21 +480,16 @@ export class DynamoDbJobStore implements JobStore {
       limit >= 1
         ? `attribute_not_exists(${holders}) OR size(${holders}) < ${expr.value(limit)} OR contains(${holders}, ${mine})`
         : `contains(${holders}, ${mine})`;
-    try {
-      await this.client.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: slotsKey(),
-          UpdateExpression: `ADD ${holders} ${expr.value(new Set([jobId]))}`,
-          ConditionExpression: condition,
-          ...expr.attributes(),
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+    return sendConditional(
+      this.client,
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: slotsKey(),
+        UpdateExpression: `ADD ${holders} ${expr.value(new Set([jobId]))}`,
+        ConditionExpression: condition,
+        ...expr.attributes(),
+      }),
+    );
   }
 
   async releaseSlot(jobId: string): Promise<void> {
@@ -619,10 +610,6 @@ class Expression {
   }
 }
 
-function jobKey(jobId: string): Item {
-  return { [PARTITION_KEY]: jobPartitionKey(jobId), [SORT_KEY]: JOB_SORT_KEY };
-}
-
 function idempotencyKey(tenant: string, key: string): Item {
   return { [PARTITION_KEY]: idempotencyPartitionKey(tenant, key), [SORT_KEY]: IDEMPOTENCY_SORT_KEY };
 }
@@ -665,16 +652,6 @@ function clean(value: unknown): unknown {
 function isPlainObject(value: object): boolean {
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
-}
-
-interface ConditionFailure extends Error {
-  name: 'ConditionalCheckFailedException';
-  Item?: Record<string, AttributeValue>;
-}
-
-/** The SDK's ConditionalCheckFailedException, recognised by name (not a message or an HTTP status). */
-function isConditionFailure(error: unknown): error is ConditionFailure {
-  return error instanceof Error && error.name === 'ConditionalCheckFailedException';
 }
 
 /**

@@ -10,6 +10,7 @@
  * - slots:       `SLOTS` / `SLOTS`                 holders (string set of job ids)
  * - token:       `TOKEN#<sha256>` / `TOKEN`        an API token's hash, tenant, scopes (token-store.ts)
  * - token list:  `TOKENS#<tenant>` / `<token_id>`  a tenant's tokens, listed by Query
+ * - warm runner: `WARM#<kernel>` / `<runner id>`     an AWS warm runner's state (warm-runners.ts)
  *
  * Every index key below is a dedicated attribute that only job items carry, and the sparse ones are
  * present only while they apply (queue: while queued; active: while not terminal; runner: while a
@@ -19,9 +20,11 @@
 import {
   DescribeTableCommand,
   CreateTableCommand,
+  type AttributeValue,
   type DynamoDBClient,
   type TableDescription,
 } from '@aws-sdk/client-dynamodb';
+import type { DeleteCommand, DynamoDBDocumentClient, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 
 /** Table primary key attributes (both strings). */
 export const PARTITION_KEY = 'pk';
@@ -101,6 +104,11 @@ function escapeTenant(tenant: string): string {
 /** Partition key of a job item (also usable in an IAM `dynamodb:LeadingKeys` condition). */
 export function jobPartitionKey(jobId: string): string {
   return `JOB#${jobId}`;
+}
+
+/** The primary key of a job item. */
+export function jobKey(jobId: string): Record<string, string> {
+  return { [PARTITION_KEY]: jobPartitionKey(jobId), [SORT_KEY]: JOB_SORT_KEY };
 }
 
 export function tenantPartitionKey(tenant: string): string {
@@ -211,4 +219,28 @@ function isActive(table: TableDescription): boolean {
     table.TableStatus === 'ACTIVE' &&
     (table.GlobalSecondaryIndexes ?? []).every((index) => index.IndexStatus === 'ACTIVE')
   );
+}
+
+export interface ConditionFailure extends Error {
+  name: 'ConditionalCheckFailedException';
+  Item?: Record<string, AttributeValue>;
+}
+
+/** The SDK's ConditionalCheckFailedException, recognised by name (not a message or an HTTP status). */
+export function isConditionFailure(error: unknown): error is ConditionFailure {
+  return error instanceof Error && error.name === 'ConditionalCheckFailedException';
+}
+
+/** Sends a conditional write: true when it applied, false when its condition failed. */
+export async function sendConditional(
+  client: DynamoDBDocumentClient,
+  command: PutCommand | UpdateCommand | DeleteCommand,
+): Promise<boolean> {
+  try {
+    await client.send(command as UpdateCommand);
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
 }

@@ -23,7 +23,7 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import { InvalidRequestError, NotFoundError } from '../../core/errors.ts';
-import { PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from './table.ts';
+import { isConditionFailure, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE } from './table.ts';
 import { SETTINGS } from '../../core/settings.ts';
 
 export const TOKEN_SCOPES = ['read', 'write'] as const;
@@ -291,8 +291,4 @@ function toInfo(item: Item): TokenInfo {
     expires_at: typeof item.expires_at_iso === 'string' ? item.expires_at_iso : null,
     revoked_at: typeof item.revoked_at === 'string' ? item.revoked_at : null,
   };
-}
-
-function isConditionFailure(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ConditionalCheckFailedException';
 }

@@ -23,7 +23,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { JobRecord } from '../../core/job.ts';
 import type { WarmRunners } from '../../core/ports.ts';
-import { INDEXES, JOB_SORT_KEY, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, jobPartitionKey } from './table.ts';
+import { INDEXES, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, jobKey, sendConditional } from './table.ts';
 
 /** The variable naming the warm pool's kernel (runner task and Lambdas; lib/warm-runners.ts). */
 export const WARM_KERNEL_VARIABLE = 'NOTEBOOK_JOBS_WARM_KERNEL';
@@ -101,7 +101,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   withdraw(jobId: string, runnerId: string): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: jobKey(jobId),
@@ -144,7 +145,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
 
   /** Refreshes the heartbeat; false when the item is gone (the runner registers again). */
   heartbeat(runnerId: string, now: Date): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: this.runnerKey(runnerId),
@@ -198,7 +200,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   private claimOnce(offer: WarmOffer, runnerId: string): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: jobKey(offer.job_id),
@@ -219,7 +222,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
 
   /** Back to idle after an offer that could not be claimed (only if it is still that offer). */
   release(runnerId: string, jobId: string, now: Date): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: this.runnerKey(runnerId),
@@ -275,7 +279,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   private markJob(job: JobRecord, runnerId: string): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: jobKey(job.job_id),
@@ -293,7 +298,8 @@ export class DynamoDbWarmRunners implements WarmRunners {
   }
 
   private reserve(runnerId: string, job: JobRecord, deadline: Date, now: Date): Promise<boolean> {
-    return this.conditional(
+    return sendConditional(
+      this.client,
       new UpdateCommand({
         TableName: this.tableName,
         Key: this.runnerKey(runnerId),
@@ -313,21 +319,6 @@ export class DynamoDbWarmRunners implements WarmRunners {
       }),
     );
   }
-
-  /** Sends a conditional write: true when it applied, false when its condition failed. */
-  private async conditional(command: UpdateCommand): Promise<boolean> {
-    try {
-      await this.client.send(command);
-      return true;
-    } catch (error) {
-      if (error instanceof Error && error.name === 'ConditionalCheckFailedException') return false;
-      throw error;
-    }
-  }
-}
-
-function jobKey(jobId: string): Item {
-  return { [PARTITION_KEY]: jobPartitionKey(jobId), [SORT_KEY]: JOB_SORT_KEY };
 }
 
 function ttl(now: Date): number {
