@@ -21,7 +21,7 @@ import type {
   UploadSlot,
 } from './contract.ts';
 import type { InspectRequest, ListJobsRequest, LogsRequest } from './schemas.ts';
-import { JobViews } from './job-views.ts';
+import { JobViews, type FileReadOptions } from './job-views.ts';
 import { Reconciler, type JobGauges, type RunnerStopped, type SweepResult } from './reconciliation.ts';
 import { Retention } from './retention.ts';
 import { Scheduler } from './scheduling.ts';
@@ -108,7 +108,7 @@ export class JobService {
     tenant: string,
     jobId: string,
     path: string,
-    options: { allowUrl?: boolean } = {},
+    options: FileReadOptions = {},
   ): Promise<{ file: OutputFile; body: Buffer } | { file: OutputFile; url: string }> {
     return this.views.file(tenant, jobId, path, options);
   }

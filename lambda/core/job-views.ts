@@ -2,7 +2,7 @@
  * Queries: a job, a list, logs, the result summary, the executed notebook, and waiting for a job
  * to end; and the job view every answer is made of.
  */
-import { NotFoundError, PayloadTooLargeError } from './errors.ts';
+import { InvalidRequestError, NotFoundError, PayloadTooLargeError } from './errors.ts';
 import { durationSeconds, htmlName, htmlOutputKey, isTerminal, type JobRecord } from './job.ts';
 import type { JobFiles, JobList, JobView, LogPage, OutputFile, ResultView } from './contract.ts';
 import {
@@ -17,6 +17,15 @@ import type { ListJobsRequest, LogsRequest } from './schemas.ts';
 import { getOwned, sleep, type ServiceContext } from './service-context.ts';
 import { parseNotebookText, type Notebook } from '../notebook/notebook.ts';
 import { summarizeNotebook } from '../notebook/result-summary.ts';
+
+/**
+ * How an output file is read: as a short-lived URL where the storage has one (`allowUrl`), and at
+ * most `maxBytes(file)` bytes inline (a larger file is refused before it is read).
+ */
+export interface FileReadOptions {
+  allowUrl?: boolean;
+  maxBytes?: (file: OutputFile) => number;
+}
 
 export class JobViews {
   constructor(private readonly ctx: ServiceContext) {}
@@ -81,7 +90,7 @@ export class JobViews {
     tenant: string,
     jobId: string,
     path: string,
-    { allowUrl = true }: { allowUrl?: boolean } = {},
+    { allowUrl = true, maxBytes }: FileReadOptions = {},
   ): Promise<{ file: OutputFile; body: Buffer } | { file: OutputFile; url: string }> {
     checkFilePath(path);
     const job = await getOwned(this.ctx, tenant, jobId);
@@ -97,6 +106,12 @@ export class JobViews {
     const uri = this.ctx.deps.artifacts.uriFor(outputFileKey(tenant, jobId, path));
     const url = allowUrl ? await this.downloadUrl(uri) : undefined;
     if (url) return { file, url };
+    const limit = maxBytes?.(file);
+    if (limit !== undefined && file.size > limit) {
+      throw new InvalidRequestError(
+        `output file ${path} is ${file.size} bytes, more than the ${limit} served here; download it from ${file.download}`,
+      );
+    }
     return { file, body: await this.ctx.deps.artifacts.read(uri) };
   }
 

@@ -18,6 +18,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import {
   ClientRequestSchema,
   JSONRPCMessageSchema,
+  DEFAULT_NEGOTIATED_PROTOCOL_VERSION,
   LATEST_PROTOCOL_VERSION,
   SUPPORTED_PROTOCOL_VERSIONS,
   type JSONRPCMessage,
@@ -212,7 +213,7 @@ function tasksFor(messages: unknown[], header: string | null): boolean {
   const asked = init?.params.protocolVersion;
   const version =
     asked === undefined
-      ? (header ?? '2025-03-26')
+      ? (header ?? DEFAULT_NEGOTIATED_PROTOCOL_VERSION)
       : SUPPORTED_PROTOCOL_VERSIONS.includes(asked)
         ? asked
         : LATEST_PROTOCOL_VERSION;

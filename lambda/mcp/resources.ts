@@ -5,7 +5,6 @@
  * server turns them into its own protocol error.
  */
 import { InvalidRequestError } from '../core/errors.ts';
-import { checkFilePath } from '../core/job-files.ts';
 import { IPYNB_MIME, jobResourceUri, type McpCallContext } from './tools.ts';
 
 export const JOB_RESOURCE = {
@@ -61,17 +60,11 @@ export async function readFileResource(ctx: McpCallContext, uri: string, maxByte
   const parsed = parseFileResourceUri(uri);
   if (!parsed) throw new InvalidRequestError(`no resource ${uri}`);
   const { jobId, path } = parsed;
-  checkFilePath(path);
-  const listed = (await ctx.service.files(ctx.tenant, jobId)).files.find((f) => f.path === path);
-  const served =
-    listed && (TEXT_MEDIA_TYPE.test(listed.media_type) ? listed.size : Math.ceil(listed.size / 3) * 4);
-  if (listed && served !== undefined && served > maxBytes) {
-    throw new InvalidRequestError(
-      `output file ${path} is ${listed.size} bytes, more than the ${maxBytes} served here; download it from ${listed.download}`,
-    );
-  }
-  // An unlisted path gets the service's own not-found answer.
-  const read = await ctx.service.file(ctx.tenant, jobId, path, { allowUrl: false });
+  // Binary files go out as base64 (4 characters for every 3 bytes).
+  const read = await ctx.service.file(ctx.tenant, jobId, path, {
+    allowUrl: false,
+    maxBytes: (file) => (TEXT_MEDIA_TYPE.test(file.media_type) ? maxBytes : Math.floor(maxBytes / 4) * 3),
+  });
   if (!('body' in read)) throw new Error('unreachable: inline file asked for');
   const { file, body } = read;
   if (TEXT_MEDIA_TYPE.test(file.media_type)) {

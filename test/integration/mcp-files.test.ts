@@ -169,3 +169,20 @@ describe.each(ERAS)('output files over MCP, $name', (era) => {
     await expect(refused).rejects.toMatchObject({ code: -32602 });
   });
 });
+
+describe('the inline limit for output files', () => {
+  it('refuses a file over it before reading it, pointing at the download; a file at it is read', async () => {
+    const read = (limit: number) =>
+      svc.server.service.file('someone-else', otherJobId, 'data/out.csv', {
+        allowUrl: false,
+        maxBytes: () => limit,
+      });
+    await expect(read(CSV.length - 1)).rejects.toThrow(
+      new RegExp(
+        `is ${CSV.length} bytes, more than the ${CSV.length - 1} served here; download it from /v1/jobs/`,
+      ),
+    );
+    const atLimit = await read(CSV.length);
+    expect('body' in atLimit && atLimit.body.toString()).toBe(CSV);
+  });
+});
