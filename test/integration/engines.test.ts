@@ -497,25 +497,7 @@ describe.each(DRIVERS)('$name driver', (driver) => {
   it('starts the kernel again when it dies before answering kernel_info (the port race), before any cell', async () => {
     // A kernel spec whose first start exits at once, as a kernel does whose port another process
     // took ("Address already in use"); its second start is a real ipykernel.
-    const jupyter = path.join(dir, 'jupyter');
-    const spec = path.join(jupyter, 'kernels', 'flaky');
-    await mkdir(spec, { recursive: true });
-    const marker = path.join(dir, 'first-start');
-    await writeFile(
-      path.join(spec, 'flaky.py'),
-      [
-        'import os, runpy, sys',
-        `if not os.path.exists(${JSON.stringify(marker)}):`,
-        `    open(${JSON.stringify(marker)}, 'w').close()`,
-        '    sys.exit(1)',
-        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
-      ].join('\n'),
-    );
-    const argv = [PYTHON, path.join(spec, 'flaky.py'), '-f', '{connection_file}'];
-    await writeFile(
-      path.join(spec, 'kernel.json'),
-      JSON.stringify({ argv, display_name: 'Flaky', language: 'python' }),
-    );
+    const { jupyter } = await kernelFailingFirst(dir, 'flaky', 'sys.exit(1)');
     const input = await writeNotebook(dir, 'input.ipynb', makeNotebook([codeCell('print(6 * 7)')], 'flaky'));
     const flaky = { ...driver, env: { ...driver.env, JUPYTER_PATH: jupyter } };
     const ended = await startDriver(flaky, ['--input', input, '--output', path.join(dir, 'output.ipynb')])
@@ -530,25 +512,7 @@ describe.each(DRIVERS)('$name driver', (driver) => {
   it('starts the kernel again when it does not answer kernel_info within --startup-timeout', async () => {
     // A kernel spec whose first start stays silent (the soak saw "Kernel didn't respond in 60
     // seconds" once in a thousand jobs); its second start is a real ipykernel.
-    const jupyter = path.join(dir, 'jupyter-silent');
-    const spec = path.join(jupyter, 'kernels', 'silent');
-    await mkdir(spec, { recursive: true });
-    const marker = path.join(dir, 'silent-once');
-    await writeFile(
-      path.join(spec, 'silent.py'),
-      [
-        'import os, runpy, sys, time',
-        `if not os.path.exists(${JSON.stringify(marker)}):`,
-        `    open(${JSON.stringify(marker)}, 'w').close()`,
-        '    time.sleep(600)',
-        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
-      ].join('\n'),
-    );
-    const argv = [PYTHON, path.join(spec, 'silent.py'), '-f', '{connection_file}'];
-    await writeFile(
-      path.join(spec, 'kernel.json'),
-      JSON.stringify({ argv, display_name: 'Silent', language: 'python' }),
-    );
+    const { jupyter, script } = await kernelFailingFirst(dir, 'silent', 'time.sleep(600)');
     const input = await writeNotebook(dir, 'input.ipynb', makeNotebook([codeCell('print(6 * 7)')], 'silent'));
     const silent = { ...driver, env: { ...driver.env, JUPYTER_PATH: jupyter } };
     const args = ['--input', input, '--output', path.join(dir, 'output.ipynb'), '--startup-timeout', '3'];
@@ -558,7 +522,7 @@ describe.each(DRIVERS)('$name driver', (driver) => {
     expect(ended.stderr).toMatch(/Kernel didn't respond in 3 seconds\); starting a new one/);
     expect(ended.events).toContainEqual(expect.objectContaining({ event: 'output', text: '42\n' }));
     // The silent first kernel was stopped, not left behind.
-    expect(processesMentioning(path.join(spec, 'silent.py'))).toEqual([]);
+    expect(processesMentioning(script)).toEqual([]);
   }, 60_000);
 
   it('runs the kernel in --cwd', async () => {
@@ -646,3 +610,31 @@ describe('the nbclient driver when a kernel dies while starting', () => {
     expect(ended.events.filter((e) => e.event === 'kernel_started')).toHaveLength(1);
   }, 60_000);
 });
+
+/**
+ * A kernel spec NAME (in its own JUPYTER_PATH folder under `dir`) whose first start runs
+ * `firstStart` (Python, e.g. exit or hang) and whose later starts are a real ipykernel.
+ */
+async function kernelFailingFirst(dir: string, name: string, firstStart: string) {
+  const jupyter = path.join(dir, `jupyter-${name}`);
+  const spec = path.join(jupyter, 'kernels', name);
+  await mkdir(spec, { recursive: true });
+  const marker = path.join(dir, `${name}-first-start`);
+  const script = path.join(spec, `${name}.py`);
+  await writeFile(
+    script,
+    [
+      'import os, runpy, sys, time',
+      `if not os.path.exists(${JSON.stringify(marker)}):`,
+      `    open(${JSON.stringify(marker)}, 'w').close()`,
+      `    ${firstStart}`,
+      "runpy.run_module('ipykernel_launcher', run_name='__main__')",
+    ].join('\n'),
+  );
+  const argv = [PYTHON, script, '-f', '{connection_file}'];
+  await writeFile(
+    path.join(spec, 'kernel.json'),
+    JSON.stringify({ argv, display_name: name, language: 'python' }),
+  );
+  return { jupyter, script };
+}
