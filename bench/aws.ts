@@ -7,7 +7,13 @@ import { statSync } from 'node:fs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { S3LogPageReader } from '../lambda/adapters/aws/s3-log-page-reader.ts';
 import { S3LogPageSink } from '../lambda/adapters/aws/s3-log-page-sink.ts';
-import { ESM_REQUIRE_BANNER, FORMAT, MAIN_FIELDS, NODE_TARGET } from '../lambda/bundle/esbuild-config.ts';
+import {
+  ESM_REQUIRE_BANNER,
+  FORMAT,
+  lambdaAliases,
+  MAIN_FIELDS,
+  NODE_TARGET,
+} from '../lambda/bundle/esbuild-config.ts';
 import { startFakeS3 } from '../test/helpers/fake-s3.ts';
 import { median, ms, run, RUNS, time } from './measure.ts';
 
@@ -78,8 +84,9 @@ export const HANDLERS = ['api', 'mcp', 'task-events', 'sweeper', 'authorizer'] a
 export const BUNDLE_LIMIT = 1024 * 1024;
 
 /**
- * (h) Each Lambda bundle built as lib/house-function.ts builds it (the shared esbuild settings,
- * minified, the AWS SDK bundled), then imported by a fresh node process, against a bare node start.
+ * (h) Each Lambda bundle built as lib/house-function.ts builds it (the shared esbuild settings and
+ * aliases, minified, the AWS SDK bundled, a linked source map), then imported by a fresh node
+ * process as Lambda starts it (NODE_OPTIONS=--enable-source-maps), against a bare node start.
  */
 export async function bundleImports(work: string) {
   const dir = join(work, 'bundles');
@@ -96,12 +103,16 @@ export async function bundleImports(work: string) {
       format: FORMAT,
       mainFields: MAIN_FIELDS,
       banner: { js: ESM_REQUIRE_BANNER },
+      alias: lambdaAliases(),
+      sourcemap: 'linked',
+      sourcesContent: false,
       legalComments: 'none',
       logLevel: 'warning',
     });
     sizes[name] = statSync(outfile).size;
   }
-  const node = (code: string) => () => run(process.execPath, ['--input-type=module', '-e', code]);
+  const node = (code: string) => () =>
+    run(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', code]);
   const bare: number[] = [];
   const imports: Record<string, number[]> = Object.fromEntries(HANDLERS.map((name) => [name, []]));
   for (let i = 0; i < RUNS + 1; i++) {

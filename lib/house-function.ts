@@ -20,7 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { eventPublishStatement } from './job-events.ts';
 import { acknowledge, acknowledgeWildcardResources } from './nag-acknowledgements.ts';
 import { parseS3Uri, type TenantSources } from '../lambda/adapters/aws/s3-artifacts.ts';
-import { ESM_REQUIRE_BANNER, FORMAT, MAIN_FIELDS, NODE_TARGET } from '../lambda/bundle/esbuild-config.ts';
+import {
+  ESM_REQUIRE_BANNER,
+  FORMAT,
+  lambdaAliases,
+  MAIN_FIELDS,
+  NODE_TARGET,
+} from '../lambda/bundle/esbuild-config.ts';
 
 /** The repository root: the bundles' project root, and where handlers and the lock file are. */
 export const REPOSITORY_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -80,6 +86,8 @@ export class HouseFunction extends Construct {
         target: NODE_TARGET,
         mainFields: MAIN_FIELDS,
         banner: ESM_REQUIRE_BANNER,
+        // Import substitutions that keep unused copies out (one Ajv, SDK v2's small validator).
+        esbuildArgs: { '--alias': Object.entries(lambdaAliases()).map(([from, to]) => `${from}=${to}`) },
         // Bundle the AWS SDK instead of using the runtime's copy: the code runs against the exact
         // versions package-lock.json pins and the tests use (lib-dynamodb, the S3 presigner and
         // newer request fields included), whatever SDK the runtime happens to ship. Costs a larger

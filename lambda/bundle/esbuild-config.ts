@@ -5,6 +5,9 @@
  * bundle-runner.ts). Target, format, banner and package entry points are written here only.
  */
 import type { BuildOptions } from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -28,6 +31,33 @@ export const ESM_REQUIRE_BANNER =
 
 /** Prefer packages' ES module builds (the AWS SDK ships them): better tree shaking. */
 export const MAIN_FIELDS = ['module', 'main'];
+
+/**
+ * Import paths the Lambda bundles resolve elsewhere (esbuild `alias`; lib/house-function.ts passes
+ * them as `--alias`, bench/aws.ts as the option), to absolute paths:
+ * - `@modelcontextprotocol/server/_shims` -> lambda/mcp/sdk-shims.ts: SDK v2's JSON Schema
+ *   validator is the `@cfworker/json-schema` one the SDK uses off Node, not its inlined Ajv.
+ * - `ajv` -> the one copy SDK v1 uses: npm installs Ajv twice (under @modelcontextprotocol/sdk and
+ *   under ajv-formats; eslint's Ajv 6 holds the top level) and esbuild would bundle both. Only when
+ *   both are the same version, so each gets exactly the code it was installed with.
+ * Together they take about 250 KiB out of the mcp bundle (bench/README.md, rows (h)).
+ */
+export function lambdaAliases(): Record<string, string> {
+  const aliases: Record<string, string> = {
+    '@modelcontextprotocol/server/_shims': fileURLToPath(new URL('../mcp/sdk-shims.ts', import.meta.url)),
+  };
+  const ajvOf = (from: string) => {
+    const manifest = createRequire(createRequire(import.meta.url).resolve(from)).resolve('ajv/package.json');
+    return {
+      dir: dirname(manifest),
+      version: (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version,
+    };
+  };
+  const sdk = ajvOf('@modelcontextprotocol/sdk/server/index.js');
+  const formats = ajvOf('ajv-formats');
+  if (sdk.version === formats.version) aliases.ajv = sdk.dir;
+  return aliases;
+}
 
 /**
  * How node runs the runner bundle, locally and in the image (container/Dockerfile's ENTRYPOINT

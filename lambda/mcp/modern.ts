@@ -23,33 +23,16 @@ import {
   type McpHttpHandler,
   type ServerContext,
 } from '@modelcontextprotocol/server';
+import { CfWorkerJsonSchemaValidator } from '@modelcontextprotocol/server/validators/cf-worker';
 import * as z from 'zod';
 import { AppError } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
-import {
-  FILE_RESOURCE,
-  FILE_RESOURCE_TEMPLATE,
-  JOB_RESOURCE,
-  listJobResources,
-  OUTPUT_RESOURCE,
-  parseFileResourceUri,
-  readFileResource,
-  readJobResource,
-  readOutputResource,
-} from './resources.ts';
+import { listJobResources, readResource, RESOURCE_TEMPLATES } from './resources.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
 import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST_WITHOUT_TASKS } from './server.ts';
 import { detailedTaskOf, extensionTaskOf, TASKS_EXTENSION } from './tasks-extension.ts';
-import {
-  callTool,
-  guarded,
-  jobResourceUri,
-  outputResourceUri,
-  TOOLS,
-  type McpCallContext,
-  type ToolCallStream,
-} from './tools.ts';
+import { callTool, guarded, TOOLS, type McpCallContext, type ToolCallStream } from './tools.ts';
 
 export const MODERN_PROTOCOL_VERSION = '2026-07-28';
 
@@ -137,11 +120,16 @@ const UpdateTaskParams = TaskIdParams.extend({
   inputResponses: z.record(z.string(), z.unknown()).optional(),
 });
 
+const VALIDATOR = new CfWorkerJsonSchemaValidator();
+
 /** The server for one 2026-07-28 request. */
 export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint): Server {
   const server = new Server(SERVER_INFO, {
     capabilities: { tools: {}, resources: {}, extensions: { [TASKS_EXTENSION]: {} } },
     instructions: INSTRUCTIONS,
+    // For elicitation answers only, which this server never asks for: the validator the Lambda
+    // bundle keeps (sdk-shims.ts), so the SDK's Ajv stays out of it.
+    jsonSchemaValidator: VALIDATOR,
   });
 
   // Tasks are server-directed on 2026-07-28: no `execution.taskSupport` in the tool list.
@@ -183,33 +171,11 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
   });
 
   server.setRequestHandler('resources/list', async () => ({ resources: await listJobResources(ctx) }));
-  server.setRequestHandler('resources/templates/list', () => ({
-    resourceTemplates: [
-      { uriTemplate: jobResourceUri('{job_id}'), ...JOB_RESOURCE },
-      { uriTemplate: outputResourceUri('{job_id}'), ...OUTPUT_RESOURCE },
-      { uriTemplate: FILE_RESOURCE_TEMPLATE, ...FILE_RESOURCE },
-    ],
-  }));
-  server.setRequestHandler('resources/read', async (request) => {
-    const { uri } = request.params;
-    if (parseFileResourceUri(uri)) {
-      return asProtocolError(ctx, () => readFileResource(ctx, uri, endpoint.maxResourceBytes));
-    }
-    const match = /^notebook-jobs:\/\/jobs\/([^/]+)(\/output)?$/.exec(uri);
-    if (!match?.[1]) {
-      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
-    }
-    let jobId: string;
-    try {
-      jobId = decodeURIComponent(match[1]);
-    } catch {
-      throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
-    }
-    return asProtocolError(ctx, () =>
-      match[2]
-        ? readOutputResource(ctx, uri, jobId, endpoint.maxResourceBytes)
-        : readJobResource(ctx, uri, jobId),
-    );
+  server.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: RESOURCE_TEMPLATES }));
+  server.setRequestHandler('resources/read', async ({ params: { uri } }) => {
+    const read = readResource(ctx, uri, endpoint.maxResourceBytes);
+    if (!read) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
+    return asProtocolError(ctx, () => read);
   });
 
   // The tasks methods are the extension's: a request that does not declare it gets -32021.

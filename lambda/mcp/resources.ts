@@ -5,7 +5,7 @@
  * server turns them into its own protocol error.
  */
 import { InvalidRequestError } from '../core/errors.ts';
-import { IPYNB_MIME, jobResourceUri, type McpCallContext } from './tools.ts';
+import { IPYNB_MIME, jobResourceUri, outputResourceUri, type McpCallContext } from './tools.ts';
 
 export const JOB_RESOURCE = {
   name: 'job',
@@ -78,15 +78,39 @@ export async function readFileResource(ctx: McpCallContext, uri: string, maxByte
   return { contents: [{ uri, mimeType: file.media_type, blob: body.toString('base64') }] };
 }
 
+/** resources/templates/list: the same three templates in every era. */
+export const RESOURCE_TEMPLATES = [
+  { uriTemplate: jobResourceUri('{job_id}'), ...JOB_RESOURCE },
+  { uriTemplate: outputResourceUri('{job_id}'), ...OUTPUT_RESOURCE },
+  { uriTemplate: FILE_RESOURCE_TEMPLATE, ...FILE_RESOURCE },
+];
+
 /** The caller's 20 newest jobs, as resources/list shows them. */
 export async function listJobResources(ctx: McpCallContext) {
   const { jobs } = await ctx.service.list(ctx.tenant, { limit: 20 });
   return jobs.map((job) => ({
+    ...JOB_RESOURCE,
     uri: jobResourceUri(job.job_id),
     name: job.job_id,
     title: `${job.notebook.name} (${job.status})`,
-    mimeType: 'application/json',
   }));
+}
+
+/**
+ * resources/read in every era: the resource `uri` names, read for the caller, or null when the URI
+ * names none of ours (each era answers that with its own protocol error). Failures are AppErrors.
+ */
+export function readResource(ctx: McpCallContext, uri: string, maxBytes: number) {
+  if (parseFileResourceUri(uri)) return readFileResource(ctx, uri, maxBytes);
+  const match = /^notebook-jobs:\/\/jobs\/([^/?#]+)(\/output)?$/.exec(uri);
+  if (!match?.[1]) return null;
+  let jobId: string;
+  try {
+    jobId = decodeURIComponent(match[1]);
+  } catch {
+    return null;
+  }
+  return match[2] ? readOutputResource(ctx, uri, jobId, maxBytes) : readJobResource(ctx, uri, jobId);
 }
 
 /** A job resource's contents. */

@@ -6,12 +6,15 @@
  * sends a task gets a task that is the job.
  */
 import * as z from 'zod';
-import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
   ErrorCode,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
   McpError,
+  ReadResourceRequestSchema,
   type CallToolResult,
   type CreateTaskResult,
   type Tool,
@@ -19,26 +22,9 @@ import {
 import { AppError } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
-import {
-  FILE_RESOURCE,
-  FILE_RESOURCE_TEMPLATE,
-  JOB_RESOURCE,
-  listJobResources,
-  OUTPUT_RESOURCE,
-  readFileResource,
-  readJobResource,
-  readOutputResource,
-} from './resources.ts';
+import { listJobResources, readResource, RESOURCE_TEMPLATES } from './resources.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
-import {
-  callTool,
-  jobResourceUri,
-  outputResourceUri,
-  TOOLS,
-  type McpCallContext,
-  type ToolCallStream,
-  type ToolDefinition,
-} from './tools.ts';
+import { callTool, TOOLS, type McpCallContext, type ToolCallStream, type ToolDefinition } from './tools.ts';
 
 export const SERVER_INFO = { name: 'notebook-jobs', version: '0.1.0' };
 
@@ -90,8 +76,13 @@ export const TOOL_LIST: Tool[] = TOOLS.map((tool) => ({
 /** tools/list for versions without tasks (2025-06-18 and older): no `execution.taskSupport`. */
 export const TOOL_LIST_WITHOUT_TASKS: Tool[] = TOOL_LIST.map(({ execution: _ignored, ...tool }) => tool);
 
-export function createMcpServer(ctx: McpCallContext, options: McpServerOptions): McpServer {
-  const mcp = new McpServer(SERVER_INFO, {
+/**
+ * The server for one request of the 2025 eras. The SDK's low-level Server, not its McpServer: the
+ * tools and resources are served from our own tables, as on 2026-07-28 (modern.ts), and McpServer's
+ * registration layer would add zod 3 and a JSON Schema converter to the Lambda bundle for nothing.
+ */
+export function createMcpServer(ctx: McpCallContext, options: McpServerOptions): Server {
+  const server = new Server(SERVER_INFO, {
     capabilities: {
       tools: {},
       resources: {},
@@ -101,10 +92,10 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     instructions: INSTRUCTIONS,
   });
 
-  mcp.server.setRequestHandler(ListToolsRequestSchema, () => ({
+  server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: options.tasks ? TOOL_LIST : TOOL_LIST_WITHOUT_TASKS,
   }));
-  mcp.server.setRequestHandler(
+  server.setRequestHandler(
     CallToolRequestSchema,
     async (request, extra): Promise<CallToolResult | CreateTaskResult> => {
       const tool = TOOLS.find((t) => t.name === request.params.name);
@@ -134,30 +125,18 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
     },
   );
 
-  mcp.registerResource(
-    JOB_RESOURCE.name,
-    new ResourceTemplate(jobResourceUri('{job_id}'), {
-      list: async () => ({ resources: await listJobResources(ctx) }),
-    }),
-    JOB_RESOURCE,
-    (uri, { job_id }) => asProtocolError(ctx, () => readJobResource(ctx, uri.href, String(job_id))),
-  );
-
-  mcp.registerResource(
-    OUTPUT_RESOURCE.name,
-    new ResourceTemplate(outputResourceUri('{job_id}'), { list: undefined }),
-    OUTPUT_RESOURCE,
-    (uri, { job_id }) =>
-      asProtocolError(ctx, () => readOutputResource(ctx, uri.href, String(job_id), options.maxResourceBytes)),
-  );
-
-  mcp.registerResource(
-    FILE_RESOURCE.name,
-    new ResourceTemplate(FILE_RESOURCE_TEMPLATE, { list: undefined }),
-    FILE_RESOURCE,
-    (uri) => asProtocolError(ctx, () => readFileResource(ctx, uri.href, options.maxResourceBytes)),
-  );
-  return mcp;
+  server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+    resources: await asProtocolError(ctx, () => listJobResources(ctx)),
+  }));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({
+    resourceTemplates: RESOURCE_TEMPLATES,
+  }));
+  server.setRequestHandler(ReadResourceRequestSchema, async ({ params: { uri } }) => {
+    const read = readResource(ctx, uri, options.maxResourceBytes);
+    if (!read) throw new McpError(ErrorCode.InvalidParams, `no resource ${uri}`, { uri });
+    return asProtocolError(ctx, () => read);
+  });
+  return server;
 }
 
 /** A task-augmented execute_notebook: the job is created and returned as the task, at once. */

@@ -89,8 +89,11 @@ describe('npx cdk synth', () => {
     expect(zips.filter((file) => !bundles.includes(file)).map((file) => file.source.path)).toEqual([
       expect.stringMatching(/^asset\./),
     ]);
+    let ajvCopies = 0;
     for (const bundle of bundles) {
       const code = await readFile(join(out, bundle.source.path, 'index.mjs'), 'utf8');
+      // One of Ajv's own error messages, once per copy of Ajv in the bundle.
+      ajvCopies += code.split('schema with key or id').length - 1;
       expect(code.startsWith("import { createRequire as __houseCreateRequire } from 'node:module';")).toBe(
         true,
       );
@@ -100,6 +103,9 @@ describe('npx cdk synth', () => {
       // Minified: long lines (the few short ones are the bundled packages' license comments).
       expect(code.length / code.split('\n').length).toBeGreaterThan(1000);
     }
+    // The esbuild aliases (lambdaAliases) held: the mcp bundle has SDK v1's Ajv only, not its second
+    // npm copy nor the one SDK v2 inlines; no other bundle has any.
+    expect(ajvCopies).toBe(1);
     // The image is staged for building at deploy time, not built here.
     const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);

@@ -8,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { ExecuteNotebookOutputSchema } from '../../lambda/mcp/schemas.ts';
+import { RESOURCE_TEMPLATES } from '../../lambda/mcp/resources.ts';
 import { codeCell, makeNotebook } from '../helpers/notebooks.ts';
 import { processesMentioning, startTestService, type TestService } from '../helpers/local-service.ts';
 
@@ -107,8 +108,16 @@ describe('tools', () => {
       'notebook-jobs://jobs/{job_id}/files/{+path}',
       'notebook-jobs://jobs/{job_id}/output',
     ]);
+    // The same templates as on 2026-07-28 (modern.ts serves the same table).
+    expect(templates.resourceTemplates).toEqual(RESOURCE_TEMPLATES);
     const listed = await client.listResources();
-    expect(listed.resources.map((r) => r.uri)).toContain(`notebook-jobs://jobs/${s.job.job_id}`);
+    expect(listed.resources.find((r) => r.uri === `notebook-jobs://jobs/${s.job.job_id}`)).toEqual({
+      uri: `notebook-jobs://jobs/${s.job.job_id}`,
+      name: s.job.job_id,
+      title: 'quick.ipynb (completed)',
+      description: 'A job as manage_async_job status shows it.',
+      mimeType: 'application/json',
+    });
   });
 
   it('returns a handle for a long notebook, then status polling reaches completed and result reads it', async () => {
@@ -296,7 +305,16 @@ describe('wrong arguments come back as isError results with a clear message', ()
     );
     // The SDK's own errors too (resources/read of a URI no template matches).
     const read = await client.readResource({ uri: 'notebook-jobs://nothing' }).catch((e: Error) => e);
-    expect((read as Error).message).toBe('MCP error -32602: Resource notebook-jobs://nothing not found');
+    expect((read as Error).message).toBe('MCP error -32602: no resource notebook-jobs://nothing');
+    // A job URI whose id is not valid percent-encoding, and one with a query: not ours either.
+    for (const uri of [
+      'notebook-jobs://jobs/%E0%A4%A',
+      'notebook-jobs://jobs/abc?x=1',
+      'notebook-jobs://jobs//output',
+    ]) {
+      const bad = await client.readResource({ uri }).catch((e: Error) => e);
+      expect((bad as Error).message).toBe(`MCP error -32602: no resource ${uri}`);
+    }
   });
 });
 
