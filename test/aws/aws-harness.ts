@@ -229,6 +229,20 @@ export async function coldStart<T>(modulePath: string, env: Record<string, strin
   return (await import(join(ROOT, modulePath))) as T;
 }
 
+/** What `run` writes to stdout (the handlers' log lines and EMF), kept off the test output. */
+export async function stdoutLines<T>(run: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
+  const lines: string[] = [];
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  try {
+    return { result: await run(), lines };
+  } finally {
+    write.mockRestore();
+  }
+}
+
 /** The structured logger of the handler modules imported by the last `coldStart`. */
 export async function handlerLogger(): Promise<(typeof import('../../lambda/aws/wiring.ts'))['logger']> {
   return ((await import(join(ROOT, 'lambda/aws/wiring.ts'))) as typeof import('../../lambda/aws/wiring.ts'))

@@ -11,7 +11,7 @@ import {
   type DescribeTasksCommandInput,
   type TaskStopCode,
 } from '@aws-sdk/client-ecs';
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { DynamoDbJobStore } from '../../lambda/adapters/dynamodb/dynamodb-job-store.ts';
 import {
   CLUSTER_ARN,
@@ -21,6 +21,7 @@ import {
   expectedRunTask,
   mockAws,
   proxyEvent,
+  stdoutLines,
 } from './aws-harness.ts';
 
 type SweeperModule = typeof import('../../lambda/handlers/sweeper.ts');
@@ -59,17 +60,8 @@ function describeTasks(states: Record<string, string>) {
 
 /** Runs the sweeper and returns what it printed as EMF documents. */
 async function sweepCapturingEmf(): Promise<{ outcome: Awaited<ReturnType<typeof sweep>>; emf: any[] }> {
-  const lines: string[] = [];
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  try {
-    const outcome = await sweep();
-    return { outcome, emf: lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l)) };
-  } finally {
-    write.mockRestore();
-  }
+  const { result: outcome, lines } = await stdoutLines(() => sweep());
+  return { outcome, emf: lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l)) };
 }
 
 describe('sweeper', () => {

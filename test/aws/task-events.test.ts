@@ -19,6 +19,7 @@ import {
   fixture,
   handlerLogger,
   mockAws,
+  stdoutLines,
 } from './aws-harness.ts';
 
 type TaskEventsModule = typeof import('../../lambda/handlers/task-events.ts');
@@ -226,20 +227,10 @@ describe('a STOPPED task of a running job', () => {
 describe('log lines', () => {
   it('carry job_id, tenant and the Lambda request id', async () => {
     const job = await createJob();
-    const lines: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      lines.push(String(chunk));
-      return true;
-    });
     const context = { awsRequestId: 'req-1234', functionName: 'task-events' } as Context;
-    try {
-      await onEvent(
-        stopped('ecs-task-stopped-137-stoptask.json', job, aws.tasks.get(job) as string),
-        context,
-      );
-    } finally {
-      write.mockRestore();
-    }
+    const { lines } = await stdoutLines(() =>
+      onEvent(stopped('ecs-task-stopped-137-stoptask.json', job, aws.tasks.get(job) as string), context),
+    );
     const logged = lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
     expect(logged).toContainEqual(
       expect.objectContaining({

@@ -12,7 +12,7 @@ import { ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { DynamoDbWarmRunners, type WarmOffer } from '../../lambda/adapters/dynamodb/warm-runners.ts';
 import { readAwsConfig } from '../../lambda/aws/config.ts';
 import { createAwsDeps } from '../../lambda/aws/wiring.ts';
@@ -21,7 +21,15 @@ import { MonotonicJobIds } from '../../lambda/core/ids.ts';
 import type { JobRecord } from '../../lambda/core/job.ts';
 import { fitsWarmRunner } from '../../lambda/core/scheduling.ts';
 import { jobRecord } from '../helpers/jobs.ts';
-import { coldStart, dynaliteForThisFile, expectedRunTask, mockAws, REGION, stackEnv } from './aws-harness.ts';
+import {
+  coldStart,
+  dynaliteForThisFile,
+  expectedRunTask,
+  mockAws,
+  REGION,
+  stackEnv,
+  stdoutLines,
+} from './aws-harness.ts';
 
 const db = dynaliteForThisFile();
 const aws = mockAws();
@@ -221,16 +229,7 @@ describe('the idle-runner gauge', () => {
     await warm().register(RUNNER, new Date());
     await warm().register(`${RUNNER.slice(0, -1)}0`, new Date());
     await warm().register(`${RUNNER.slice(0, -1)}1`, new Date(Date.now() - 60_000)); // gone quiet
-    const lines: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      lines.push(String(chunk));
-      return true;
-    });
-    try {
-      await sweep();
-    } finally {
-      write.mockRestore();
-    }
+    const { lines } = await stdoutLines(() => sweep());
     const emf = lines.filter((line) => line.includes('"_aws"')).map((line) => JSON.parse(line));
     expect(emf).toEqual([
       expect.objectContaining({

@@ -64,6 +64,21 @@ function statementsOf(template: Template, role: IRole): Statement[] {
 }
 
 const actionsOf = (statement: Statement) => [statement.Action].flat();
+/** An ARN in the stack's partition, region and account, as CDK renders it: `arn:<p>:<service>:<r>:<a><parts>`. */
+const accountArn = (service: string, ...parts: unknown[]) => ({
+  'Fn::Join': [
+    '',
+    [
+      'arn:',
+      { Ref: 'AWS::Partition' },
+      `:${service}:`,
+      { Ref: 'AWS::Region' },
+      ':',
+      { Ref: 'AWS::AccountId' },
+      ...parts,
+    ],
+  ],
+});
 
 describe('synthesis', () => {
   it('raises no CDK warning or error (deprecated APIs, invalid combinations)', () => {
@@ -527,22 +542,7 @@ describe('IAM scope', () => {
       actionsOf(s).some((a) => a.startsWith('ecs:') || a === 'iam:PassRole'),
     );
     const inCluster = { ArnEquals: { 'ecs:cluster': arnOf(stack.runner.cluster) } };
-    const tasksOfCluster = {
-      'Fn::Join': [
-        '',
-        [
-          'arn:',
-          { Ref: 'AWS::Partition' },
-          ':ecs:',
-          { Ref: 'AWS::Region' },
-          ':',
-          { Ref: 'AWS::AccountId' },
-          ':task/',
-          ref(stack.runner.cluster),
-          '/*',
-        ],
-      ],
-    };
+    const tasksOfCluster = accountArn('ecs', ':task/', ref(stack.runner.cluster), '/*');
     const family = stack.runner.taskDefinition.family;
     expect(
       template.findResources('AWS::ECS::TaskDefinition')[logicalId(stack.runner.taskDefinition)],
@@ -552,20 +552,7 @@ describe('IAM scope', () => {
         Effect: 'Allow',
         Action: 'ecs:RunTask',
         // Every revision of the one family (a deploy swaps revisions under a running service).
-        Resource: {
-          'Fn::Join': [
-            '',
-            [
-              'arn:',
-              { Ref: 'AWS::Partition' },
-              ':ecs:',
-              { Ref: 'AWS::Region' },
-              ':',
-              { Ref: 'AWS::AccountId' },
-              `:task-definition/${family}:*`,
-            ],
-          ],
-        },
+        Resource: accountArn('ecs', `:task-definition/${family}:*`),
         Condition: inCluster,
       },
       {
@@ -665,57 +652,18 @@ describe('IAM scope', () => {
       {
         Effect: 'Allow',
         Action: 'secretsmanager:GetSecretValue',
-        Resource: {
-          'Fn::Join': [
-            '',
-            [
-              'arn:',
-              { Ref: 'AWS::Partition' },
-              ':secretsmanager:',
-              { Ref: 'AWS::Region' },
-              ':',
-              { Ref: 'AWS::AccountId' },
-              ':secret:notebook-jobs/*',
-            ],
-          ],
-        },
+        Resource: accountArn('secretsmanager', ':secret:notebook-jobs/*'),
       },
       {
         Effect: 'Allow',
         Action: 'ssm:GetParameter',
-        Resource: {
-          'Fn::Join': [
-            '',
-            [
-              'arn:',
-              { Ref: 'AWS::Partition' },
-              ':ssm:',
-              { Ref: 'AWS::Region' },
-              ':',
-              { Ref: 'AWS::AccountId' },
-              ':parameter/notebook-jobs/*',
-            ],
-          ],
-        },
+        Resource: accountArn('ssm', ':parameter/notebook-jobs/*'),
       },
       // SecureString values: decrypted only by Parameter Store, only for parameters under notebook-jobs/.
       {
         Effect: 'Allow',
         Action: 'kms:Decrypt',
-        Resource: {
-          'Fn::Join': [
-            '',
-            [
-              'arn:',
-              { Ref: 'AWS::Partition' },
-              ':kms:',
-              { Ref: 'AWS::Region' },
-              ':',
-              { Ref: 'AWS::AccountId' },
-              ':key/*',
-            ],
-          ],
-        },
+        Resource: accountArn('kms', ':key/*'),
         Condition: {
           StringEquals: {
             'kms:ViaService': {
@@ -723,40 +671,14 @@ describe('IAM scope', () => {
             },
           },
           StringLike: {
-            'kms:EncryptionContext:PARAMETER_ARN': {
-              'Fn::Join': [
-                '',
-                [
-                  'arn:',
-                  { Ref: 'AWS::Partition' },
-                  ':ssm:',
-                  { Ref: 'AWS::Region' },
-                  ':',
-                  { Ref: 'AWS::AccountId' },
-                  ':parameter/notebook-jobs/*',
-                ],
-              ],
-            },
+            'kms:EncryptionContext:PARAMETER_ARN': accountArn('ssm', ':parameter/notebook-jobs/*'),
           },
         },
       },
       {
         Effect: 'Allow',
         Action: 'events:PutEvents',
-        Resource: {
-          'Fn::Join': [
-            '',
-            [
-              'arn:',
-              { Ref: 'AWS::Partition' },
-              ':events:',
-              { Ref: 'AWS::Region' },
-              ':',
-              { Ref: 'AWS::AccountId' },
-              ':event-bus/default',
-            ],
-          ],
-        },
+        Resource: accountArn('events', ':event-bus/default'),
         Condition: {
           StringEquals: {
             'events:source': 'notebook-jobs',
@@ -791,22 +713,7 @@ describe('IAM scope', () => {
     expect(statements).toContainEqual({
       Effect: 'Allow',
       Action: ['logs:GetLogEvents', 'logs:DeleteLogStream'],
-      Resource: {
-        'Fn::Join': [
-          '',
-          [
-            'arn:',
-            { Ref: 'AWS::Partition' },
-            ':logs:',
-            { Ref: 'AWS::Region' },
-            ':',
-            { Ref: 'AWS::AccountId' },
-            ':log-group:',
-            ref(stack.runner.logGroup),
-            ':log-stream:*',
-          ],
-        ],
-      },
+      Resource: accountArn('logs', ':log-group:', ref(stack.runner.logGroup), ':log-stream:*'),
     });
     // No statement anywhere in the Lambda roles is Resource "*".
     for (const name of ['api', 'mcp', 'task-events', 'sweeper', 'authorizer'] as const) {

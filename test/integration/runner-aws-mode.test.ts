@@ -79,8 +79,12 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** A running job whose input notebook is in the bucket, as the api Lambda leaves it before RunTask. */
-async function runningJob(notebook: object, tenant = 'acme'): Promise<JobRecord> {
+/**
+ * A running job whose input notebook is in the bucket, as the api Lambda leaves it before RunTask
+ * (with its task recorded as the runner), or as the dispatcher leaves it before a warm hand-off
+ * (`runner: false`).
+ */
+async function runningJob(notebook: object, tenant = 'acme', { runner = true } = {}): Promise<JobRecord> {
   const jobId = ids.jobId();
   s3.objects.set(`${BUCKET}/inputs/${tenant}/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
   await store.create(
@@ -96,7 +100,9 @@ async function runningJob(notebook: object, tenant = 'acme'): Promise<JobRecord>
     stage: 'provisioning',
     started_at: new Date().toISOString(),
     attempt: 1,
-    runner_ref: `arn:aws:ecs:us-east-1:111122223333:task/nbj/${jobId.slice(-12).toLowerCase()}`,
+    ...(runner && {
+      runner_ref: `arn:aws:ecs:us-east-1:111122223333:task/nbj/${jobId.slice(-12).toLowerCase()}`,
+    }),
   });
 }
 
@@ -393,24 +399,7 @@ describe('warm runner in AWS mode (a task of the warm runner service)', () => {
   afterAll(() => new Promise<void>((r) => metadata.close(() => r())));
 
   /** A started job without a runner, as the dispatcher leaves it before its hand-off. */
-  async function startedJob(notebook: object): Promise<JobRecord> {
-    const jobId = ids.jobId();
-    s3.objects.set(`${BUCKET}/inputs/acme/${jobId}/nb.ipynb`, Buffer.from(JSON.stringify(notebook)));
-    await store.create(
-      jobRecord(jobId, {
-        tenant: 'acme',
-        notebook: { name: 'nb.ipynb', uri: `s3://${BUCKET}/inputs/acme/${jobId}/nb.ipynb` },
-        output_uri: `s3://${BUCKET}/outputs/acme/${jobId}/nb.ipynb`,
-        output_saved: false,
-      }),
-    );
-    return store.update(jobId, ['queued'], {
-      status: 'running',
-      stage: 'provisioning',
-      started_at: new Date().toISOString(),
-      attempt: 1,
-    });
-  }
+  const startedJob = (notebook: object) => runningJob(notebook, 'acme', { runner: false });
   const idle = async () => (await dispatcher.read(TASK_ARN))?.state === 'idle';
 
   it('starts its kernel, registers idle, claims an offered job with that job session and runs it warm', async () => {

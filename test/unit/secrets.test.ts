@@ -125,6 +125,16 @@ describe('AWS secrets', () => {
     sm.reset();
     ssm.reset();
   });
+  /** STS answers every AssumeRole with an hour's credentials. */
+  const stsGrantsSessions = () =>
+    sts.on(AssumeRoleCommand).resolves({
+      Credentials: {
+        AccessKeyId: 'AK',
+        SecretAccessKey: 'SK',
+        SessionToken: 'ST',
+        Expiration: new Date(Date.now() + 3_600_000),
+      },
+    });
 
   it('the session that reads a secret may read that secret only', () => {
     expect(secretReaderPolicy(SCOPE, { scheme: 'secretsmanager', target: 'notebook-jobs/acme/db' })).toEqual({
@@ -169,14 +179,7 @@ describe('AWS secrets', () => {
   });
 
   it('a secret reader session assumes the runner role with exactly that policy', async () => {
-    sts.on(AssumeRoleCommand).resolves({
-      Credentials: {
-        AccessKeyId: 'AK',
-        SecretAccessKey: 'SK',
-        SessionToken: 'ST',
-        Expiration: new Date(Date.now() + 3_600_000),
-      },
-    });
+    stsGrantsSessions();
     const reference = { scheme: 'secretsmanager' as const, target: 'notebook-jobs/acme/db' };
     await secretReaderSession(new STSClient({ region: 'eu-west-1' }), SCOPE, reference).provider();
     expect(sts.commandCalls(AssumeRoleCommand).map((c) => c.args[0].input)).toEqual([
@@ -190,14 +193,7 @@ describe('AWS secrets', () => {
   });
 
   it('resolves a secret with a session naming it, and fails naming the reference (not a value)', async () => {
-    sts.on(AssumeRoleCommand).resolves({
-      Credentials: {
-        AccessKeyId: 'AK',
-        SecretAccessKey: 'SK',
-        SessionToken: 'ST',
-        Expiration: new Date(Date.now() + 3_600_000),
-      },
-    });
+    stsGrantsSessions();
     sm.on(GetSecretValueCommand, { SecretId: 'notebook-jobs/acme/db' }).resolves({
       SecretString: 'db-Password-1',
     });
@@ -248,14 +244,7 @@ describe('AWS secrets', () => {
   });
 
   it('resolves an ssm: parameter decrypted, with a session naming it; a missing one fails naming the reference', async () => {
-    sts.on(AssumeRoleCommand).resolves({
-      Credentials: {
-        AccessKeyId: 'AK',
-        SecretAccessKey: 'SK',
-        SessionToken: 'ST',
-        Expiration: new Date(Date.now() + 3_600_000),
-      },
-    });
+    stsGrantsSessions();
     ssm.on(GetParameterCommand, { Name: '/notebook-jobs/acme/api/key' }).resolves({
       Parameter: { Name: '/notebook-jobs/acme/api/key', Type: 'SecureString', Value: 'api-Key-42' },
     });
