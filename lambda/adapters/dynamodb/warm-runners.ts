@@ -93,7 +93,7 @@ export class DynamoDbWarmRunners implements WarmRunners {
     for (let i = 0; i < idle.length; i++) {
       const runnerId = String(idle[(start + i) % idle.length]?.[SORT_KEY]);
       // The job first: a runner that sees its offer can then always find it on the job.
-      if (!(await this.markJob(job, runnerId))) return null; // the job moved on (cancelled)
+      if (!(await this.writeUnclaimedJob(job.job_id, job.attempt, runnerId, 'offer'))) return null; // the job moved on (cancelled)
       if (await this.reserve(runnerId, job, deadline, now)) return runnerId;
       await this.withdraw(job.job_id, runnerId); // another dispatcher took this runner
     }
@@ -187,7 +187,7 @@ export class DynamoDbWarmRunners implements WarmRunners {
    */
   async claim(offer: WarmOffer, runnerId: string): Promise<boolean> {
     try {
-      return await this.claimOnce(offer, runnerId);
+      return await this.writeUnclaimedJob(offer.job_id, offer.attempt, runnerId, 'claim');
     } catch (error) {
       // The answer may have been lost after the write applied: the job says whether it is ours
       // (a claimed job whose runner thinks otherwise would wait for its deadline).
@@ -197,27 +197,6 @@ export class DynamoDbWarmRunners implements WarmRunners {
       if (job?.runner_ref === runnerId && job.status === 'running') return true;
       throw error;
     }
-  }
-
-  private claimOnce(offer: WarmOffer, runnerId: string): Promise<boolean> {
-    return sendConditional(
-      this.client,
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: jobKey(offer.job_id),
-        UpdateExpression: 'SET #ref = :runner, #runnerPk = :runner REMOVE #offer',
-        ConditionExpression:
-          '#status = :running AND #attempt = :attempt AND #offer = :runner AND attribute_not_exists(#runnerPk)',
-        ExpressionAttributeNames: {
-          '#ref': 'runner_ref',
-          '#runnerPk': INDEXES.byRunner.partitionKey,
-          '#offer': OFFER_ATTRIBUTE,
-          '#status': 'status',
-          '#attempt': 'attempt',
-        },
-        ExpressionAttributeValues: { ':runner': runnerId, ':running': 'running', ':attempt': offer.attempt },
-      }),
-    );
   }
 
   /** Back to idle after an offer that could not be claimed (only if it is still that offer). */
@@ -278,21 +257,35 @@ export class DynamoDbWarmRunners implements WarmRunners {
     return items;
   }
 
-  private markJob(job: JobRecord, runnerId: string): Promise<boolean> {
+  /**
+   * The job-item side of a hand-off, only while the job is running at `attempt` with no runner
+   * recorded: an offer marks the job as offered to `runnerId`; a claim (only of that offer) records
+   * the runner and ends the offer.
+   */
+  private writeUnclaimedJob(
+    jobId: string,
+    attempt: number,
+    runnerId: string,
+    write: 'offer' | 'claim',
+  ): Promise<boolean> {
+    const claim = write === 'claim';
     return sendConditional(
       this.client,
       new UpdateCommand({
         TableName: this.tableName,
-        Key: jobKey(job.job_id),
-        UpdateExpression: 'SET #offer = :runner',
-        ConditionExpression: '#status = :running AND #attempt = :attempt AND attribute_not_exists(#runnerPk)',
+        Key: jobKey(jobId),
+        UpdateExpression: claim
+          ? 'SET #ref = :runner, #runnerPk = :runner REMOVE #offer'
+          : 'SET #offer = :runner',
+        ConditionExpression: `#status = :running AND #attempt = :attempt AND attribute_not_exists(#runnerPk)${claim ? ' AND #offer = :runner' : ''}`,
         ExpressionAttributeNames: {
           '#offer': OFFER_ATTRIBUTE,
           '#status': 'status',
           '#attempt': 'attempt',
           '#runnerPk': INDEXES.byRunner.partitionKey,
+          ...(claim && { '#ref': 'runner_ref' }),
         },
-        ExpressionAttributeValues: { ':runner': runnerId, ':running': 'running', ':attempt': job.attempt },
+        ExpressionAttributeValues: { ':runner': runnerId, ':running': 'running', ':attempt': attempt },
       }),
     );
   }
