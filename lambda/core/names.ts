@@ -41,6 +41,11 @@ function codePoint(ch: string): string {
   return `U+${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
+/** A value quoted back in an error (a header, a request target, a URI): at most 200 characters. */
+export function clip(value: string): string {
+  return value.length > 200 ? `${value.slice(0, 200)}...` : value;
+}
+
 /**
  * The name quoted for a message: JSON string syntax, with control, format and separator characters
  * escaped (JSON.stringify leaves U+2028, U+2029 and bidi controls raw) and long names shortened.

@@ -7,6 +7,7 @@ import { type IncomingMessage } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError, InvalidRequestError, UnsupportedMediaTypeError } from '../core/errors.ts';
 import { ConfigError } from '../core/config.ts';
+import { clip } from '../core/names.ts';
 import { PUBLIC_ROUTES } from '../http/routes.ts';
 import { authenticate, requireScopes, type BearerPolicy, type Caller } from '../auth/bearer.ts';
 import { JwtVerifier } from '../auth/jwt-verifier.ts';
@@ -230,9 +231,4 @@ export function originOf(value: string): string | null {
 /** An IPv6 address in brackets, as URLs and Host headers write it. */
 export function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-}
-
-/** A header value as quoted back in an error: never more than 200 characters. */
-export function clip(value: string): string {
-  return value.length > 200 ? `${value.slice(0, 200)}...` : value;
 }

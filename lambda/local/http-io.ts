@@ -19,7 +19,7 @@ import type { LogFn } from '../core/logging.ts';
 import type { ApiResponse } from '../http/types.ts';
 import { mcpTooLarge, rpcError, type McpEndpoint } from '../mcp/http.ts';
 import { AuthError } from '../auth/protected-resource.ts';
-import { clip } from './caller-policy.ts';
+import { clip } from '../core/names.ts';
 
 /** The request target as a URL on a fixed base: only origin-form ("/path?query") is taken. */
 export function requestUrl(target: string): URL {

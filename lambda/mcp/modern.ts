@@ -28,7 +28,8 @@ import * as z from 'zod';
 import { AppError } from '../core/errors.ts';
 import type { JobView } from '../core/job-service.ts';
 import { parseRequest } from '../core/schemas.ts';
-import { listJobResources, readResource, RESOURCE_TEMPLATES } from './resources.ts';
+import { listJobResources, noResource, readResource, RESOURCE_TEMPLATES } from './resources.ts';
+import { clip } from '../core/names.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
 import { INSTRUCTIONS, SERVER_INFO, TOOL_LIST_WITHOUT_TASKS } from './server.ts';
 import { detailedTaskOf, extensionTaskOf, TASKS_EXTENSION } from './tasks-extension.ts';
@@ -174,7 +175,7 @@ export function createModernServer(ctx: McpCallContext, endpoint: ModernEndpoint
   server.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: RESOURCE_TEMPLATES }));
   server.setRequestHandler('resources/read', async ({ params: { uri } }) => {
     const read = readResource(ctx, uri, endpoint.maxResourceBytes);
-    if (!read) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `no resource ${uri}`, { uri });
+    if (!read) throw new ProtocolError(ProtocolErrorCode.InvalidParams, noResource(uri), { uri: clip(uri) });
     return asProtocolError(ctx, () => read);
   });
 

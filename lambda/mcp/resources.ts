@@ -5,6 +5,7 @@
  * server turns them into its own protocol error.
  */
 import { InvalidRequestError } from '../core/errors.ts';
+import { clip } from '../core/names.ts';
 import { IPYNB_MIME, jobResourceUri, outputResourceUri, type McpCallContext } from './tools.ts';
 
 export const JOB_RESOURCE = {
@@ -48,6 +49,11 @@ export function parseFileResourceUri(uri: string): { jobId: string; path: string
   }
 }
 
+/** The answer to a URI that names none of our resources (a long one quoted back shortened). */
+export function noResource(uri: string): string {
+  return `no resource ${clip(uri)}`;
+}
+
 /** Media types served as text (when the bytes are UTF-8); anything else is a base64 blob. */
 const TEXT_MEDIA_TYPE = /^(text\/.*|application\/(json|xml|yaml|javascript)|.*\+(json|xml))$/;
 
@@ -58,7 +64,7 @@ const TEXT_MEDIA_TYPE = /^(text\/.*|application\/(json|xml|yaml|javascript)|.*\+
  */
 export async function readFileResource(ctx: McpCallContext, uri: string, maxBytes: number) {
   const parsed = parseFileResourceUri(uri);
-  if (!parsed) throw new InvalidRequestError(`no resource ${uri}`);
+  if (!parsed) throw new InvalidRequestError(noResource(uri));
   const { jobId, path } = parsed;
   // Binary files go out as base64 (4 characters for every 3 bytes).
   const read = await ctx.service.file(ctx.tenant, jobId, path, {

@@ -22,7 +22,8 @@ import {
 import { AppError } from '../core/errors.ts';
 import { parseRequest } from '../core/schemas.ts';
 import { JobTaskStore, taskOf } from './job-task-store.ts';
-import { listJobResources, readResource, RESOURCE_TEMPLATES } from './resources.ts';
+import { listJobResources, noResource, readResource, RESOURCE_TEMPLATES } from './resources.ts';
+import { clip } from '../core/names.ts';
 import { ExecuteNotebookInputSchema } from './schemas.ts';
 import { callTool, TOOLS, type McpCallContext, type ToolCallStream, type ToolDefinition } from './tools.ts';
 
@@ -133,7 +134,7 @@ export function createMcpServer(ctx: McpCallContext, options: McpServerOptions):
   }));
   server.setRequestHandler(ReadResourceRequestSchema, async ({ params: { uri } }) => {
     const read = readResource(ctx, uri, options.maxResourceBytes);
-    if (!read) throw new McpError(ErrorCode.InvalidParams, `no resource ${uri}`, { uri });
+    if (!read) throw new McpError(ErrorCode.InvalidParams, noResource(uri), { uri: clip(uri) });
     return asProtocolError(ctx, () => read);
   });
   return server;

@@ -222,6 +222,15 @@ describe('SDK v2 client pinned to 2026-07-28', () => {
     const uri = 'notebook-jobs://jobs/%ZZ';
     const badUri = await raw('resources/read', { uri });
     expect(badUri.body.error).toMatchObject({ code: -32602, message: `no resource ${uri}` });
+    // A long URI (5,000 characters: it is repeated in the Mcp-Name header, which Node caps at 16 KiB)
+    // is quoted back shortened, in the message and in the error data.
+    const long = `notebook-jobs://elsewhere/${'x'.repeat(5_000)}`;
+    const longUri = await raw('resources/read', { uri: long });
+    expect(longUri.body.error).toEqual({
+      code: -32602,
+      message: `no resource ${long.slice(0, 200)}...`,
+      data: { uri: `${long.slice(0, 200)}...` },
+    });
   });
 
   it('returns no task to a client that does not declare the extension', async () => {

@@ -315,6 +315,16 @@ describe('wrong arguments come back as isError results with a clear message', ()
       const bad = await client.readResource({ uri }).catch((e: Error) => e);
       expect((bad as Error).message).toBe(`MCP error -32602: no resource ${uri}`);
     }
+    // A job id of 100,000 characters: refused as a parameter error, not looked up, not a 5xx.
+    const huge = await client
+      .readResource({ uri: `notebook-jobs://jobs/job_${'a'.repeat(100_000)}` })
+      .catch((e: Error) => e);
+    expect((huge as Error).message).toMatch(/^MCP error -32602: /);
+    expect((huge as Error).message.length).toBeLessThan(1_000);
+    // And a URI of ours of no shape at all, as long: quoted back shortened.
+    const long = `notebook-jobs://elsewhere/${'x'.repeat(100_000)}`;
+    const unknown = await client.readResource({ uri: long }).catch((e: Error) => e);
+    expect((unknown as Error).message).toBe(`MCP error -32602: no resource ${long.slice(0, 200)}...`);
   });
 });
 
