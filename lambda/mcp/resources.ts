@@ -36,7 +36,7 @@ export const FILE_RESOURCE_TEMPLATE = 'notebook-jobs://jobs/{job_id}/files/{+pat
  * The job id and file path an output file URI names (segments percent-decoded), or null when it is
  * not such a URI. The path is checked (and looked up in the job's list of files) by the reader.
  */
-export function parseFileResourceUri(uri: string): { jobId: string; path: string } | null {
+function parseFileResourceUri(uri: string): { jobId: string; path: string } | null {
   const match = /^notebook-jobs:\/\/jobs\/([^/?#]+)\/files\/([^?#]+)$/.exec(uri);
   if (!match?.[1] || !match[2]) return null;
   try {
@@ -62,10 +62,12 @@ const TEXT_MEDIA_TYPE = /^(text\/.*|application\/(json|xml|yaml|javascript)|.*\+
  * only a path the job's file list has (a path is looked up, never joined onto a folder), up to
  * `maxBytes` as served (base64 grows a blob by a third; larger: the error names the REST download).
  */
-export async function readFileResource(ctx: McpCallContext, uri: string, maxBytes: number) {
-  const parsed = parseFileResourceUri(uri);
-  if (!parsed) throw new InvalidRequestError(noResource(uri));
-  const { jobId, path } = parsed;
+async function readFileResource(
+  ctx: McpCallContext,
+  uri: string,
+  { jobId, path }: { jobId: string; path: string },
+  maxBytes: number,
+) {
   // Binary files go out as base64 (4 characters for every 3 bytes).
   const read = await ctx.service.file(ctx.tenant, jobId, path, {
     allowUrl: false,
@@ -107,7 +109,8 @@ export async function listJobResources(ctx: McpCallContext) {
  * names none of ours (each era answers that with its own protocol error). Failures are AppErrors.
  */
 export function readResource(ctx: McpCallContext, uri: string, maxBytes: number) {
-  if (parseFileResourceUri(uri)) return readFileResource(ctx, uri, maxBytes);
+  const file = parseFileResourceUri(uri);
+  if (file) return readFileResource(ctx, uri, file, maxBytes);
   const match = /^notebook-jobs:\/\/jobs\/([^/?#]+)(\/output)?$/.exec(uri);
   if (!match?.[1]) return null;
   let jobId: string;
@@ -120,13 +123,13 @@ export function readResource(ctx: McpCallContext, uri: string, maxBytes: number)
 }
 
 /** A job resource's contents. */
-export async function readJobResource(ctx: McpCallContext, uri: string, jobId: string) {
+async function readJobResource(ctx: McpCallContext, uri: string, jobId: string) {
   const job = await ctx.service.get(ctx.tenant, jobId);
   return { contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(job) }] };
 }
 
 /** An executed notebook's contents, up to `maxBytes` (larger ones: the error names the download URL). */
-export async function readOutputResource(ctx: McpCallContext, uri: string, jobId: string, maxBytes: number) {
+async function readOutputResource(ctx: McpCallContext, uri: string, jobId: string, maxBytes: number) {
   const output = await ctx.service.output(ctx.tenant, jobId, 'ipynb', { allowUrl: false });
   if (!('body' in output)) throw new Error('unreachable: inline output asked for');
   if (output.body.length > maxBytes) {
